@@ -1,0 +1,351 @@
+//! Framed message channels over any byte stream.
+//!
+//! A [`Channel`] splits into a [`Sender`] (cloneable, usable from many tasks) and
+//! a [`Receiver`]. Senders encode straight into a shared write buffer; one writer
+//! task drains the whole buffer with a single write per wake-up and flushes only
+//! when nothing more is queued, so bursts of small messages cost one syscall, not
+//! one each. The buffer has a high-water mark: [`Sender::send`] waits while it is
+//! full, which gives back-pressure without an unbounded queue.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::BytesMut;
+use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, encode_frame};
+use crate::listener::Stream;
+use crate::wire::Msg;
+
+/// Limits of one channel.
+#[derive(Clone, Debug)]
+pub struct ChannelConfig {
+    /// Largest accepted or sent frame payload, in bytes.
+    pub max_frame: usize,
+    /// [`Sender::send`] waits while this many bytes are queued for writing.
+    pub write_high_water: usize,
+}
+
+impl Default for ChannelConfig {
+    fn default() -> Self {
+        ChannelConfig { max_frame: DEFAULT_MAX_FRAME, write_high_water: 256 * 1024 }
+    }
+}
+
+/// Why a channel operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// A frame could not be read or encoded; the channel is unusable for reading
+    /// (receive side) or the message was not queued (send side).
+    #[error("{0}")]
+    Frame(Arc<FrameError>),
+    /// The channel is closed: by this side, or because writing failed.
+    #[error("channel closed: {reason}")]
+    Closed {
+        /// Why it closed.
+        reason: String,
+    },
+}
+
+impl From<FrameError> for ChannelError {
+    fn from(e: FrameError) -> Self {
+        ChannelError::Frame(Arc::new(e))
+    }
+}
+
+type BoxRead = Pin<Box<dyn AsyncRead + Send>>;
+type BoxWrite = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// A bidirectional, framed [`Msg`] channel.
+pub struct Channel {
+    sender: Sender,
+    receiver: Receiver,
+}
+
+impl Channel {
+    /// Builds a channel from a read half and a write half, spawning its writer
+    /// task on the current tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// Panics if called outside a tokio runtime.
+    pub fn new<R, W>(reader: R, writer: W, config: &ChannelConfig) -> Self
+    where
+        R: AsyncRead + Send + 'static,
+        W: AsyncWrite + Send + 'static,
+    {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(WriteState { buf: BytesMut::with_capacity(64 * 1024), closed: None }),
+            wake_writer: Notify::new(),
+            wake_senders: Notify::new(),
+            writer_done: CancellationToken::new(),
+            max_frame: config.max_frame,
+            high_water: config.write_high_water,
+        });
+        tokio::spawn(write_loop(shared.clone(), Box::pin(writer)));
+        let sender = Sender { guard: Arc::new(SenderGuard(shared.clone())), shared };
+        let receiver = Receiver {
+            frames: FramedRead::with_capacity(
+                Box::pin(reader) as BoxRead,
+                FrameCodec::new(config.max_frame),
+                64 * 1024,
+            ),
+        };
+        Channel { sender, receiver }
+    }
+
+    /// Builds a channel over a connected [`Stream`], using owned halves (no lock
+    /// between reading and writing).
+    ///
+    /// # Panics
+    ///
+    /// Panics if called outside a tokio runtime.
+    pub fn from_stream(stream: Stream, config: &ChannelConfig) -> Self {
+        match stream {
+            Stream::Tcp(s) => {
+                let (r, w) = s.into_split();
+                Channel::new(r, w, config)
+            }
+            Stream::Unix(s) => {
+                let (r, w) = s.into_split();
+                Channel::new(r, w, config)
+            }
+        }
+    }
+
+    /// Splits into the sending and receiving halves.
+    pub fn split(self) -> (Sender, Receiver) {
+        (self.sender, self.receiver)
+    }
+
+    /// Queues `msg`; see [`Sender::send`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::send`].
+    pub async fn send(&self, msg: &Msg) -> Result<(), ChannelError> {
+        self.sender.send(msg).await
+    }
+
+    /// Receives the next message; see [`Receiver::recv`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::recv`].
+    pub async fn recv(&mut self) -> Result<Option<Msg>, ChannelError> {
+        self.receiver.recv().await
+    }
+
+    /// The sending half, for sharing with other tasks.
+    pub fn sender(&self) -> &Sender {
+        &self.sender
+    }
+}
+
+struct WriteState {
+    buf: BytesMut,
+    /// Set once: by `close`, by the last sender going away, or by a write error.
+    closed: Option<String>,
+}
+
+struct Shared {
+    state: Mutex<WriteState>,
+    wake_writer: Notify,
+    wake_senders: Notify,
+    writer_done: CancellationToken,
+    max_frame: usize,
+    high_water: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, WriteState> {
+        // A panic while holding this lock can only come from an allocation failure
+        // in `encode_frame`; the buffer is still consistent, so keep using it.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn close(&self, reason: String) {
+        let mut st = self.lock();
+        if st.closed.is_none() {
+            st.closed = Some(reason);
+        }
+        drop(st);
+        self.wake_writer.notify_one();
+        self.wake_senders.notify_waiters();
+    }
+}
+
+/// Closes the channel gracefully when the last [`Sender`] clone is dropped.
+struct SenderGuard(Arc<Shared>);
+
+impl Drop for SenderGuard {
+    fn drop(&mut self) {
+        self.0.close("every sender was dropped".into());
+    }
+}
+
+/// The sending half of a [`Channel`]. Clone it to send from several tasks; the
+/// channel closes (after writing what is queued) when the last clone is dropped or
+/// [`Sender::close`] is called.
+#[derive(Clone)]
+pub struct Sender {
+    shared: Arc<Shared>,
+    guard: Arc<SenderGuard>,
+}
+
+impl Sender {
+    /// Encodes `msg` into the write buffer, waiting first while the buffer is
+    /// above its high-water mark.
+    ///
+    /// # Errors
+    ///
+    /// [`ChannelError::Frame`] if the message cannot be encoded or exceeds the
+    /// maximum frame size (nothing is queued); [`ChannelError::Closed`] if the
+    /// channel was closed or a write failed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a message is either queued whole or not at all.
+    pub async fn send(&self, msg: &Msg) -> Result<(), ChannelError> {
+        loop {
+            let space = self.shared.wake_senders.notified();
+            tokio::pin!(space);
+            space.as_mut().enable();
+            {
+                let mut st = self.shared.lock();
+                if let Some(reason) = &st.closed {
+                    return Err(ChannelError::Closed { reason: reason.clone() });
+                }
+                if st.buf.len() < self.shared.high_water {
+                    encode_frame(msg, self.shared.max_frame, &mut st.buf)?;
+                    drop(st);
+                    self.shared.wake_writer.notify_one();
+                    return Ok(());
+                }
+            }
+            space.await;
+        }
+    }
+
+    /// Encodes `msg` into the write buffer without waiting for space.
+    ///
+    /// For small control messages sent by a task that must never block on the
+    /// peer (a channel's reader answering with credit or acknowledgements), where
+    /// waiting could deadlock two peers that both wait to write.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::send`].
+    pub fn send_now(&self, msg: &Msg) -> Result<(), ChannelError> {
+        let mut st = self.shared.lock();
+        if let Some(reason) = &st.closed {
+            return Err(ChannelError::Closed { reason: reason.clone() });
+        }
+        encode_frame(msg, self.shared.max_frame, &mut st.buf)?;
+        drop(st);
+        self.shared.wake_writer.notify_one();
+        Ok(())
+    }
+
+    /// Stops accepting messages, writes what is already queued, then shuts the
+    /// write side down. Returns once that is done (or the write failed).
+    pub async fn close(&self) {
+        self.shared.close("closed by this side".into());
+        self.shared.writer_done.cancelled().await;
+    }
+
+    /// Whether the channel no longer accepts messages.
+    pub fn is_closed(&self) -> bool {
+        self.shared.lock().closed.is_some()
+    }
+
+    /// Whether `self` and `other` send on the same channel.
+    pub fn same_channel(&self, other: &Sender) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// Resolves once the writer has stopped: after a close, or a write error.
+    pub async fn closed(&self) {
+        self.shared.writer_done.cancelled().await;
+    }
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender").field("clones", &Arc::strong_count(&self.guard)).finish()
+    }
+}
+
+async fn write_loop(shared: Arc<Shared>, mut io: BoxWrite) {
+    let mut spare = BytesMut::with_capacity(64 * 1024);
+    let outcome: io::Result<()> = async {
+        loop {
+            let wake = shared.wake_writer.notified();
+            let closing = {
+                let mut st = shared.lock();
+                if !st.buf.is_empty() {
+                    std::mem::swap(&mut st.buf, &mut spare);
+                    false
+                } else {
+                    st.closed.is_some()
+                }
+            };
+            if closing {
+                return io.shutdown().await;
+            }
+            if spare.is_empty() {
+                wake.await;
+                continue;
+            }
+            shared.wake_senders.notify_waiters();
+            io.write_all(&spare).await?;
+            if spare.capacity() > 4 * 1024 * 1024 {
+                spare = BytesMut::with_capacity(64 * 1024);
+            } else {
+                spare.clear();
+            }
+            if shared.lock().buf.is_empty() {
+                io.flush().await?;
+            }
+        }
+    }
+    .await;
+    if let Err(e) = outcome {
+        tracing::debug!(error = %e, "channel write failed");
+        shared.close(format!("write failed: {e}"));
+    }
+    shared.writer_done.cancel();
+}
+
+/// The receiving half of a [`Channel`].
+pub struct Receiver {
+    frames: FramedRead<BoxRead, FrameCodec<Msg>>,
+}
+
+impl Receiver {
+    /// The next message; `Ok(None)` when the peer closed the stream cleanly
+    /// between frames.
+    ///
+    /// # Errors
+    ///
+    /// [`ChannelError::Frame`] for an oversized, truncated or undecodable frame or
+    /// a read error. After an error the receiver yields `Ok(None)`: the caller
+    /// must treat the channel as broken.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: partial frames stay buffered for the next call.
+    pub async fn recv(&mut self) -> Result<Option<Msg>, ChannelError> {
+        match self.frames.next().await {
+            None => Ok(None),
+            Some(Ok(m)) => Ok(Some(m)),
+            Some(Err(e)) => Err(e.into()),
+        }
+    }
+}

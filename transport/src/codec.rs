@@ -1,0 +1,266 @@
+//! Length-prefixed msgpack frames.
+//!
+//! A frame is a 4-byte big-endian payload length followed by one msgpack
+//! document. The length is checked against the maximum before any buffer is
+//! reserved for the payload, so a hostile prefix cannot make us allocate.
+
+use std::io;
+use std::marker::PhantomData;
+
+use bytes::{Buf, BufMut, BytesMut};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::codec::{Decoder, Encoder};
+
+/// The default maximum payload size of one frame: 16 MiB.
+pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// How deeply msgpack documents may nest; deeper input is refused, so a small
+/// hostile frame cannot exhaust the stack.
+const MAX_DEPTH: usize = 64;
+
+const HEAD: usize = 4;
+
+/// Why a frame could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The length prefix (or an outgoing message) exceeds the configured maximum.
+    #[error("frame of {len} bytes exceeds the maximum of {max} bytes")]
+    TooLarge {
+        /// The announced or encoded length.
+        len: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// The stream ended inside a frame.
+    #[error("connection closed in the middle of a frame ({have} of {need} bytes received)")]
+    Truncated {
+        /// Bytes of the frame received (prefix included).
+        have: usize,
+        /// Bytes the frame needed (prefix included; 4 if the prefix itself was cut).
+        need: usize,
+    },
+    /// The payload is not a valid msgpack document of the expected shape.
+    #[error("undecodable message: {0}")]
+    Decode(#[from] rmp_serde::decode::Error),
+    /// The outgoing message could not be encoded.
+    #[error("cannot encode message: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+    /// The underlying stream failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// A tokio-util codec for frames carrying values of type `T`.
+#[derive(Debug)]
+pub struct FrameCodec<T> {
+    max_frame: usize,
+    state: State,
+    _marker: PhantomData<fn() -> T>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Head,
+    Data(usize),
+}
+
+impl<T> FrameCodec<T> {
+    /// A codec refusing payloads larger than `max_frame` bytes.
+    pub fn new(max_frame: usize) -> Self {
+        FrameCodec { max_frame, state: State::Head, _marker: PhantomData }
+    }
+
+    /// The configured maximum payload size.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+}
+
+impl<T> Default for FrameCodec<T> {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_FRAME)
+    }
+}
+
+/// Decodes one msgpack document with the nesting limit used on the wire.
+///
+/// # Errors
+///
+/// [`FrameError::Decode`] if `bytes` is not a document of type `T`.
+pub fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, FrameError> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    de.set_max_depth(MAX_DEPTH);
+    Ok(T::deserialize(&mut de)?)
+}
+
+/// Appends one frame holding `item` to `dst`, leaving `dst` unchanged on error.
+///
+/// # Errors
+///
+/// [`FrameError::Encode`] if serialization fails, [`FrameError::TooLarge`] if the
+/// payload exceeds `max_frame`.
+pub fn encode_frame<T: Serialize + ?Sized>(
+    item: &T,
+    max_frame: usize,
+    dst: &mut BytesMut,
+) -> Result<(), FrameError> {
+    let start = dst.len();
+    dst.put_u32(0);
+    let mut ser = rmp_serde::Serializer::new(dst.writer());
+    let res = item.serialize(&mut ser);
+    let dst = ser.into_inner().into_inner();
+    if let Err(e) = res {
+        dst.truncate(start);
+        return Err(e.into());
+    }
+    let len = dst.len() - start - HEAD;
+    if len > max_frame {
+        dst.truncate(start);
+        return Err(FrameError::TooLarge { len, max: max_frame });
+    }
+    // The check above bounds len by max_frame, which callers keep far below 4 GiB.
+    let prefix = u32::try_from(len).map_err(|_| FrameError::TooLarge { len, max: max_frame })?;
+    dst[start..start + HEAD].copy_from_slice(&prefix.to_be_bytes());
+    Ok(())
+}
+
+impl<T: DeserializeOwned> Decoder for FrameCodec<T> {
+    type Item = T;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<T>, FrameError> {
+        let n = match self.state {
+            State::Head => {
+                if src.len() < HEAD {
+                    return Ok(None);
+                }
+                let n = src.get_u32() as usize;
+                if n > self.max_frame {
+                    return Err(FrameError::TooLarge { len: n, max: self.max_frame });
+                }
+                self.state = State::Data(n);
+                n
+            }
+            State::Data(n) => n,
+        };
+        if src.len() < n {
+            src.reserve(n - src.len());
+            return Ok(None);
+        }
+        self.state = State::Head;
+        let payload = src.split_to(n);
+        decode_value(&payload).map(Some)
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<T>, FrameError> {
+        if let Some(item) = self.decode(src)? {
+            return Ok(Some(item));
+        }
+        match self.state {
+            State::Head if src.is_empty() => Ok(None),
+            State::Head => Err(FrameError::Truncated { have: src.len(), need: HEAD }),
+            State::Data(n) => Err(FrameError::Truncated { have: HEAD + src.len(), need: HEAD + n }),
+        }
+    }
+}
+
+impl<T: Serialize> Encoder<&T> for FrameCodec<T> {
+    type Error = FrameError;
+
+    fn encode(&mut self, item: &T, dst: &mut BytesMut) -> Result<(), FrameError> {
+        encode_frame(item, self.max_frame, dst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Msg, Uid};
+
+    fn frame(msg: &Msg) -> BytesMut {
+        let mut b = BytesMut::new();
+        encode_frame(msg, DEFAULT_MAX_FRAME, &mut b).unwrap();
+        b
+    }
+
+    #[test]
+    fn decodes_frames_split_at_every_byte() {
+        let msgs = vec![
+            Msg::Welcome,
+            Msg::Yield { cid: 7, value: vec![1u8; 300].into() },
+            Msg::Hello { version: 1, uid: Uid::new("a"), nonce: vec![9u8; 32].into() },
+        ];
+        let mut all = BytesMut::new();
+        for m in &msgs {
+            all.extend_from_slice(&frame(m));
+        }
+        for split in 0..all.len() {
+            let mut codec = FrameCodec::<Msg>::default();
+            let mut buf = BytesMut::new();
+            let mut out = Vec::new();
+            for chunk in [&all[..split], &all[split..]] {
+                buf.extend_from_slice(chunk);
+                while let Some(m) = codec.decode(&mut buf).unwrap() {
+                    out.push(m);
+                }
+            }
+            assert_eq!(out, msgs, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn oversized_prefix_fails_before_allocating() {
+        let mut codec = FrameCodec::<Msg>::new(1024);
+        let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff, 0][..]);
+        let err = codec.decode(&mut buf).unwrap_err();
+        assert!(matches!(err, FrameError::TooLarge { len: 0xffff_ffff, max: 1024 }));
+        assert!(buf.capacity() < 1024);
+    }
+
+    #[test]
+    fn oversized_outgoing_message_is_refused_and_buffer_kept() {
+        let mut buf = BytesMut::from(&b"keep"[..]);
+        let msg = Msg::Yield { cid: 1, value: vec![0u8; 2000].into() };
+        let err = encode_frame(&msg, 1000, &mut buf).unwrap_err();
+        assert!(matches!(err, FrameError::TooLarge { max: 1000, .. }));
+        assert_eq!(&buf[..], b"keep");
+    }
+
+    #[test]
+    fn truncation_is_reported_at_eof() {
+        let full = frame(&Msg::Welcome);
+        let mut codec = FrameCodec::<Msg>::default();
+        let mut head_only = BytesMut::from(&full[..2]);
+        assert!(matches!(codec.decode_eof(&mut head_only), Err(FrameError::Truncated { have: 2, need: 4 })));
+        let long = frame(&Msg::Yield { cid: 1, value: vec![0u8; 100].into() });
+        let mut codec = FrameCodec::<Msg>::default();
+        let mut part = BytesMut::from(&long[..50]);
+        assert!(matches!(codec.decode_eof(&mut part), Err(FrameError::Truncated { have: 50, .. })));
+    }
+
+    #[test]
+    fn wrong_shape_and_garbage_are_decode_errors() {
+        let mut wrong = BytesMut::new();
+        encode_frame(&("not", "a", "message"), DEFAULT_MAX_FRAME, &mut wrong).unwrap();
+        let mut codec = FrameCodec::<Msg>::default();
+        assert!(matches!(codec.decode(&mut wrong), Err(FrameError::Decode(_))));
+
+        let mut garbage = BytesMut::from(&[0, 0, 0, 3, 0xc1, 0xc1, 0xc1][..]);
+        let mut codec = FrameCodec::<Msg>::default();
+        assert!(matches!(codec.decode(&mut garbage), Err(FrameError::Decode(_))));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        // 10,000 nested one-element arrays: 0x91 repeated, then nil.
+        let mut payload = vec![0x91u8; 10_000];
+        payload.push(0xc0);
+        let mut buf = BytesMut::new();
+        buf.put_u32(payload.len() as u32);
+        buf.extend_from_slice(&payload);
+        let mut codec = FrameCodec::<Msg>::default();
+        assert!(matches!(codec.decode(&mut buf), Err(FrameError::Decode(_))));
+    }
+}

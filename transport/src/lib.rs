@@ -1,0 +1,28 @@
+//! Wire protocol and channels for the `actor` runtime.
+//!
+//! This crate knows nothing of actors. It provides:
+//!
+//! - [`wire`]: the versioned message set every actor speaks ([`Msg`]),
+//! - [`codec`]: length-prefixed msgpack frames with a maximum size checked before
+//!   any allocation ([`FrameCodec`]),
+//! - [`channel`]: a framed, batching, split-able [`Channel`] over any byte stream
+//!   (TCP, Unix sockets, TLS),
+//! - [`addr`]: `tcp://host:port` and `unix:///path` addresses ([`Addr`]),
+//! - [`handshake`]: the hello exchange that checks protocol versions and proves
+//!   possession of a shared secret without sending it ([`connect`], [`accept`]),
+//! - [`listener`]: a listener with a deep accept backlog ([`Listener`]).
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod addr;
+pub mod channel;
+pub mod codec;
+pub mod handshake;
+pub mod listener;
+pub mod wire;
+
+pub use addr::{Addr, AddrParseError};
+pub use channel::{Channel, ChannelConfig, ChannelError, Receiver, Sender};
+pub use codec::{DEFAULT_MAX_FRAME, FrameCodec, FrameError};
+pub use handshake::{Auth, HandshakeConfig, HandshakeError, Secret, accept, accept_on, connect, connect_on};
+pub use listener::{Listener, Stream};
+pub use wire::{CallId, CallKind, ErrorKind, Msg, PROTOCOL_VERSION, RemoteError, Uid};

@@ -1,0 +1,276 @@
+//! The wire messages: one enum for the whole protocol.
+//!
+//! Every frame carries one [`Msg`]. Messages that belong to a call carry its
+//! [`CallId`]; call ids are unique per channel because the side that connected
+//! allocates odd ids and the side that accepted allocates even ids, so both
+//! sides may start calls on one channel.
+//!
+//! Values (arguments, results, stream items) travel as nested msgpack documents
+//! in byte fields, so the transport can route a frame without knowing the
+//! application's types and the runtime can report a type mismatch precisely.
+//!
+//! The protocol is versioned by [`PROTOCOL_VERSION`], checked in the handshake.
+//! `PROTOCOL.md` at the repository root specifies the encoding for other
+//! languages.
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this crate speaks. Peers with another version are refused
+/// in the handshake.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Identifies a call (or stream, or context) within one channel.
+pub type CallId = u64;
+
+/// A unique actor identity: a human-chosen name plus a random instance id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Uid {
+    /// The actor's name, as given by whoever spawned or started it.
+    pub name: String,
+    /// A random id distinguishing instances with the same name.
+    pub id: String,
+}
+
+impl Uid {
+    /// A uid with the given name and a fresh random 64-bit id (hex).
+    ///
+    /// # Panics
+    ///
+    /// Panics if the operating system's random source fails, which leaves no
+    /// safe way to create identities or secrets.
+    pub fn new(name: impl Into<String>) -> Self {
+        let mut raw = [0u8; 8];
+        getrandom::fill(&mut raw).expect("the OS random source failed");
+        Uid { name: name.into(), id: format!("{:016x}", u64::from_le_bytes(raw)) }
+    }
+}
+
+impl fmt::Display for Uid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.name, self.id.get(..6).unwrap_or(&self.id))
+    }
+}
+
+/// How the caller wants a started call to be served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallKind {
+    /// One result ([`Msg::Return`]) or one error.
+    Single,
+    /// A sequence of [`Msg::Yield`] items, ended by [`Msg::Stop`] or [`Msg::Error`].
+    Stream,
+    /// A long-lived task: [`Msg::Started`] first, then items both ways, then
+    /// [`Msg::Return`].
+    Context,
+}
+
+/// What kind of failure a [`RemoteError`] reports. Callers match on this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The remote function returned an error.
+    Application,
+    /// The remote function panicked.
+    Panic,
+    /// No function of that name is registered in the remote binary.
+    UnknownFunction,
+    /// The function exists but the actor does not expose it.
+    NotExposed,
+    /// The arguments did not decode into the function's parameter types.
+    BadArguments,
+    /// The call was cancelled; `canceller` names who asked.
+    Cancelled,
+    /// A child actor process exited abnormally.
+    Crashed,
+    /// The remote side saw a protocol violation or a transport failure.
+    Protocol,
+    /// Several errors, carried in `nested` (a nursery's group error).
+    Group,
+    /// An error that arose in another actor and is relayed; the original is the
+    /// single entry of `nested`.
+    Relayed,
+}
+
+/// A structured error sent from the actor where it arose to its caller.
+///
+/// It is boxed on the wire ([`Msg::Error`]) and keeps its origin when relayed:
+/// each relaying actor appends itself to `relay_path`, and errors from deeper
+/// levels are kept whole in `nested`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteError {
+    /// The actor where this error was raised.
+    pub src: Uid,
+    /// The category of failure.
+    pub kind: ErrorKind,
+    /// The Rust type name of the original error (or `panic`).
+    pub type_name: String,
+    /// The error's display message.
+    pub message: String,
+    /// The error's `source()` chain, outermost first, as messages.
+    pub causes: Vec<String>,
+    /// Every actor that relayed this error toward the caller, nearest the source
+    /// first.
+    pub relay_path: Vec<Uid>,
+    /// Errors from other actors that this one carries (relayed or grouped).
+    pub nested: Vec<RemoteError>,
+    /// For [`ErrorKind::Cancelled`]: who requested the cancellation.
+    pub canceller: Option<Uid>,
+}
+
+/// One protocol message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Msg {
+    /// Handshake, both directions: protocol version, identity and a fresh random
+    /// nonce that the peer's proof must cover.
+    Hello {
+        /// The sender's [`PROTOCOL_VERSION`].
+        version: u32,
+        /// The sender's identity.
+        uid: Uid,
+        /// 32 random bytes.
+        nonce: Bytes,
+    },
+    /// Handshake, connecting side: an HMAC-SHA256 over both nonces and its uid,
+    /// keyed by the shared secret; `None` when it holds no secret.
+    Auth {
+        /// The proof, or `None`.
+        proof: Option<Bytes>,
+    },
+    /// Handshake, accepting side: the peer is admitted.
+    Welcome,
+    /// Handshake, accepting side: the peer is refused, and why.
+    Refused {
+        /// A human-readable reason.
+        reason: String,
+    },
+    /// Start a call of `func` with msgpack-encoded `args`.
+    Start {
+        /// The new call's id.
+        cid: CallId,
+        /// The registered name of the remote function.
+        func: String,
+        /// Single result, stream or context.
+        kind: CallKind,
+        /// The arguments, a msgpack document.
+        args: Bytes,
+        /// How many items the callee may send before waiting for [`Msg::Credit`].
+        window: u32,
+    },
+    /// The callee found the function and started it.
+    StartAck {
+        /// The call.
+        cid: CallId,
+    },
+    /// A context's first value, sent by the callee.
+    Started {
+        /// The call.
+        cid: CallId,
+        /// A msgpack document.
+        value: Bytes,
+    },
+    /// One stream item (either direction for a context).
+    Yield {
+        /// The call.
+        cid: CallId,
+        /// A msgpack document.
+        value: Bytes,
+    },
+    /// The sender will yield no more items on this call.
+    Stop {
+        /// The call.
+        cid: CallId,
+    },
+    /// The call's final result.
+    Return {
+        /// The call.
+        cid: CallId,
+        /// A msgpack document.
+        value: Bytes,
+    },
+    /// The call failed.
+    Error {
+        /// The call.
+        cid: CallId,
+        /// What went wrong, where.
+        error: Box<RemoteError>,
+    },
+    /// Cancel a call the sender started.
+    Cancel {
+        /// The call.
+        cid: CallId,
+        /// Who asks.
+        canceller: Uid,
+    },
+    /// The callee's task for this call has ended after a [`Msg::Cancel`].
+    CancelAck {
+        /// The call.
+        cid: CallId,
+    },
+    /// The receiver of a stream has consumed items: the sender may send `credit`
+    /// more on this call.
+    Credit {
+        /// The call.
+        cid: CallId,
+        /// How many more items may be sent.
+        credit: u32,
+    },
+    /// Configuration handed from a parent to a freshly spawned child; opaque to
+    /// the transport (a msgpack document owned by the runtime).
+    Init {
+        /// A msgpack document.
+        config: Bytes,
+    },
+    /// Cancel the receiving actor as a whole: all its calls and children.
+    CancelActor {
+        /// Who asks.
+        canceller: Uid,
+        /// Why.
+        reason: String,
+    },
+    /// The actor has finished cancelling and is about to exit.
+    CancelActorAck,
+}
+
+impl Msg {
+    /// The call this message belongs to, if it belongs to one.
+    pub fn cid(&self) -> Option<CallId> {
+        match self {
+            Msg::Start { cid, .. }
+            | Msg::StartAck { cid }
+            | Msg::Started { cid, .. }
+            | Msg::Yield { cid, .. }
+            | Msg::Stop { cid }
+            | Msg::Return { cid, .. }
+            | Msg::Error { cid, .. }
+            | Msg::Cancel { cid, .. }
+            | Msg::CancelAck { cid }
+            | Msg::Credit { cid, .. } => Some(*cid),
+            _ => None,
+        }
+    }
+
+    /// The message's variant name, for error messages and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Msg::Hello { .. } => "Hello",
+            Msg::Auth { .. } => "Auth",
+            Msg::Welcome => "Welcome",
+            Msg::Refused { .. } => "Refused",
+            Msg::Start { .. } => "Start",
+            Msg::StartAck { .. } => "StartAck",
+            Msg::Started { .. } => "Started",
+            Msg::Yield { .. } => "Yield",
+            Msg::Stop { .. } => "Stop",
+            Msg::Return { .. } => "Return",
+            Msg::Error { .. } => "Error",
+            Msg::Cancel { .. } => "Cancel",
+            Msg::CancelAck { .. } => "CancelAck",
+            Msg::Credit { .. } => "Credit",
+            Msg::Init { .. } => "Init",
+            Msg::CancelActor { .. } => "CancelActor",
+            Msg::CancelActorAck => "CancelActorAck",
+        }
+    }
+}
