@@ -1,1 +1,69 @@
+//! A supervised actor runtime across processes and hosts: structured
+//! concurrency for OS processes.
+//!
+//! A program starts with [`run`]. Inside, [`open_nursery`] gives a [`Nursery`]
+//! that spawns *actors*: child processes running the same binary. A [`Portal`]
+//! calls functions marked [`#[actor::remote]`](remote) in another actor, with
+//! argument and result types checked at compile time. Errors in remote actors
+//! come back as [`Error::Remote`] with the source actor and cause chain; the
+//! nursery then cancels its other actors and returns the errors. No actor
+//! outlives its parent: not when it fails, not when the parent is cancelled,
+//! not even when the parent is killed with SIGKILL.
+//!
+//! ```no_run
+//! #[actor::remote]
+//! async fn cellar_door(name: String) -> actor::Result<String> {
+//!     Ok(format!("{name}: quoth the raven, nevermore"))
+//! }
+//!
+//! fn main() -> actor::Result<()> {
+//!     actor::run(async {
+//!         actor::open_nursery(|n| async move {
+//!             let portal = n.run_in_actor("some_linguist", cellar_door, ("poe".into(),)).await?;
+//!             let line: String = portal.result().await?;
+//!             println!("{line}");
+//!             Ok(())
+//!         })
+//!         .await
+//!     })
+//! }
+//! ```
+#![warn(missing_docs, unreachable_pub)]
 
+extern crate self as actor;
+
+mod config;
+mod conn;
+mod error;
+mod local;
+mod logging;
+mod nursery;
+mod portal;
+mod registry;
+mod run;
+mod spawn;
+mod state;
+
+pub use actor_macros::remote;
+pub use actor_transport as transport;
+pub use actor_transport::{Addr, ErrorKind, RemoteError, Secret, Uid};
+pub use config::{Config, ENV_LOG, ENV_NAME, ENV_TOKEN};
+pub use error::{AppError, Error, Result};
+pub use nursery::{ActorBuilder, Nursery, open_nursery};
+pub use portal::{Portal, ResultPortal};
+pub use registry::{RemoteFn, is_registered};
+pub use run::{run, run_with};
+pub use state::{State, state};
+
+/// The uid of the actor running in this process.
+///
+/// # Errors
+///
+/// [`Error::NotRunning`] outside [`run`].
+pub fn uid() -> Result<Uid> {
+    Ok(local::current()?.uid.clone())
+}
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;

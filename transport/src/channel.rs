@@ -96,6 +96,7 @@ impl Channel {
                 FrameCodec::new(config.max_frame),
                 64 * 1024,
             ),
+            ended: false,
         };
         Channel { sender, receiver }
     }
@@ -129,7 +130,7 @@ impl Channel {
     /// # Errors
     ///
     /// As [`Sender::send`].
-    pub async fn send(&self, msg: &Msg) -> Result<(), ChannelError> {
+    pub async fn send(&mut self, msg: &Msg) -> Result<(), ChannelError> {
         self.sender.send(msg).await
     }
 
@@ -326,6 +327,10 @@ async fn write_loop(shared: Arc<Shared>, mut io: BoxWrite) {
 /// The receiving half of a [`Channel`].
 pub struct Receiver {
     frames: FramedRead<BoxRead, FrameCodec<Msg>>,
+    /// Set after an error or a clean end. `FramedRead` yields `None` only once
+    /// after an error and then resumes reading (and would decode whatever follows
+    /// the bad frame), so the end is latched here.
+    ended: bool,
 }
 
 impl Receiver {
@@ -342,10 +347,19 @@ impl Receiver {
     ///
     /// Cancel-safe: partial frames stay buffered for the next call.
     pub async fn recv(&mut self) -> Result<Option<Msg>, ChannelError> {
+        if self.ended {
+            return Ok(None);
+        }
         match self.frames.next().await {
-            None => Ok(None),
             Some(Ok(m)) => Ok(Some(m)),
-            Some(Err(e)) => Err(e.into()),
+            None => {
+                self.ended = true;
+                Ok(None)
+            }
+            Some(Err(e)) => {
+                self.ended = true;
+                Err(e.into())
+            }
         }
     }
 }

@@ -274,3 +274,69 @@ impl Msg {
         }
     }
 }
+
+impl RemoteError {
+    /// A new error raised in `src`, with no causes, relays or nested errors.
+    pub fn new(src: Uid, kind: ErrorKind, type_name: impl Into<String>, message: impl Into<String>) -> Self {
+        RemoteError {
+            src,
+            kind,
+            type_name: type_name.into(),
+            message: message.into(),
+            causes: Vec::new(),
+            relay_path: Vec::new(),
+            nested: Vec::new(),
+            canceller: None,
+        }
+    }
+
+    /// The error where this one started: follows `Relayed` wrappers down to the
+    /// first actor that raised something other than a relay.
+    pub fn origin(&self) -> &RemoteError {
+        match (self.kind, self.nested.as_slice()) {
+            (ErrorKind::Relayed, [inner]) => inner.origin(),
+            _ => self,
+        }
+    }
+
+    fn fmt_indented(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
+        let pad = "  ".repeat(depth);
+        match self.kind {
+            ErrorKind::Relayed | ErrorKind::Group => write!(f, "actor `{}`: {}", self.src, self.message)?,
+            ErrorKind::Cancelled => {
+                write!(f, "actor `{}` was cancelled", self.src)?;
+                if let Some(c) = &self.canceller {
+                    write!(f, " by `{c}`")?;
+                }
+                if !self.message.is_empty() {
+                    write!(f, ": {}", self.message)?;
+                }
+            }
+            _ => write!(f, "actor `{}` failed: {} [{}]", self.src, self.message, self.type_name)?,
+        }
+        for cause in &self.causes {
+            write!(f, "\n{pad}  caused by: {cause}")?;
+        }
+        if !self.relay_path.is_empty() {
+            let path: Vec<String> = self.relay_path.iter().map(|u| format!("`{u}`")).collect();
+            write!(f, "\n{pad}  relayed via: {}", path.join(" -> "))?;
+        }
+        for (i, inner) in self.nested.iter().enumerate() {
+            if self.kind == ErrorKind::Group {
+                write!(f, "\n{pad}  {}) ", i + 1)?;
+            } else {
+                write!(f, "\n{pad}  because ")?;
+            }
+            inner.fmt_indented(f, depth + 1)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_indented(f, 0)
+    }
+}
+
+impl std::error::Error for RemoteError {}

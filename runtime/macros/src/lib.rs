@@ -1,1 +1,95 @@
+//! `#[actor::remote]`: turns a function into a typed remote function.
+//!
+//! The macro stays thin: it generates a handle type, a `RemoteFn` impl and a
+//! registry entry, and leaves decoding, panics and errors to the `actor` library.
 
+use proc_macro::TokenStream;
+use quote::{format_ident, quote};
+use syn::spanned::Spanned;
+use syn::{FnArg, ItemFn, ReturnType, parse_macro_input};
+
+/// Makes a function callable in other actors.
+///
+/// The function keeps its name but becomes a zero-sized handle: pass it to
+/// `Portal::run`, `Nursery::run_in_actor` and friends; call it in this process
+/// with `name::call_local(args..)`. Its parameters must be owned, serde types; it
+/// must return `Result<T, E>` with `T` serializable and `E` an error type
+/// (`actor::Result<T>` works). A plain `fn` runs on the blocking pool; an
+/// `async fn` runs on the actor's runtime.
+#[proc_macro_attribute]
+pub fn remote(attr: TokenStream, item: TokenStream) -> TokenStream {
+    if !attr.is_empty() {
+        let attr = proc_macro2::TokenStream::from(attr);
+        return syn::Error::new(attr.span(), "#[actor::remote] takes no arguments").to_compile_error().into();
+    }
+    let func = parse_macro_input!(item as ItemFn);
+    match expand(func) {
+        Ok(ts) => ts.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+fn expand(func: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
+    let sig = &func.sig;
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        return Err(syn::Error::new(sig.generics.span(), "remote functions cannot be generic"));
+    }
+    let ret = match &sig.output {
+        ReturnType::Type(_, ty) => ty.clone(),
+        ReturnType::Default => {
+            return Err(syn::Error::new(
+                sig.span(),
+                "remote functions must return a Result, e.g. actor::Result<T>",
+            ));
+        }
+    };
+    let mut arg_types = Vec::new();
+    for arg in &sig.inputs {
+        match arg {
+            FnArg::Receiver(r) => return Err(syn::Error::new(r.span(), "remote functions cannot take self")),
+            FnArg::Typed(pat) => arg_types.push(pat.ty.clone()),
+        }
+    }
+    let arg_names: Vec<_> = (0..arg_types.len()).map(|i| format_ident!("__arg{i}")).collect();
+    let vis = &func.vis;
+    let name = &sig.ident;
+    let name_str = name.to_string();
+    let docs: Vec<_> = func.attrs.iter().filter(|a| a.path().is_ident("doc")).collect();
+    let other_attrs: Vec<_> = func.attrs.iter().filter(|a| !a.path().is_ident("doc")).collect();
+    let mut local_sig = sig.clone();
+    local_sig.ident = format_ident!("call_local");
+    let body = &func.block;
+    let serve = if sig.asyncness.is_some() { quote!(serve_async) } else { quote!(serve_blocking) };
+
+    Ok(quote! {
+        #(#docs)*
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+        #vis struct #name;
+
+        impl #name {
+            /// Runs the function in this process, as a plain call.
+            #(#other_attrs)*
+            #vis #local_sig #body
+        }
+
+        impl ::actor::RemoteFn for #name {
+            type Args = (#(#arg_types,)*);
+            type Output = <#ret as ::actor::__private::CallResult>::Ok;
+            const NAME: &'static str = ::core::concat!(::core::module_path!(), "::", #name_str);
+        }
+
+        const _: () = {
+            fn __actor_serve(args: ::actor::__private::Bytes) -> ::actor::__private::Served {
+                ::actor::__private::#serve(
+                    <#name as ::actor::RemoteFn>::NAME,
+                    args,
+                    |(#(#arg_names,)*): (#(#arg_types,)*)| #name::call_local(#(#arg_names),*),
+                )
+            }
+            ::actor::__private::inventory::submit! {
+                ::actor::__private::Registration::new(<#name as ::actor::RemoteFn>::NAME, __actor_serve)
+            }
+        };
+    })
+}

@@ -1,0 +1,161 @@
+//! Runtime configuration, from code or the environment.
+
+use std::time::Duration;
+
+use actor_transport::{Addr, Secret};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Environment variable holding the log filter for the whole actor tree
+/// (`tracing` `EnvFilter` syntax, e.g. `info` or `actor=debug`).
+pub const ENV_LOG: &str = "ACTOR_LOG";
+/// Environment variable holding the cluster token as hex: when set, peers that
+/// are not this actor's own children must prove they hold it.
+pub const ENV_TOKEN: &str = "ACTOR_TOKEN";
+/// Environment variable naming the root actor (default `root`).
+pub const ENV_NAME: &str = "ACTOR_NAME";
+
+/// How the root actor runs, and what it hands down to every actor it spawns.
+///
+/// `Config::default()` listens on an ephemeral loopback port, logs warnings and
+/// errors, and uses the grace periods documented on each field.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// The root actor's name.
+    pub name: String,
+    /// Log filter for every actor in the tree; `None` means `warn`.
+    pub log: Option<String>,
+    /// Where the root listens for its children and peers.
+    pub bind: Addr,
+    /// The cluster token required of peers that are not our children.
+    pub token: Option<Secret>,
+    /// After asking an actor to cancel, how long to wait before SIGTERM (2 s).
+    pub cancel_grace: Duration,
+    /// After SIGTERM, how long to wait before SIGKILL (1 s).
+    pub kill_grace: Duration,
+    /// How long a spawned child may take to connect back (10 s).
+    pub spawn_timeout: Duration,
+    /// How long a peer may take to finish the handshake (5 s).
+    pub handshake_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: "root".into(),
+            log: None,
+            bind: Addr::loopback(0),
+            token: None,
+            cancel_grace: Duration::from_secs(2),
+            kill_grace: Duration::from_secs(1),
+            spawn_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Config {
+    /// The defaults, overridden by `ACTOR_NAME`, `ACTOR_LOG` and `ACTOR_TOKEN`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] if `ACTOR_TOKEN` is set but is not an even-length hex
+    /// string.
+    pub fn from_env() -> Result<Config> {
+        let mut c = Config::default();
+        if let Ok(name) = std::env::var(ENV_NAME) {
+            c.name = name;
+        }
+        if let Ok(log) = std::env::var(ENV_LOG) {
+            c.log = Some(log);
+        }
+        if let Ok(token) = std::env::var(ENV_TOKEN) {
+            c.token = Some(Secret::from_hex(token.trim()).ok_or_else(|| {
+                Error::codec(
+                    format!("the {ENV_TOKEN} environment variable"),
+                    "it is not an even-length hex string",
+                )
+            })?);
+        }
+        Ok(c)
+    }
+
+    /// Sets the root actor's name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets the log filter for the whole tree.
+    pub fn log(mut self, filter: impl Into<String>) -> Self {
+        self.log = Some(filter.into());
+        self
+    }
+
+    /// Sets the grace periods used when cancelling actors: after the cancel
+    /// request, and after SIGTERM.
+    pub fn grace(mut self, cancel_grace: Duration, kill_grace: Duration) -> Self {
+        self.cancel_grace = cancel_grace;
+        self.kill_grace = kill_grace;
+        self
+    }
+
+    /// The longest an orderly teardown of one actor can take before SIGKILL.
+    pub(crate) fn teardown_bound(&self) -> Duration {
+        self.cancel_grace + self.kill_grace + Duration::from_secs(1)
+    }
+}
+
+/// What a parent sends its new child in the `Init` message.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct ChildInit {
+    pub log: Option<String>,
+    pub token: Option<String>,
+    pub cancel_grace_ms: u64,
+    pub kill_grace_ms: u64,
+    pub spawn_timeout_ms: u64,
+    pub handshake_timeout_ms: u64,
+    /// The child runs one main call and exits when it returns.
+    pub main: bool,
+    /// When set, only these functions may be called in the child.
+    pub expose: Option<Vec<String>>,
+    /// The actor-local state's initial value, a msgpack document.
+    pub state: Option<serde_bytes::ByteBuf>,
+}
+
+impl ChildInit {
+    pub(crate) fn new(
+        config: &Config,
+        main: bool,
+        expose: Option<Vec<String>>,
+        state: Option<Vec<u8>>,
+    ) -> Self {
+        let ms = |d: Duration| d.as_millis().try_into().unwrap_or(u64::MAX);
+        ChildInit {
+            log: config.log.clone(),
+            token: config.token.as_ref().map(Secret::to_hex),
+            cancel_grace_ms: ms(config.cancel_grace),
+            kill_grace_ms: ms(config.kill_grace),
+            spawn_timeout_ms: ms(config.spawn_timeout),
+            handshake_timeout_ms: ms(config.handshake_timeout),
+            main,
+            expose,
+            state: state.map(serde_bytes::ByteBuf::from),
+        }
+    }
+
+    pub(crate) fn config(&self, name: &str) -> Config {
+        Config {
+            name: name.to_owned(),
+            log: self.log.clone(),
+            bind: Addr::loopback(0),
+            token: self.token.as_deref().and_then(Secret::from_hex),
+            cancel_grace: Duration::from_millis(self.cancel_grace_ms),
+            kill_grace: Duration::from_millis(self.kill_grace_ms),
+            spawn_timeout: Duration::from_millis(self.spawn_timeout_ms),
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! The one error type users see: [`Error`].
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actor_transport::{ChannelError, ErrorKind, HandshakeError, RemoteError, Uid};
+
+/// `Result<T, actor::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the runtime, as variants a caller can match.
+///
+/// `Display` (and `Debug`, so `fn main() -> actor::Result<()>` prints it well)
+/// tells a person which actor failed, where and why.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Error {
+    /// A remote actor's call failed. The boxed [`RemoteError`] carries the source
+    /// actor, the error's type and message, its cause chain, the actors that
+    /// relayed it, and nested errors from deeper levels. Its `kind` says whether
+    /// the function failed, panicked, was unknown, not exposed, got bad arguments,
+    /// was cancelled, or its actor crashed.
+    Remote(Box<RemoteError>),
+    /// Several actors of one nursery failed; each error is kept.
+    Group(Vec<Error>),
+    /// This operation was cancelled: by a nursery tearing down, a cancelled
+    /// actor, or a signal.
+    Cancelled {
+        /// Who asked for the cancellation, when known.
+        canceller: Option<Uid>,
+        /// Why.
+        reason: String,
+    },
+    /// A child actor's process ended abnormally (non-zero exit, signal) or
+    /// without delivering its result.
+    ActorCrashed {
+        /// The child.
+        actor: Uid,
+        /// How it ended, e.g. `exit status 3` or `signal 9 (SIGKILL)`.
+        status: String,
+    },
+    /// A child actor could not be started.
+    Spawn {
+        /// The name asked for.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The channel to a peer broke while a call was in flight.
+    Disconnected {
+        /// The peer.
+        peer: Uid,
+        /// Why the channel ended.
+        reason: String,
+    },
+    /// A channel error (bad frame, closed channel).
+    Channel(ChannelError),
+    /// A handshake with a peer failed.
+    Handshake(Arc<HandshakeError>),
+    /// A value could not be encoded or decoded as the expected type.
+    Codec {
+        /// What was being encoded or decoded, e.g. `result of app::add`.
+        what: String,
+        /// The serializer's explanation.
+        reason: String,
+    },
+    /// An operation did not finish in time.
+    Timeout {
+        /// What was being waited for.
+        what: String,
+        /// The limit.
+        after: Duration,
+    },
+    /// A runtime function was used outside `actor::run`, or after shutdown.
+    NotRunning,
+    /// Actor-local state was asked for but none was given at spawn, or it does
+    /// not decode as the requested type.
+    State(String),
+    /// A local I/O failure (binding a listener, spawning a process).
+    Io(Arc<std::io::Error>),
+    /// An application error raised locally: see [`Error::app`] and [`Error::msg`].
+    App(AppError),
+}
+
+/// An application error captured with its type name and cause chain, so it can
+/// be sent to a remote caller intact.
+#[derive(Clone)]
+pub struct AppError {
+    type_name: String,
+    message: String,
+    causes: Vec<String>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl AppError {
+    /// The Rust type name of the original error.
+    pub fn type_name(&self) -> &str {
+        &self.type_name
+    }
+    /// Its message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    /// The messages of its `source()` chain, outermost first.
+    pub fn causes(&self) -> &[String] {
+        &self.causes
+    }
+    /// The original error, when it was created by [`Error::app`].
+    pub fn source_error(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.source.as_deref()
+    }
+}
+
+fn cause_chain(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut causes = Vec::new();
+    let mut next = e.source();
+    while let Some(c) = next {
+        causes.push(c.to_string());
+        next = c.source();
+    }
+    causes
+}
+
+impl Error {
+    /// Wraps any application error, keeping its type name and cause chain. An
+    /// [`Error`] passed in is returned unchanged.
+    pub fn app<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
+        let any: Box<dyn Any> = Box::new(e);
+        match any.downcast::<Error>() {
+            Ok(err) => *err,
+            Err(any) => {
+                // The downcast above failed, so `any` still holds an `E`.
+                let e = *any.downcast::<E>().unwrap_or_else(|_| unreachable!("holds an E"));
+                Error::App(AppError {
+                    type_name: std::any::type_name::<E>().to_owned(),
+                    message: e.to_string(),
+                    causes: cause_chain(&e),
+                    source: Some(Arc::new(e)),
+                })
+            }
+        }
+    }
+
+    /// An application error from a message alone.
+    pub fn msg(message: impl fmt::Display) -> Error {
+        Error::App(AppError {
+            type_name: "actor::Error".to_owned(),
+            message: message.to_string(),
+            causes: Vec::new(),
+            source: None,
+        })
+    }
+
+    /// The remote error, if this is [`Error::Remote`].
+    pub fn as_remote(&self) -> Option<&RemoteError> {
+        match self {
+            Error::Remote(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a cancellation (locally, or reported by a remote actor).
+    pub fn is_cancelled(&self) -> bool {
+        match self {
+            Error::Cancelled { .. } => true,
+            Error::Remote(r) => r.kind == ErrorKind::Cancelled,
+            _ => false,
+        }
+    }
+
+    pub(crate) fn codec(what: impl Into<String>, reason: impl fmt::Display) -> Error {
+        Error::Codec { what: what.into(), reason: reason.to_string() }
+    }
+
+    /// Converts this error into the wire form sent by actor `me` to its caller.
+    /// Remote errors are wrapped as relayed (both sources stay visible) and get
+    /// `me` appended to their relay path.
+    pub(crate) fn to_remote(&self, me: &Uid) -> RemoteError {
+        let relay = |r: &RemoteError| {
+            let mut r = r.clone();
+            r.relay_path.push(me.clone());
+            r
+        };
+        match self {
+            Error::Remote(r) => {
+                let mut e = RemoteError::new(
+                    me.clone(),
+                    ErrorKind::Relayed,
+                    "actor::Error::Remote",
+                    format!("error from actor `{}`", r.origin().src),
+                );
+                e.nested.push(relay(r));
+                e
+            }
+            Error::Group(errors) => {
+                let mut e = RemoteError::new(
+                    me.clone(),
+                    ErrorKind::Group,
+                    "actor::Error::Group",
+                    format!("{} actors failed", errors.len()),
+                );
+                e.nested = errors.iter().map(|x| x.to_remote(me)).collect();
+                e
+            }
+            Error::Cancelled { canceller, reason } => {
+                let mut e =
+                    RemoteError::new(me.clone(), ErrorKind::Cancelled, "actor::Error::Cancelled", reason);
+                e.canceller = canceller.clone();
+                e
+            }
+            Error::ActorCrashed { actor, status } => {
+                let mut e = RemoteError::new(
+                    actor.clone(),
+                    ErrorKind::Crashed,
+                    "actor::Error::ActorCrashed",
+                    format!("process ended: {status}"),
+                );
+                e.relay_path.push(me.clone());
+                e
+            }
+            Error::App(a) => {
+                let mut e = RemoteError::new(me.clone(), ErrorKind::Application, &a.type_name, &a.message);
+                e.causes = a.causes.clone();
+                e
+            }
+            other => {
+                let kind = match other {
+                    Error::Channel(_) | Error::Handshake(_) | Error::Disconnected { .. } => {
+                        ErrorKind::Protocol
+                    }
+                    _ => ErrorKind::Application,
+                };
+                let mut e = RemoteError::new(me.clone(), kind, other.variant_name(), other.to_string());
+                e.causes = cause_chain(other);
+                e
+            }
+        }
+    }
+
+    fn variant_name(&self) -> &'static str {
+        match self {
+            Error::Remote(_) => "actor::Error::Remote",
+            Error::Group(_) => "actor::Error::Group",
+            Error::Cancelled { .. } => "actor::Error::Cancelled",
+            Error::ActorCrashed { .. } => "actor::Error::ActorCrashed",
+            Error::Spawn { .. } => "actor::Error::Spawn",
+            Error::Disconnected { .. } => "actor::Error::Disconnected",
+            Error::Channel(_) => "actor::Error::Channel",
+            Error::Handshake(_) => "actor::Error::Handshake",
+            Error::Codec { .. } => "actor::Error::Codec",
+            Error::Timeout { .. } => "actor::Error::Timeout",
+            Error::NotRunning => "actor::Error::NotRunning",
+            Error::State(_) => "actor::Error::State",
+            Error::Io(_) => "actor::Error::Io",
+            Error::App(_) => "actor::Error::App",
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Remote(r) => write!(f, "remote error: {r}"),
+            Error::Group(errors) => {
+                write!(f, "{} actors failed:", errors.len())?;
+                for (i, e) in errors.iter().enumerate() {
+                    let text = e.to_string().replace('\n', "\n   ");
+                    write!(f, "\n{}) {text}", i + 1)?;
+                }
+                Ok(())
+            }
+            Error::Cancelled { canceller: Some(c), reason } => write!(f, "cancelled by `{c}`: {reason}"),
+            Error::Cancelled { canceller: None, reason } => write!(f, "cancelled: {reason}"),
+            Error::ActorCrashed { actor, status } => write!(f, "actor `{actor}` crashed: {status}"),
+            Error::Spawn { name, reason } => write!(f, "cannot spawn actor `{name}`: {reason}"),
+            Error::Disconnected { peer, reason } => write!(f, "lost the channel to actor `{peer}`: {reason}"),
+            Error::Channel(e) => write!(f, "channel error: {e}"),
+            Error::Handshake(e) => write!(f, "handshake failed: {e}"),
+            Error::Codec { what, reason } => write!(f, "cannot encode or decode {what}: {reason}"),
+            Error::Timeout { what, after } => write!(f, "timed out after {after:?} waiting for {what}"),
+            Error::NotRunning => {
+                f.write_str("the actor runtime is not running here (call this inside actor::run)")
+            }
+            Error::State(reason) => write!(f, "actor-local state: {reason}"),
+            Error::Io(e) => write!(f, "i/o error: {e}"),
+            Error::App(a) => {
+                write!(f, "{}", a.message)?;
+                for c in &a.causes {
+                    write!(f, "\n  caused by: {c}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Remote(r) => Some(r.as_ref()),
+            Error::Channel(e) => Some(e),
+            Error::Handshake(e) => Some(e.as_ref()),
+            Error::Io(e) => Some(e.as_ref()),
+            Error::App(a) => a.source.as_deref().map(|s| s as &(dyn std::error::Error + 'static)),
+            _ => None,
+        }
+    }
+}
+
+impl From<ChannelError> for Error {
+    fn from(e: ChannelError) -> Self {
+        Error::Channel(e)
+    }
+}
+
+impl From<HandshakeError> for Error {
+    fn from(e: HandshakeError) -> Self {
+        Error::Handshake(Arc::new(e))
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(Arc::new(e))
+    }
+}
+
+impl From<RemoteError> for Error {
+    fn from(e: RemoteError) -> Self {
+        Error::Remote(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn app_errors_keep_type_and_causes() {
+        let e = Error::app(Outer(std::io::Error::other("inner")));
+        let Error::App(a) = &e else { panic!("expected App, got {e}") };
+        assert!(a.type_name().ends_with("Outer"));
+        assert_eq!(a.causes(), ["inner"]);
+        let me = Uid::new("me");
+        let r = e.to_remote(&me);
+        assert_eq!(r.kind, ErrorKind::Application);
+        assert_eq!(r.causes, ["inner"]);
+    }
+
+    #[test]
+    fn app_of_an_actor_error_is_identity() {
+        let e = Error::app(Error::NotRunning);
+        assert!(matches!(e, Error::NotRunning));
+    }
+
+    #[test]
+    fn relayed_errors_keep_both_sources() {
+        let leaf = Uid::new("leaf");
+        let mid = Uid::new("mid");
+        let original = RemoteError::new(leaf.clone(), ErrorKind::Application, "T", "boom");
+        let relayed = Error::from(original).to_remote(&mid);
+        assert_eq!(relayed.kind, ErrorKind::Relayed);
+        assert_eq!(relayed.src, mid);
+        assert_eq!(relayed.origin().src, leaf);
+        assert_eq!(relayed.nested[0].relay_path, vec![mid.clone()]);
+        let text = Error::from(relayed).to_string();
+        assert!(text.contains("leaf") && text.contains("mid") && text.contains("boom"), "{text}");
+    }
+}

@@ -1,0 +1,272 @@
+//! The actor living in this process: its identity, listener, cancellation
+//! token, background tasks, and the children it is waiting to hear from.
+
+use std::any::{Any, TypeId};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use actor_transport::{Addr, Auth, Channel, HandshakeConfig, Listener, Secret, Sender, Uid};
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::conn::{Conn, Peer, Role};
+use crate::error::{Error, Result};
+use crate::spawn::Spawner;
+
+/// A child we spawned and expect to connect back with its one-time token.
+struct PendingSpawn {
+    uid: Uid,
+    token: Secret,
+    deliver: oneshot::Sender<Channel>,
+}
+
+/// Who cancelled this actor, why, and whether the parent wants an ack.
+#[derive(Default)]
+struct Cancellation {
+    canceller: Option<Uid>,
+    reason: String,
+    ack_to: Option<Sender>,
+}
+
+/// What makes an actor a child rather than a root.
+pub(crate) struct ChildRole {
+    /// It runs one main call and exits when it returns.
+    pub main: bool,
+    /// When set, only these functions may be called.
+    pub expose: Option<HashSet<String>>,
+    /// The initial value of the actor-local state.
+    pub state: Option<Bytes>,
+}
+
+/// The actor of this process. There is exactly one, set by `actor::run`.
+pub(crate) struct Actor {
+    pub uid: Uid,
+    pub config: Config,
+    pub listen: Addr,
+    role: Option<ChildRole>,
+    token: CancellationToken,
+    cancellation: Mutex<Cancellation>,
+    tasks: TaskTracker,
+    pending: Mutex<HashMap<String, PendingSpawn>>,
+    pub spawner: Spawner,
+    states: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+}
+
+static CURRENT: OnceLock<Arc<Actor>> = OnceLock::new();
+
+/// The actor of this process.
+///
+/// # Errors
+///
+/// [`Error::NotRunning`] outside `actor::run`.
+pub(crate) fn current() -> Result<Arc<Actor>> {
+    CURRENT.get().cloned().ok_or(Error::NotRunning)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Actor {
+    /// Creates this process's actor and starts accepting connections.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the spawner thread cannot start; [`Error::NotRunning`] if
+    /// an actor already runs in this process.
+    pub(crate) fn install(
+        uid: Uid,
+        config: Config,
+        listener: Listener,
+        role: Option<ChildRole>,
+    ) -> Result<Arc<Actor>> {
+        let actor = Arc::new(Actor {
+            uid,
+            listen: listener.local_addr().clone(),
+            config,
+            role,
+            token: CancellationToken::new(),
+            cancellation: Mutex::new(Cancellation::default()),
+            tasks: TaskTracker::new(),
+            pending: Mutex::new(HashMap::new()),
+            spawner: Spawner::start(tokio::runtime::Handle::current())?,
+            states: Mutex::new(HashMap::new()),
+        });
+        CURRENT.set(actor.clone()).map_err(|_| Error::NotRunning)?;
+        tokio::spawn(accept_loop(actor.clone(), listener).instrument(actor.span()));
+        Ok(actor)
+    }
+
+    /// A span carrying this actor's name and uid.
+    pub(crate) fn span(&self) -> tracing::Span {
+        tracing::info_span!("actor", name = %self.uid.name, uid = %self.uid.id)
+    }
+
+    /// Spawns a task that this actor waits for before it exits.
+    pub(crate) fn spawn<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(fut.instrument(self.span()));
+    }
+
+    /// Waits until every tracked task has finished.
+    pub(crate) async fn wait_tasks(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// The token cancelled when this actor is cancelled.
+    pub(crate) fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    /// Cancels the actor: every call it serves and every nursery it runs.
+    /// The first reason given is kept.
+    pub(crate) fn cancel(&self, canceller: Option<Uid>, reason: String) {
+        {
+            let mut c = lock(&self.cancellation);
+            if !self.token.is_cancelled() {
+                c.canceller = canceller;
+                c.reason = reason;
+            }
+        }
+        self.token.cancel();
+    }
+
+    /// Cancels the actor on its parent's request; the parent gets an ack once
+    /// the actor has wound down.
+    pub(crate) fn cancel_by_parent(&self, canceller: Uid, reason: String, ack_to: Sender) {
+        lock(&self.cancellation).ack_to = Some(ack_to);
+        self.cancel(Some(canceller), reason);
+    }
+
+    /// Who cancelled this actor and why.
+    pub(crate) fn cancel_reason(&self) -> (Option<Uid>, String) {
+        let c = lock(&self.cancellation);
+        (c.canceller.clone(), c.reason.clone())
+    }
+
+    /// The channel to acknowledge a parent's cancel request on, if one came.
+    pub(crate) fn take_ack(&self) -> Option<Sender> {
+        lock(&self.cancellation).ack_to.take()
+    }
+
+    /// Whether this actor runs a single main call.
+    pub(crate) fn is_main(&self) -> bool {
+        self.role.as_ref().is_some_and(|r| r.main)
+    }
+
+    /// Whether `func` may be called here.
+    pub(crate) fn exposes(&self, func: &str) -> bool {
+        match self.role.as_ref().and_then(|r| r.expose.as_ref()) {
+            Some(allowed) => allowed.contains(func),
+            None => true,
+        }
+    }
+
+    /// The actor-local state of type `S`, decoded from the initial value on
+    /// first use and shared by every later call.
+    pub(crate) fn state<S>(&self) -> Result<Arc<tokio::sync::Mutex<S>>>
+    where
+        S: serde::de::DeserializeOwned + Send + 'static,
+    {
+        let mut states = lock(&self.states);
+        if let Some(any) = states.get(&TypeId::of::<S>()) {
+            return any
+                .clone()
+                .downcast::<tokio::sync::Mutex<S>>()
+                .map_err(|_| Error::State("stored under a different type".into()));
+        }
+        let initial = self
+            .role
+            .as_ref()
+            .and_then(|r| r.state.as_ref())
+            .ok_or_else(|| Error::State(format!("actor `{}` was started without state", self.uid)))?;
+        let value: S = crate::registry::decode(initial, || "the actor's initial state".into())?;
+        let shared = Arc::new(tokio::sync::Mutex::new(value));
+        states.insert(TypeId::of::<S>(), shared.clone());
+        Ok(shared)
+    }
+
+    /// The handshake settings for connections made or accepted by this actor.
+    pub(crate) fn handshake_config(&self) -> HandshakeConfig {
+        HandshakeConfig {
+            uid: self.uid.clone(),
+            timeout: self.config.handshake_timeout,
+            channel: Default::default(),
+        }
+    }
+
+    /// Expects child `uid` to connect back proving `token`; the returned
+    /// receiver gets its channel.
+    pub(crate) fn expect_child(&self, uid: &Uid, token: Secret) -> oneshot::Receiver<Channel> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(uid.id.clone(), PendingSpawn { uid: uid.clone(), token, deliver: tx });
+        rx
+    }
+
+    /// Stops expecting child `uid` (it failed to start).
+    pub(crate) fn forget_child(&self, uid: &Uid) {
+        lock(&self.pending).remove(&uid.id);
+    }
+
+    fn auth_for(&self, peer: &Uid) -> Auth {
+        if let Some(p) = lock(&self.pending).get(&peer.id) {
+            return if p.uid == *peer {
+                Auth::Require(p.token.clone())
+            } else {
+                Auth::Refuse("unknown child".into())
+            };
+        }
+        match &self.config.token {
+            Some(t) => Auth::Require(t.clone()),
+            None => Auth::Open,
+        }
+    }
+
+    fn admit(self: &Arc<Self>, channel: Channel, peer: Uid) {
+        let pending = lock(&self.pending).remove(&peer.id);
+        match pending {
+            Some(p) => {
+                if p.deliver.send(channel).is_err() {
+                    tracing::debug!(%peer, "child connected after its spawn was abandoned");
+                }
+            }
+            None => {
+                tracing::debug!(%peer, "peer connected");
+                Conn::start(channel, peer, Role::Acceptor, Peer::Other, self.clone());
+            }
+        }
+    }
+}
+
+async fn accept_loop(actor: Arc<Actor>, listener: Listener) {
+    loop {
+        let (stream, from) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Typically EMFILE: back off briefly rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let actor2 = actor.clone();
+        tokio::spawn(
+            async move {
+                let config = actor2.handshake_config();
+                match actor_transport::accept(stream, &config, |uid| actor2.auth_for(uid)).await {
+                    Ok((channel, peer)) => actor2.admit(channel, peer),
+                    Err(e) => tracing::warn!(%from, error = %e, "refused a connection"),
+                }
+            }
+            .instrument(actor.span()),
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! `actor::run`: the entry point of every process in the tree.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::time::Duration;
+
+use actor_transport::{Addr, HandshakeConfig, Listener, Msg, Secret, Uid};
+use bytes::Bytes;
+use tracing::Instrument;
+
+use crate::config::{ChildInit, Config};
+use crate::conn::{Conn, Peer, Role};
+use crate::error::{Error, Result};
+use crate::local::{Actor, ChildRole};
+use crate::{logging, spawn};
+
+/// Runs `main` as the root actor of a new tree, with [`Config::from_env`].
+///
+/// In a process spawned by a parent actor this never returns and never runs
+/// `main`: it serves the parent's calls and exits the process when cancelled.
+/// Put nothing before `actor::run` in `fn main` that must not run in children.
+///
+/// On the way out every actor of the tree is cancelled and reaped. Ctrl-C
+/// (SIGINT) cancels the whole tree and makes `run` return
+/// [`Error::Cancelled`].
+///
+/// # Errors
+///
+/// `main`'s error; [`Error::Cancelled`] after SIGINT; [`Error::Io`] if the
+/// runtime or the listener cannot be set up; [`Error::Codec`] for a bad
+/// `ACTOR_TOKEN`.
+pub fn run<F, T>(main: F) -> Result<T>
+where
+    F: Future<Output = Result<T>>,
+{
+    if let Some(spec) = SpawnSpec::from_env() {
+        run_child(spec)
+    }
+    run_with(Config::from_env()?, main)
+}
+
+/// As [`run`], with an explicit configuration.
+///
+/// # Errors
+///
+/// As [`run`].
+pub fn run_with<F, T>(config: Config, main: F) -> Result<T>
+where
+    F: Future<Output = Result<T>>,
+{
+    if let Some(spec) = SpawnSpec::from_env() {
+        run_child(spec)
+    }
+    logging::init(config.log.as_deref());
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(run_root(config, main))
+}
+
+async fn run_root<F, T>(config: Config, main: F) -> Result<T>
+where
+    F: Future<Output = Result<T>>,
+{
+    let listener = Listener::bind(&config.bind).await?;
+    let actor = Actor::install(Uid::new(config.name.clone()), config, listener, None)?;
+    spawn::reap_orphans();
+    let on_sigint = {
+        let actor = actor.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::warn!("SIGINT: cancelling the actor tree");
+                actor.cancel(None, "interrupted by SIGINT".into());
+            }
+        })
+    };
+    let main = main.instrument(actor.span());
+    tokio::pin!(main);
+    let bound = actor.config.teardown_bound();
+    let result = tokio::select! {
+        r = &mut main => r,
+        _ = actor.token().cancelled() => match tokio::time::timeout(bound, &mut main).await {
+            Ok(r) => r,
+            Err(_) => {
+                let (canceller, reason) = actor.cancel_reason();
+                Err(Error::Cancelled { canceller, reason })
+            }
+        },
+    };
+    let cancelled = actor.token().is_cancelled();
+    actor.cancel(None, "the root's main function returned".into());
+    if tokio::time::timeout(bound, actor.wait_tasks()).await.is_err() {
+        tracing::warn!("some actors were still being torn down at exit");
+    }
+    on_sigint.abort();
+    match result {
+        Ok(_) if cancelled => {
+            let (canceller, reason) = actor.cancel_reason();
+            Err(Error::Cancelled { canceller, reason })
+        }
+        r => r,
+    }
+}
+
+/// What a parent tells its child through the environment.
+struct SpawnSpec {
+    parent: Addr,
+    uid: Uid,
+    token: Secret,
+    ppid: u32,
+}
+
+impl SpawnSpec {
+    /// The spec if this process was spawned by a parent actor. A malformed spec
+    /// is fatal: the process cannot be a root either, its parent is waiting.
+    fn from_env() -> Option<SpawnSpec> {
+        let parent = std::env::var(spawn::ENV_PARENT).ok()?;
+        let get = |k: &str| std::env::var(k).map_err(|_| format!("{k} is missing"));
+        let parse = || -> std::result::Result<SpawnSpec, String> {
+            Ok(SpawnSpec {
+                parent: parent.parse().map_err(|e| format!("{e}"))?,
+                uid: Uid { name: get(spawn::ENV_NAME)?, id: get(spawn::ENV_ID)? },
+                token: Secret::from_hex(&get(spawn::ENV_TOKEN)?).ok_or("the token is not hex")?,
+                ppid: get(spawn::ENV_PPID)?.parse().map_err(|_| "the parent pid is not a number")?,
+            })
+        };
+        match parse() {
+            Ok(spec) => Some(spec),
+            Err(e) => {
+                eprintln!("actor: invalid spawn environment: {e}");
+                std::process::exit(2)
+            }
+        }
+    }
+}
+
+fn run_child(spec: SpawnSpec) -> ! {
+    let code = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(child_main(spec)),
+        Err(e) => {
+            eprintln!("actor: cannot start a runtime: {e}");
+            70
+        }
+    };
+    std::process::exit(code)
+}
+
+async fn child_main(spec: SpawnSpec) -> i32 {
+    // PR_SET_PDEATHSIG was set before exec, but the parent may have died before that.
+    if std::os::unix::process::parent_id() != spec.ppid {
+        return 1;
+    }
+    let name = spec.uid.name.clone();
+    match child_setup(spec).await {
+        Ok((actor, conn)) => {
+            serve_until_cancelled(&actor, &conn).await;
+            0
+        }
+        Err(e) => {
+            eprintln!("actor `{name}`: cannot start: {e}");
+            2
+        }
+    }
+}
+
+async fn child_setup(spec: SpawnSpec) -> Result<(std::sync::Arc<Actor>, std::sync::Arc<Conn>)> {
+    let listener = Listener::bind(&Addr::loopback(0)).await?;
+    let hs = HandshakeConfig {
+        uid: spec.uid.clone(),
+        timeout: Duration::from_secs(10),
+        channel: Default::default(),
+    };
+    let (mut channel, parent) = actor_transport::connect(&spec.parent, &hs, Some(&spec.token)).await?;
+    let init = match tokio::time::timeout(hs.timeout, channel.recv()).await {
+        Ok(Ok(Some(Msg::Init { config }))) => config,
+        Ok(Ok(other)) => {
+            return Err(Error::codec(
+                "the parent's Init message",
+                format!("got {:?}", other.map(|m| m.name())),
+            ));
+        }
+        Ok(Err(e)) => return Err(e.into()),
+        Err(_) => {
+            return Err(Error::Timeout { what: "the parent's configuration".into(), after: hs.timeout });
+        }
+    };
+    let init: ChildInit = crate::registry::decode(&init, || "the parent's Init message".into())?;
+    logging::init(init.log.as_deref());
+    let config = init.config(&spec.uid.name);
+    let role = ChildRole {
+        main: init.main,
+        expose: init.expose.map(|v| v.into_iter().collect::<HashSet<_>>()),
+        state: init.state.map(|b| Bytes::from(b.into_vec())),
+    };
+    let actor = Actor::install(spec.uid, config, listener, Some(role))?;
+    spawn::reap_orphans();
+    let conn = Conn::start(channel, parent, Role::Connector, Peer::Parent, actor.clone());
+    Ok((actor, conn))
+}
+
+async fn serve_until_cancelled(actor: &Actor, parent: &Conn) {
+    actor.token().cancelled().await;
+    let (canceller, reason) = actor.cancel_reason();
+    tracing::debug!(?canceller, %reason, "winding down");
+    if tokio::time::timeout(actor.config.teardown_bound(), actor.wait_tasks()).await.is_err() {
+        tracing::warn!("some tasks did not finish in time");
+    }
+    if let Some(ack) = actor.take_ack() {
+        let _ = ack.send_now(&Msg::CancelActorAck);
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), parent.sender().close()).await;
+}

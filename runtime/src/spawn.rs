@@ -1,0 +1,189 @@
+//! Child processes: starting them from a long-lived thread, signalling their
+//! process groups, and reaping whatever is re-parented to us.
+//!
+//! `PR_SET_PDEATHSIG` fires when the *thread* that forked a child exits, so all
+//! forks happen on one dedicated thread that lives as long as the process. Each
+//! child leads its own process group, so a terminal's Ctrl-C reaches only the
+//! root (which then cancels the tree in order) and signals sent to a child's
+//! group also reach helpers it forgot.
+
+use std::collections::HashSet;
+use std::io;
+use std::process::ExitStatus;
+use std::sync::{Mutex, mpsc};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::sync::oneshot;
+
+/// Environment variables of the spawn spec a parent hands its child.
+pub(crate) const ENV_PARENT: &str = "ACTOR_SPAWN_PARENT";
+pub(crate) const ENV_NAME: &str = "ACTOR_SPAWN_NAME";
+pub(crate) const ENV_ID: &str = "ACTOR_SPAWN_ID";
+pub(crate) const ENV_TOKEN: &str = "ACTOR_SPAWN_TOKEN";
+pub(crate) const ENV_PPID: &str = "ACTOR_SPAWN_PPID";
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs process spawns on one thread that never exits before the process.
+pub(crate) struct Spawner {
+    jobs: Mutex<mpsc::Sender<Job>>,
+}
+
+/// Pids we spawned and have not reaped yet; the orphan reaper leaves them alone.
+static OWN_CHILDREN: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+
+fn own_children() -> std::sync::MutexGuard<'static, Option<HashSet<i32>>> {
+    OWN_CHILDREN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Spawner {
+    /// Starts the spawner thread, with `handle`'s runtime entered so tokio can
+    /// register the children for reaping.
+    pub(crate) fn start(handle: tokio::runtime::Handle) -> io::Result<Spawner> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new().name("actor-spawner".into()).spawn(move || {
+            let _guard = handle.enter();
+            for job in rx {
+                job();
+            }
+        })?;
+        Ok(Spawner { jobs: Mutex::new(tx) })
+    }
+
+    /// Spawns `cmd` on the spawner thread with parent-death signal and its own
+    /// process group.
+    pub(crate) async fn spawn(&self, mut cmd: tokio::process::Command) -> io::Result<ChildProcess> {
+        cmd.process_group(0);
+        // SAFETY: the closure only calls prctl(2), which is async-signal-safe, and
+        // allocates nothing.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+                Ok(())
+            });
+        }
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let res = cmd.spawn().and_then(|child| {
+                let pid =
+                    child.id().ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
+                own_children().get_or_insert_with(HashSet::new).insert(pid as i32);
+                Ok(ChildProcess { pid: pid as i32, child })
+            });
+            // The requester may have given up; the child is then killed on drop.
+            let _ = tx.send(res);
+        });
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+        rx.await.map_err(|_| io::Error::other("the spawner thread dropped the request"))?
+    }
+}
+
+/// A spawned child process. Dropping it unreaped kills its process group.
+pub(crate) struct ChildProcess {
+    pid: i32,
+    child: tokio::process::Child,
+}
+
+impl ChildProcess {
+    pub(crate) fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Sends `sig` to the child's process group. A group that is already gone
+    /// is not an error.
+    pub(crate) fn signal_group(&self, sig: Signal) {
+        match killpg(Pid::from_raw(self.pid), sig) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => tracing::warn!(pid = self.pid, signal = ?sig, error = %e, "cannot signal child group"),
+        }
+    }
+
+    /// Waits for the child to exit and reaps it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
+    pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
+        let status = self.child.wait().await?;
+        if let Some(set) = own_children().as_mut() {
+            set.remove(&self.pid);
+        }
+        Ok(status)
+    }
+
+    /// Kills the group and reaps the child.
+    pub(crate) async fn kill(&mut self) -> io::Result<ExitStatus> {
+        self.signal_group(Signal::SIGKILL);
+        self.wait().await
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.signal_group(Signal::SIGKILL);
+        }
+    }
+}
+
+/// Describes how a process ended, for error messages.
+pub(crate) fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        return format!("exit status {code}");
+    }
+    match status.signal() {
+        Some(sig) => match Signal::try_from(sig) {
+            Ok(s) => format!("killed by signal {sig} ({})", s.as_str()),
+            Err(_) => format!("killed by signal {sig}"),
+        },
+        None => format!("{status}"),
+    }
+}
+
+/// Makes this process a subreaper, so descendants orphaned by a crashed child
+/// are re-parented here rather than to init, and reaps them as they exit.
+pub(crate) fn reap_orphans() {
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::debug!(error = %e, "cannot become a subreaper");
+        return;
+    }
+    let mut sigchld = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot watch SIGCHLD");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while sigchld.recv().await.is_some() {
+            reap_foreign_zombies();
+        }
+    });
+}
+
+/// Reaps zombie children of this process that tokio does not own.
+fn reap_foreign_zombies() {
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else { return };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // The command name may contain spaces; the fields we need follow its ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let mut fields = rest.split_whitespace();
+        let (Some(state), Some(ppid)) = (fields.next(), fields.next()) else { continue };
+        if state != "Z" || ppid.parse::<i32>() != Ok(me) {
+            continue;
+        }
+        if own_children().as_ref().is_some_and(|s| s.contains(&pid)) {
+            continue;
+        }
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+    }
+}
