@@ -9,6 +9,8 @@
 #[actor::remote]
 async fn cellar_door(name: String) -> actor::Result<String> {
     let me = actor::uid()?;
+    // A child's stdout and stderr are the terminal of the program that started the tree.
+    println!("[{me}] thinking about {name}...");
     Ok(format!(
         "{name} (speaking from actor `{me}` in pid {}): quoth the raven, nevermore",
         std::process::id()

@@ -102,6 +102,12 @@ impl Config {
         self
     }
 
+    /// Sets how long a spawned child may take to connect back.
+    pub fn with_spawn_timeout(mut self, timeout: Duration) -> Self {
+        self.spawn_timeout = timeout;
+        self
+    }
+
     /// The longest an orderly teardown of one actor can take before SIGKILL.
     pub(crate) fn teardown_bound(&self) -> Duration {
         self.cancel_grace + self.kill_grace + Duration::from_secs(1)

@@ -89,7 +89,7 @@ impl Conn {
             tables: Mutex::new(Tables::default()),
             closed: CancellationToken::new(),
         });
-        let span = tracing::debug_span!("conn", peer = %conn.peer);
+        let span = tracing::debug_span!(parent: &conn.actor.span(), "conn", peer = %conn.peer);
         // Untracked: a reader runs until its peer goes, which may outlive teardown.
         tokio::spawn(conn.clone().read_loop(receiver).instrument(span));
         conn
@@ -165,7 +165,13 @@ impl Conn {
                 }
                 Ok(None) => break "the peer closed the channel".to_owned(),
                 Err(e) => {
-                    tracing::warn!(peer = %self.peer, error = %e, "closing a broken channel");
+                    // A reset from a peer that died is reported by its supervisor;
+                    // a malformed frame is the peer's fault and worth a warning.
+                    if e.is_io() {
+                        tracing::debug!(peer = %self.peer, error = %e, "channel broke");
+                    } else {
+                        tracing::warn!(peer = %self.peer, error = %e, "closing the channel after a bad frame");
+                    }
                     break e.to_string();
                 }
             }

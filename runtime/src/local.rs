@@ -55,6 +55,7 @@ pub(crate) struct Actor {
     pending: Mutex<HashMap<String, PendingSpawn>>,
     pub spawner: Spawner,
     states: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    span: tracing::Span,
 }
 
 static CURRENT: OnceLock<Arc<Actor>> = OnceLock::new();
@@ -86,7 +87,6 @@ impl Actor {
         role: Option<ChildRole>,
     ) -> Result<Arc<Actor>> {
         let actor = Arc::new(Actor {
-            uid,
             listen: listener.local_addr().clone(),
             config,
             role,
@@ -96,15 +96,18 @@ impl Actor {
             pending: Mutex::new(HashMap::new()),
             spawner: Spawner::start(tokio::runtime::Handle::current())?,
             states: Mutex::new(HashMap::new()),
+            span: tracing::info_span!(parent: None, "actor", name = %uid.name, uid = %uid.id),
+            uid,
         });
         CURRENT.set(actor.clone()).map_err(|_| Error::NotRunning)?;
         tokio::spawn(accept_loop(actor.clone(), listener).instrument(actor.span()));
         Ok(actor)
     }
 
-    /// A span carrying this actor's name and uid.
+    /// The span carrying this actor's name and uid; every task of the actor
+    /// runs inside it.
     pub(crate) fn span(&self) -> tracing::Span {
-        tracing::info_span!("actor", name = %self.uid.name, uid = %self.uid.id)
+        self.span.clone()
     }
 
     /// Spawns a task that this actor waits for before it exits.

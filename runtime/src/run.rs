@@ -151,7 +151,7 @@ async fn child_main(spec: SpawnSpec) -> i32 {
     let name = spec.uid.name.clone();
     match child_setup(spec).await {
         Ok((actor, conn)) => {
-            serve_until_cancelled(&actor, &conn).await;
+            serve_until_cancelled(&actor, &conn).instrument(actor.span()).await;
             0
         }
         Err(e) => {

@@ -53,6 +53,14 @@ pub enum ChannelError {
     },
 }
 
+impl ChannelError {
+    /// Whether this is an I/O failure of the underlying stream (reset, broken
+    /// pipe) rather than bad data from the peer.
+    pub fn is_io(&self) -> bool {
+        matches!(self, ChannelError::Frame(f) if matches!(**f, FrameError::Io(_)))
+    }
+}
+
 impl From<FrameError> for ChannelError {
     fn from(e: FrameError) -> Self {
         ChannelError::Frame(Arc::new(e))

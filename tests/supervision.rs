@@ -1,0 +1,162 @@
+//! Supervision, errors and teardown, each on a real process tree built by the
+//! `scenarios` fixture (tests/fixtures/scenarios.rs).
+
+mod common;
+
+use std::time::Duration;
+
+use common::Tree;
+use nix::sys::signal::Signal;
+
+const BOUND: Duration = Duration::from_secs(60);
+
+fn scenario(args: &[&str]) -> common::Finished {
+    Tree::start("scenarios", args, &[]).finish(BOUND)
+}
+
+#[test]
+fn three_failing_children_make_one_group_error() {
+    let out = scenario(&["group3"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.contains("KINDS Application,Application,Application"), "{out:?}");
+    assert!(out.stderr.contains("3 actors failed"), "{out:?}");
+    for i in 0..3 {
+        assert!(out.stderr.contains(&format!("failure number {i}")), "{out:?}");
+    }
+}
+
+#[test]
+fn an_error_three_levels_deep_reaches_the_root_with_every_source() {
+    let out = scenario(&["deep_error"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = &out.stderr;
+    for needle in ["top#", "middle#", "leaf#", "deep trouble", "relayed via"] {
+        assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
+    }
+}
+
+#[test]
+fn a_parent_side_timeout_cancels_busy_children() {
+    let out = scenario(&["timeout"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("TIMED OUT true"), "{out:?}");
+}
+
+#[test]
+fn a_child_ignoring_cancel_is_sigtermed_then_sigkilled() {
+    let mut tree = Tree::start("scenarios", &["ignore_cancel"], &[("ACTOR_LOG", "warn")]);
+    let line = tree.wait_for_line("PLAYING DEAD", BOUND);
+    let pid: i32 = line.rsplit(' ').next().and_then(|p| p.parse().ok()).expect("pid");
+    let out = tree.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("STUBBORN REAPED"), "{out:?}");
+    let term = out.stderr.find("sending SIGTERM").expect("SIGTERM step logged");
+    let kill = out.stderr.find("sending SIGKILL").expect("SIGKILL step logged");
+    assert!(term < kill, "{}", out.stderr);
+    assert!(std::fs::metadata(format!("/proc/{pid}")).is_err(), "the stubborn child {pid} still exists");
+}
+
+#[test]
+fn sigkill_of_the_root_takes_every_descendant_down() {
+    let mut tree = Tree::start("scenarios", &["tree"], &[]);
+    for _ in 0..3 {
+        tree.wait_for_line("SUBTREE UP", BOUND);
+    }
+    // Root, three branches, six grandchildren.
+    assert_eq!(common::tagged(&tree.tag).len(), 10, "{:?}", common::tagged(&tree.tag));
+    tree.signal(Signal::SIGKILL);
+    let tag = tree.tag.clone();
+    common::assert_gone(&tag, Duration::from_secs(2));
+    let out = tree.finish(BOUND);
+    assert_eq!(out.status.code(), None, "killed by a signal: {out:?}");
+}
+
+#[test]
+fn sigint_cancels_the_whole_tree_and_exits_non_zero() {
+    let mut tree = Tree::start("scenarios", &["tree"], &[]);
+    for _ in 0..3 {
+        tree.wait_for_line("SUBTREE UP", BOUND);
+    }
+    tree.signal(Signal::SIGINT);
+    let out = tree.finish(BOUND);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stderr.contains("interrupted by SIGINT"), "{out:?}");
+}
+
+#[test]
+fn a_hundred_actors_in_one_nursery_all_deliver() {
+    let out = scenario(&["hundred"]);
+    assert!(out.status.success(), "{out:?}");
+    let expected: u64 = (0..100u64).map(|i| i * i).sum();
+    assert!(out.stdout.contains(&format!("SUM {expected}")), "{out:?}");
+}
+
+#[test]
+fn crashes_name_the_exit_status_or_signal() {
+    for (how, expected) in [
+        ("exit3", "CRASHED crasher exit status 3"),
+        ("abort", "CRASHED crasher killed by signal 6 (SIGABRT)"),
+        ("sigkill", "CRASHED crasher killed by signal 9 (SIGKILL)"),
+        ("panic", "PANIC deliberate panic in a remote function"),
+    ] {
+        let out = scenario(&["crash", how]);
+        assert_eq!(out.status.code(), Some(1), "{how}: {out:?}");
+        assert!(out.stdout.contains(expected), "{how}: {out:?}");
+    }
+}
+
+#[test]
+fn bad_calls_are_remote_errors_naming_the_problem() {
+    let out = scenario(&["bad_calls"]);
+    assert!(out.status.success(), "{out:?}");
+    let s = &out.stdout;
+    assert!(s.contains("unknown UnknownFunction no function `no::such::function` is registered"), "{s}");
+    assert!(
+        s.contains("bad_args BadArguments arguments of `scenarios::square` do not decode as (u64,)"),
+        "{s}"
+    );
+    assert!(s.contains("hidden NotExposed actor `limited_daemon#"), "{s}");
+    assert!(s.contains("allowed 144"), "{s}");
+}
+
+#[test]
+fn many_concurrent_calls_share_one_portal() {
+    let out = scenario(&["concurrent"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("CONCURRENT 200 true"), "{out:?}");
+}
+
+#[test]
+fn a_blocking_function_does_not_stall_other_calls() {
+    let out = scenario(&["blocking"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("FAST FIRST 81"), "{out:?}");
+    assert!(out.stdout.contains("SLOW 1000"), "{out:?}");
+}
+
+#[test]
+fn cancelling_a_daemon_ends_its_in_flight_calls_as_cancelled() {
+    let out = scenario(&["cancel_in_flight"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("IN FLIGHT CALL ENDED cancelled=true"), "{out:?}");
+}
+
+#[test]
+fn a_child_exiting_before_the_handshake_is_a_spawn_error() {
+    let out = scenario(&["early_exit"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        out.stdout.contains("SPAWN FAILED doomed: the process ended (exit status 3) before connecting back"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_child_that_never_connects_back_is_a_spawn_error() {
+    let out = scenario(&["spawn_timeout"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        out.stdout.contains("SPAWN FAILED doomed: the process did not connect back within 2s"),
+        "{out:?}"
+    );
+}
