@@ -1,24 +1,35 @@
-//! One channel to one peer: the call tables, the reader task that routes
+//! One channel to one peer: the call table, the reader task that routes
 //! messages, and the tasks serving the peer's calls.
 //!
 //! Both sides may start calls. The connecting side numbers its calls with odd
-//! ids and the accepting side with even ids, so the two never collide; a `Start`
-//! with the wrong parity or a reused id is a protocol error answered with an
-//! `Error`, not a crash.
+//! ids and the accepting side with even ids, so the two never collide and the
+//! parity of an id says whose call it is. A `Start` with the wrong parity or a
+//! reused id is answered with an `Error`; a peer that sends stream items beyond
+//! the credit it was given, or handshake messages after the handshake, broke
+//! the protocol and the channel is closed.
+//!
+//! Flow control is per call and per direction, counted in items: `Start.window`
+//! is the receive window of both ends of that call. A sender holds one
+//! semaphore permit per item it may still send; the receiver grants credit as
+//! the application consumes items (half a window at a time), so memory per
+//! stream stays bounded by the window and a stalled stream stalls nobody else.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use actor_transport::{CallId, CallKind, Channel, ErrorKind, Msg, Receiver, RemoteError, Sender, Uid};
 use bytes::Bytes;
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::local::Actor;
-use crate::registry::{self, Failure};
+use crate::registry::{self, Failure, Handler};
+
+/// Items a receiver lets a sender have in flight on one call, each way.
+pub(crate) const WINDOW: u32 = 256;
 
 /// Which end of the channel we are: decides the parity of our call ids.
 #[derive(Clone, Copy, Debug)]
@@ -36,34 +47,100 @@ pub(crate) enum Peer {
     Other,
 }
 
-enum Reply {
-    Value(Bytes),
+/// What arrives for a stream's receiving end.
+pub(crate) enum Incoming {
+    Item(Bytes),
+    Stop,
+}
+
+/// How a call ended, for the caller.
+pub(crate) enum Done {
+    Return(Bytes),
     Failed(Box<RemoteError>),
     CancelAcked,
     Closed(String),
 }
 
-struct Served {
-    token: CancellationToken,
+/// Per-call state shared by the call's stream halves and the reader task.
+pub(crate) struct Shared {
+    /// Permits to send items; closed when the call ends.
+    pub credit: Semaphore,
+    /// Why the call ended, once it has (read by halves that find it closed).
+    pub ended: OnceLock<Error>,
+}
+
+struct Call {
+    kind: CallKind,
+    shared: Arc<Shared>,
+    /// Items from the peer, for the receiving half.
+    items: Option<mpsc::UnboundedSender<Incoming>>,
+    /// How many more items the peer may send us.
+    allowance: u64,
+    /// Outbound: the context's first value.
+    started: Option<oneshot::Sender<Result<Bytes>>>,
+    /// Outbound: the final outcome.
+    done: Option<oneshot::Sender<Done>>,
+    /// Inbound: cancels the serving task; and who asked.
+    token: Option<CancellationToken>,
     canceller: Option<Uid>,
+}
+
+impl Call {
+    fn new(kind: CallKind, window: u32) -> Call {
+        Call {
+            kind,
+            shared: Arc::new(Shared { credit: Semaphore::new(window as usize), ended: OnceLock::new() }),
+            items: None,
+            allowance: u64::from(window),
+            started: None,
+            done: None,
+            token: None,
+            canceller: None,
+        }
+    }
+
+    /// Ends the call on our side: wakes every half with `error`.
+    fn end(mut self, error: Error, done: Done) {
+        let _ = self.shared.ended.set(error.clone());
+        self.shared.credit.close();
+        if let Some(tx) = self.started.take() {
+            let _ = tx.send(Err(error));
+        }
+        if let Some(tx) = self.done.take() {
+            let _ = tx.send(done);
+        }
+        if let Some(t) = &self.token {
+            t.cancel();
+        }
+    }
 }
 
 #[derive(Default)]
 struct Tables {
-    calls: HashMap<CallId, oneshot::Sender<Reply>>,
-    served: HashMap<CallId, Served>,
+    calls: HashMap<CallId, Call>,
     closed: Option<String>,
 }
 
 /// A live channel to one peer.
 pub(crate) struct Conn {
     peer: Uid,
-    actor: Arc<Actor>,
+    pub(crate) actor: Arc<Actor>,
     relation: Peer,
     sender: Sender,
     next_cid: AtomicU64,
     tables: Mutex<Tables>,
     closed: CancellationToken,
+}
+
+/// A call we started: its channels, and a guard that cancels it if dropped
+/// before it ends.
+pub(crate) struct Opened {
+    pub cid: CallId,
+    pub shared: Arc<Shared>,
+    pub items: Option<mpsc::UnboundedReceiver<Incoming>>,
+    pub started: Option<oneshot::Receiver<Result<Bytes>>>,
+    pub done: oneshot::Receiver<Done>,
+    pub guard: CallGuard,
 }
 
 impl Conn {
@@ -107,43 +184,121 @@ impl Conn {
         self.tables.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn ours(&self, cid: CallId) -> bool {
+        cid % 2 == self.next_cid.load(Ordering::Relaxed) % 2
+    }
+
+    fn disconnected(&self, reason: String) -> Error {
+        Error::Disconnected { peer: self.peer.clone(), reason }
+    }
+
     /// Resolves once the reader has stopped (peer gone or channel broken).
     pub(crate) async fn closed(&self) {
         self.closed.cancelled().await;
     }
 
-    /// Calls `func` in the peer and waits for its result.
-    ///
-    /// Dropping the returned future cancels the remote call.
-    pub(crate) async fn call(&self, func: &str, args: Bytes) -> Result<Bytes> {
+    /// Starts a call of `func` in the peer.
+    pub(crate) async fn open(self: &Arc<Self>, func: &str, kind: CallKind, args: Bytes) -> Result<Opened> {
         let cid = self.next_cid.fetch_add(2, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
+        let mut call = Call::new(kind, WINDOW);
+        let (done_tx, done) = oneshot::channel();
+        call.done = Some(done_tx);
+        let items = (kind != CallKind::Single).then(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            call.items = Some(tx);
+            rx
+        });
+        let started = (kind == CallKind::Context).then(|| {
+            let (tx, rx) = oneshot::channel();
+            call.started = Some(tx);
+            rx
+        });
+        let shared = call.shared.clone();
         {
             let mut t = self.tables();
             if let Some(reason) = &t.closed {
-                return Err(Error::Disconnected { peer: self.peer.clone(), reason: reason.clone() });
+                return Err(self.disconnected(reason.clone()));
             }
-            t.calls.insert(cid, tx);
+            t.calls.insert(cid, call);
         }
-        let mut guard = CallGuard { conn: self, cid, armed: true };
-        let start = Msg::Start { cid, func: func.to_owned(), kind: CallKind::Single, args, window: 0 };
-        if let Err(e) = self.sender.send(&start).await {
-            guard.armed = false;
-            self.tables().calls.remove(&cid);
-            return Err(e.into());
-        }
-        let reply = rx.await;
-        guard.armed = false;
-        match reply {
-            Ok(Reply::Value(v)) => Ok(v),
-            Ok(Reply::Failed(e)) => Err(Error::Remote(e)),
-            Ok(Reply::CancelAcked) => Err(Error::Cancelled {
+        let guard = CallGuard { conn: self.clone(), cid };
+        let start = Msg::Start { cid, func: func.to_owned(), kind, args, window: WINDOW };
+        self.sender.send(&start).await?;
+        Ok(Opened { cid, shared, items, started, done, guard })
+    }
+
+    /// Calls `func` in the peer and waits for its result. Dropping the future
+    /// cancels the remote call.
+    pub(crate) async fn call(self: &Arc<Self>, func: &str, args: Bytes) -> Result<Bytes> {
+        let opened = self.open(func, CallKind::Single, args).await?;
+        let done = opened.done.await;
+        drop(opened.guard);
+        self.outcome(func, done)
+    }
+
+    /// Turns a call's end into its result.
+    pub(crate) fn outcome(
+        &self,
+        func: &str,
+        done: std::result::Result<Done, oneshot::error::RecvError>,
+    ) -> Result<Bytes> {
+        match done {
+            Ok(Done::Return(v)) => Ok(v),
+            Ok(Done::Failed(e)) => Err(Error::Remote(e)),
+            Ok(Done::CancelAcked) => Err(Error::Cancelled {
                 canceller: Some(self.actor.uid.clone()),
                 reason: format!("call of `{func}` cancelled"),
             }),
-            Ok(Reply::Closed(reason)) => Err(Error::Disconnected { peer: self.peer.clone(), reason }),
-            Err(_) => Err(Error::Disconnected { peer: self.peer.clone(), reason: "call dropped".into() }),
+            Ok(Done::Closed(reason)) => Err(self.disconnected(reason)),
+            Err(_) => Err(self.disconnected("the call was dropped".into())),
         }
+    }
+
+    /// Sends one item on call `cid`, waiting for credit.
+    pub(crate) async fn send_item(&self, cid: CallId, shared: &Shared, value: Bytes) -> Result<()> {
+        match shared.credit.acquire().await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return Err(self.ended(shared)),
+        }
+        self.sender.send(&Msg::Yield { cid, value }).await?;
+        Ok(())
+    }
+
+    /// Tells the peer we send no more items on call `cid`.
+    pub(crate) async fn send_stop(&self, cid: CallId) -> Result<()> {
+        Ok(self.sender.send(&Msg::Stop { cid }).await?)
+    }
+
+    /// Why call items can no longer flow.
+    pub(crate) fn ended(&self, shared: &Shared) -> Error {
+        shared.ended.get().cloned().unwrap_or_else(|| self.disconnected("the call ended".into()))
+    }
+
+    /// Grants the peer `n` more items on call `cid`.
+    pub(crate) fn grant(&self, cid: CallId, n: u32) {
+        if let Some(call) = self.tables().calls.get_mut(&cid) {
+            call.allowance += u64::from(n);
+        } else {
+            return;
+        }
+        let _ = self.sender.send_now(&Msg::Credit { cid, credit: n });
+    }
+
+    /// Cancels our call `cid` if it is still running.
+    pub(crate) fn cancel_call(&self, cid: CallId) {
+        if let Some(call) = self.tables().calls.remove(&cid) {
+            let e = Error::Cancelled {
+                canceller: Some(self.actor.uid.clone()),
+                reason: "cancelled by the caller".into(),
+            };
+            call.end(e, Done::CancelAcked);
+            let _ = self.sender.send_now(&Msg::Cancel { cid, canceller: self.actor.uid.clone() });
+        }
+    }
+
+    /// Sends `Cancel` for our call `cid` and keeps waiting for its outcome.
+    pub(crate) fn request_cancel(&self, cid: CallId) {
+        let _ = self.sender.send_now(&Msg::Cancel { cid, canceller: self.actor.uid.clone() });
     }
 
     /// Asks the peer actor to cancel itself.
@@ -180,17 +335,13 @@ impl Conn {
     }
 
     fn shutdown(&self, reason: String) {
-        let (calls, served) = {
+        let calls = {
             let mut t = self.tables();
             t.closed = Some(reason.clone());
-            (std::mem::take(&mut t.calls), std::mem::take(&mut t.served))
+            std::mem::take(&mut t.calls)
         };
-        for (_, tx) in calls {
-            // The caller may have gone; nothing to tell then.
-            let _ = tx.send(Reply::Closed(reason.clone()));
-        }
-        for (_, s) in served {
-            s.token.cancel();
+        for (_, call) in calls {
+            call.end(self.disconnected(reason.clone()), Done::Closed(reason.clone()));
         }
         self.closed.cancel();
         if self.relation == Peer::Parent {
@@ -200,25 +351,90 @@ impl Conn {
         tokio::spawn(async move { sender.close().await });
     }
 
-    fn reply(&self, cid: CallId, reply: Reply) {
-        if let Some(tx) = self.tables().calls.remove(&cid) {
-            // The caller may have dropped its future after asking; that is fine.
-            let _ = tx.send(reply);
+    /// Ends our call `cid` with `done`.
+    fn finish(&self, cid: CallId, done: Done) {
+        let Some(mut call) = self.tables().calls.remove(&cid) else { return };
+        let error = match &done {
+            Done::Return(_) => {
+                Error::Disconnected { peer: self.peer.clone(), reason: "the call returned".into() }
+            }
+            Done::Failed(e) => Error::Remote(e.clone()),
+            Done::CancelAcked => Error::Cancelled {
+                canceller: Some(self.actor.uid.clone()),
+                reason: "cancelled by the caller".into(),
+            },
+            Done::Closed(r) => self.disconnected(r.clone()),
+        };
+        if let (Done::Return(_), Some(tx)) = (&done, call.started.take()) {
+            let _ = tx.send(Err(Error::msg("the context returned without calling `started`")));
         }
+        if let Some(items) = call.items.take() {
+            if matches!(done, Done::Return(_)) {
+                let _ = items.send(Incoming::Stop);
+            }
+        }
+        call.end(error, done);
     }
 
     /// Routes one message. `Err` means the peer broke the protocol.
     fn dispatch(self: &Arc<Self>, msg: Msg) -> std::result::Result<(), String> {
         match msg {
-            Msg::Start { cid, func, kind, args, .. } => self.start_served(cid, func, kind, args),
-            Msg::Return { cid, value } => self.reply(cid, Reply::Value(value)),
-            Msg::Error { cid, error } => self.reply(cid, Reply::Failed(error)),
-            Msg::CancelAck { cid } => self.reply(cid, Reply::CancelAcked),
-            Msg::StartAck { .. } => {}
+            Msg::Start { cid, func, kind, args, window } => self.start_served(cid, func, kind, args, window),
+            Msg::Return { cid, value } if self.ours(cid) => self.finish(cid, Done::Return(value)),
+            Msg::Error { cid, error } if self.ours(cid) => self.finish(cid, Done::Failed(error)),
+            Msg::CancelAck { cid } if self.ours(cid) => self.finish(cid, Done::CancelAcked),
+            Msg::Started { cid, value } if self.ours(cid) => {
+                if let Some(tx) = self.tables().calls.get_mut(&cid).and_then(|c| c.started.take()) {
+                    let _ = tx.send(Ok(value));
+                }
+            }
+            Msg::Yield { cid, value } => {
+                let mut t = self.tables();
+                if let Some(call) = t.calls.get_mut(&cid) {
+                    if call.allowance == 0 {
+                        return Err(format!("the peer sent an item on call {cid} beyond its credit"));
+                    }
+                    call.allowance -= 1;
+                    if let Some(items) = &call.items {
+                        let _ = items.send(Incoming::Item(value));
+                    }
+                }
+            }
+            Msg::Stop { cid } => {
+                let mut t = self.tables();
+                let stream_ended = match t.calls.get_mut(&cid) {
+                    Some(call) => {
+                        if let Some(items) = call.items.take() {
+                            let _ = items.send(Incoming::Stop);
+                        }
+                        call.kind == CallKind::Stream && self.ours(cid)
+                    }
+                    None => false,
+                };
+                if stream_ended {
+                    // A stream call ends with its Stop.
+                    if let Some(call) = t.calls.remove(&cid) {
+                        drop(t);
+                        call.end(self.disconnected("the stream ended".into()), Done::Return(Bytes::new()));
+                    }
+                }
+            }
+            Msg::Credit { cid, credit } => {
+                if let Some(call) = self.tables().calls.get(&cid) {
+                    if call.shared.credit.available_permits() + credit as usize > Semaphore::MAX_PERMITS / 2 {
+                        return Err(format!("the peer granted absurd credit on call {cid}"));
+                    }
+                    call.shared.credit.add_permits(credit as usize);
+                }
+            }
             Msg::Cancel { cid, canceller } => {
-                if let Some(s) = self.tables().served.get_mut(&cid) {
-                    s.canceller = Some(canceller);
-                    s.token.cancel();
+                if !self.ours(cid) {
+                    if let Some(call) = self.tables().calls.get_mut(&cid) {
+                        call.canceller = Some(canceller);
+                        if let Some(t) = &call.token {
+                            t.cancel();
+                        }
+                    }
                 }
             }
             Msg::CancelActor { canceller, reason } => {
@@ -227,39 +443,43 @@ impl Conn {
                 }
                 self.actor.cancel_by_parent(canceller, reason, self.sender.clone());
             }
-            Msg::CancelActorAck => {}
-            Msg::Started { .. } | Msg::Yield { .. } | Msg::Stop { .. } | Msg::Credit { .. } => {
-                return Err("streams and contexts are not supported by this peer yet".into());
-            }
+            Msg::StartAck { .. } | Msg::CancelActorAck => {}
+            // Replies for calls we did not start: a confused peer; nothing to route.
+            Msg::Return { .. } | Msg::Error { .. } | Msg::CancelAck { .. } | Msg::Started { .. } => {}
             other @ (Msg::Hello { .. }
             | Msg::Auth { .. }
             | Msg::Welcome
             | Msg::Refused { .. }
-            | Msg::Init { .. }) => return Err(format!("unexpected {} after the handshake", other.name())),
+            | Msg::Init { .. }) => {
+                return Err(format!("unexpected {} after the handshake", other.name()));
+            }
         }
         Ok(())
     }
 
-    fn start_served(self: &Arc<Self>, cid: CallId, func: String, kind: CallKind, args: Bytes) {
-        let ours = self.next_cid.load(Ordering::Relaxed) % 2;
+    fn start_served(self: &Arc<Self>, cid: CallId, func: String, kind: CallKind, args: Bytes, window: u32) {
         let me = &self.actor.uid;
         let refuse = |kind, type_name: &str, message: String| {
             let e = RemoteError::new(me.clone(), kind, type_name, message);
             let _ = self.sender.send_now(&Msg::Error { cid, error: Box::new(e) });
         };
-        if cid % 2 == ours {
+        if self.ours(cid) {
             return refuse(ErrorKind::Protocol, "protocol", format!("call id {cid} has this side's parity"));
         }
-        if kind != CallKind::Single {
-            return refuse(ErrorKind::Protocol, "protocol", format!("{kind:?} calls are not supported yet"));
-        }
-        let Some(invoke) = registry::lookup(&func) else {
+        let Some(handler) = registry::lookup(&func) else {
             return refuse(
                 ErrorKind::UnknownFunction,
                 "actor::UnknownFunction",
                 format!("no function `{func}` is registered in actor `{me}`"),
             );
         };
+        if handler.kind() != kind {
+            return refuse(
+                ErrorKind::Protocol,
+                "actor::WrongCallKind",
+                format!("`{func}` is a {:?} function but was called as {kind:?}", handler.kind()),
+            );
+        }
         if !self.actor.exposes(&func) {
             return refuse(
                 ErrorKind::NotExposed,
@@ -268,17 +488,31 @@ impl Conn {
             );
         }
         let token = self.actor.token().child_token();
+        let mut call = Call::new(kind, window);
+        call.token = Some(token.clone());
+        let items = (kind == CallKind::Context).then(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            call.items = Some(tx);
+            rx
+        });
+        let shared = call.shared.clone();
         {
             let mut t = self.tables();
             if t.closed.is_some() {
                 return;
             }
-            if t.served.contains_key(&cid) {
+            if t.calls.contains_key(&cid) {
                 drop(t);
                 return refuse(ErrorKind::Protocol, "protocol", format!("call id {cid} is already in use"));
             }
-            t.served.insert(cid, Served { token: token.clone(), canceller: None });
+            t.calls.insert(cid, call);
         }
+        let io = ServedIo { conn: self.clone(), cid, shared, items };
+        let served = match handler {
+            Handler::Single(f) => f(args),
+            Handler::Stream(f) => f(args, io),
+            Handler::Context(f) => f(args, io),
+        };
         let conn = self.clone();
         let span = tracing::info_span!("call", %func, cid);
         let main = self.relation == Peer::Parent && self.actor.is_main();
@@ -287,12 +521,19 @@ impl Conn {
                 tracing::debug!("started");
                 let outcome = tokio::select! {
                     biased;
+                    r = served => Some(r),
                     _ = token.cancelled() => None,
-                    r = invoke(args) => Some(r),
                 };
-                let canceller = conn.tables().served.remove(&cid).and_then(|s| s.canceller);
+                let call = conn.tables().calls.remove(&cid);
+                let canceller = call.as_ref().and_then(|c| c.canceller.clone());
+                if let Some(call) = call {
+                    let e =
+                        Error::Cancelled { canceller: canceller.clone(), reason: "the call ended".into() };
+                    call.end(e, Done::Closed(String::new()));
+                }
                 let me = &conn.actor.uid;
                 let msg = match outcome {
+                    Some(Ok(_)) if kind == CallKind::Stream => Msg::Stop { cid },
                     Some(Ok(value)) => Msg::Return { cid, value },
                     Some(Err(failure)) => Msg::Error { cid, error: Box::new(failure_to_remote(failure, me)) },
                     None if canceller.is_some() => Msg::CancelAck { cid },
@@ -321,6 +562,15 @@ impl Conn {
     }
 }
 
+/// The serving side's handle on a stream or context call.
+#[doc(hidden)]
+pub struct ServedIo {
+    pub(crate) conn: Arc<Conn>,
+    pub(crate) cid: CallId,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) items: Option<mpsc::UnboundedReceiver<Incoming>>,
+}
+
 fn failure_to_remote(failure: Failure, me: &Uid) -> RemoteError {
     match failure {
         Failure::BadArguments(msg) => {
@@ -331,21 +581,22 @@ fn failure_to_remote(failure: Failure, me: &Uid) -> RemoteError {
     }
 }
 
-/// Cancels the remote call if the caller's future is dropped before the reply.
-struct CallGuard<'a> {
-    conn: &'a Conn,
+/// Cancels our call if dropped while the call is still running: the caller
+/// lost interest (tarpc's rule), so the callee's task is cancelled.
+pub(crate) struct CallGuard {
+    conn: Arc<Conn>,
     cid: CallId,
-    armed: bool,
 }
 
-impl Drop for CallGuard<'_> {
+impl CallGuard {
+    pub(crate) fn conn(&self) -> &Arc<Conn> {
+        &self.conn
+    }
+}
+
+impl Drop for CallGuard {
     fn drop(&mut self) {
-        if self.armed {
-            self.conn.tables().calls.remove(&self.cid);
-            let _ = self
-                .conn
-                .sender
-                .send_now(&Msg::Cancel { cid: self.cid, canceller: self.conn.actor.uid.clone() });
-        }
+        // A no-op when the call has already ended.
+        self.conn.cancel_call(self.cid);
     }
 }

@@ -34,6 +34,7 @@ extern crate self as actor;
 
 mod config;
 mod conn;
+mod context;
 mod error;
 mod local;
 mod logging;
@@ -43,17 +44,20 @@ mod registry;
 mod run;
 mod spawn;
 mod state;
+mod stream;
 
 pub use actor_macros::remote;
 pub use actor_transport as transport;
 pub use actor_transport::{Addr, ErrorKind, RemoteError, Secret, Uid};
 pub use config::{Config, ENV_LOG, ENV_NAME, ENV_TOKEN};
+pub use context::{Context, ContextHandle};
 pub use error::{AppError, Error, Result};
 pub use nursery::{ActorBuilder, Nursery, open_nursery};
 pub use portal::{Portal, ResultPortal};
-pub use registry::{RemoteFn, is_registered};
+pub use registry::{RemoteContextFn, RemoteFn, RemoteStreamFn, is_registered};
 pub use run::{run, run_with};
 pub use state::{State, state};
+pub use stream::{StreamReceiver, StreamSender, Yielder};
 
 /// The uid of the actor running in this process.
 ///

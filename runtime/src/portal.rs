@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use actor_transport::Uid;
+use actor_transport::{CallKind, Uid};
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -12,8 +12,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::Conn;
+use crate::context::ContextHandle;
 use crate::error::{Error, Result};
-use crate::registry::{RemoteFn, decode, encode};
+use crate::registry::{RemoteContextFn, RemoteFn, RemoteStreamFn, decode, encode};
+use crate::stream::StreamReceiver;
 
 /// How a nursery controls one of its children.
 #[derive(Clone)]
@@ -75,6 +77,56 @@ impl Portal {
         let args = encode(args, || format!("arguments of `{name}`"))?;
         let value = self.conn.call(name, args).await?;
         decode(&value, || format!("result of `{name}` from `{}`", self.uid()))
+    }
+
+    /// Starts remote stream function `f(args)` and returns the stream of its
+    /// items. Read it with `while let Some(item) = stream.recv().await` (or as a
+    /// [`futures::Stream`]); dropping it early cancels the producer, and the
+    /// actor goes on serving other calls.
+    ///
+    /// # Errors
+    ///
+    /// As [`Portal::run`] for starting the call; errors of the producer arrive
+    /// on the stream, after the items it sent before failing.
+    pub async fn open_stream_from<F: RemoteStreamFn>(
+        &self,
+        _f: F,
+        args: F::Args,
+    ) -> Result<StreamReceiver<F::Item>> {
+        let args = encode(&args, || format!("arguments of `{}`", F::NAME))?;
+        let opened = self.conn.open(F::NAME, CallKind::Stream, args).await?;
+        let items = opened.items.ok_or_else(|| Error::msg("internal: a stream call without items"))?;
+        Ok(StreamReceiver::new(self.conn.clone(), opened.cid, opened.shared, items, Some(opened.guard)))
+    }
+
+    /// Starts remote context function `f(args)` and waits until it calls
+    /// `started`; returns the caller's handle and that first value.
+    ///
+    /// # Errors
+    ///
+    /// As [`Portal::run`]; also the remote task's error if it fails (or
+    /// returns) before calling `started`.
+    pub async fn open_context<F: RemoteContextFn>(
+        &self,
+        _f: F,
+        args: F::Args,
+    ) -> Result<(ContextHandle<F::ToCallee, F::ToCaller, F::Output>, F::Started)> {
+        let args = encode(&args, || format!("arguments of `{}`", F::NAME))?;
+        let opened = self.conn.open(F::NAME, CallKind::Context, args).await?;
+        let started = opened.started.ok_or_else(|| Error::msg("internal: a context call without started"))?;
+        let first = match started.await {
+            Ok(Ok(bytes)) => decode(&bytes, || format!("first value of `{}`", F::NAME))?,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(Error::Disconnected {
+                    peer: self.uid().clone(),
+                    reason: "the call was dropped".into(),
+                });
+            }
+        };
+        let handle =
+            ContextHandle::new(F::NAME, opened.cid, opened.shared, opened.items, opened.done, opened.guard);
+        Ok((handle, first))
     }
 
     /// Cancels the remote actor and waits until it is gone.

@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 
 pub use bytes::Bytes;
 use futures::FutureExt;
@@ -27,10 +26,7 @@ where
     type Ok = T;
 }
 
-/// The boxed future the registry stores.
-pub type Served = Pin<Box<dyn Future<Output = Result<Bytes, Failure>> + Send>>;
-
-pub use crate::registry::{Failure, Registration};
+pub use crate::registry::{Failure, Registration, Served};
 
 /// Serves an async remote function: decodes `args`, runs `call`, catches
 /// panics and encodes the outcome.
@@ -85,4 +81,82 @@ fn encode_outcome<T: Serialize, E: std::error::Error + Send + Sync + 'static>(
         Ok(v) => encode(&v, || format!("result of `{name}`")).map_err(Failure::Failed),
         Err(e) => Err(Failure::Failed(Error::app(e))),
     }
+}
+
+pub use crate::conn::ServedIo;
+pub use crate::registry::Handler;
+
+/// Names the item type of a stream function's `Yielder` parameter.
+pub trait StreamParam {
+    type Item: Serialize + DeserializeOwned + Send + 'static;
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> StreamParam for crate::Yielder<T> {
+    type Item = T;
+}
+
+/// Names the types of a context function's `Context` parameter.
+pub trait ContextParam {
+    type Started: Serialize + DeserializeOwned + Send + 'static;
+    type ToCaller: Serialize + DeserializeOwned + Send + 'static;
+    type ToCallee: Serialize + DeserializeOwned + Send + 'static;
+}
+
+impl<S, O, I> ContextParam for crate::Context<S, O, I>
+where
+    S: Serialize + DeserializeOwned + Send + 'static,
+    O: Serialize + DeserializeOwned + Send + 'static,
+    I: Serialize + DeserializeOwned + Send + 'static,
+{
+    type Started = S;
+    type ToCaller = O;
+    type ToCallee = I;
+}
+
+/// Serves a remote stream function.
+pub fn serve_stream<A, T, E, Fut>(
+    name: &'static str,
+    args: Bytes,
+    io: ServedIo,
+    call: fn(A, crate::Yielder<T>) -> Fut,
+) -> Served
+where
+    A: DeserializeOwned + Send + 'static,
+    T: Serialize + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+{
+    Box::pin(async move {
+        let args = decode_args::<A>(name, &args)?;
+        match AssertUnwindSafe(call(args, crate::Yielder::new(io))).catch_unwind().await {
+            Ok(Ok(())) => Ok(Bytes::new()),
+            Ok(Err(e)) => Err(Failure::Failed(Error::app(e))),
+            Err(payload) => Err(Failure::Panicked(panic_message(payload.as_ref()))),
+        }
+    })
+}
+
+/// Serves a remote context function.
+pub fn serve_context<A, S, O, I, T, E, Fut>(
+    name: &'static str,
+    args: Bytes,
+    io: ServedIo,
+    call: fn(A, crate::Context<S, O, I>) -> Fut,
+) -> Served
+where
+    A: DeserializeOwned + Send + 'static,
+    S: Serialize + Send + 'static,
+    O: Serialize + Send + 'static,
+    I: DeserializeOwned + Send + 'static,
+    T: Serialize,
+    E: std::error::Error + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+{
+    Box::pin(async move {
+        let args = decode_args::<A>(name, &args)?;
+        match AssertUnwindSafe(call(args, crate::Context::new(io))).catch_unwind().await {
+            Ok(outcome) => encode_outcome(name, outcome),
+            Err(payload) => Err(Failure::Panicked(panic_message(payload.as_ref()))),
+        }
+    })
 }

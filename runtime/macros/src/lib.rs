@@ -16,6 +16,11 @@ use syn::{FnArg, ItemFn, ReturnType, parse_macro_input};
 /// must return `Result<T, E>` with `T` serializable and `E` an error type
 /// (`actor::Result<T>` works). A plain `fn` runs on the blocking pool; an
 /// `async fn` runs on the actor's runtime.
+///
+/// An `async fn` whose last parameter is an `actor::Yielder<T>` is a stream
+/// function (open it with `Portal::open_stream_from`); one whose last parameter
+/// is an `actor::Context<S, Out, In>` is a context function (open it with
+/// `Portal::open_context`). The special parameter is not part of the arguments.
 #[proc_macro_attribute]
 pub fn remote(attr: TokenStream, item: TokenStream) -> TokenStream {
     if !attr.is_empty() {
@@ -26,6 +31,14 @@ pub fn remote(attr: TokenStream, item: TokenStream) -> TokenStream {
     match expand(func) {
         Ok(ts) => ts.into(),
         Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// The last path segment of a type, e.g. `Yielder` for `actor::Yielder<u64>`.
+fn last_segment(ty: &syn::Type) -> Option<String> {
+    match ty {
+        syn::Type::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()),
+        _ => None,
     }
 }
 
@@ -50,6 +63,18 @@ fn expand(func: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
             FnArg::Typed(pat) => arg_types.push(pat.ty.clone()),
         }
     }
+    // A last parameter of type `Yielder<T>` makes a stream function, one of type
+    // `Context<S, Out, In>` a context function.
+    let special = arg_types.last().and_then(|t| last_segment(t)).filter(|s| s == "Yielder" || s == "Context");
+    let special_ty = match special {
+        Some(_) => {
+            if sig.asyncness.is_none() {
+                return Err(syn::Error::new(sig.span(), "stream and context functions must be async"));
+            }
+            arg_types.pop()
+        }
+        None => None,
+    };
     let arg_names: Vec<_> = (0..arg_types.len()).map(|i| format_ident!("__arg{i}")).collect();
     let vis = &func.vis;
     let name = &sig.ident;
@@ -59,7 +84,95 @@ fn expand(func: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
     let mut local_sig = sig.clone();
     local_sig.ident = format_ident!("call_local");
     let body = &func.block;
-    let serve = if sig.asyncness.is_some() { quote!(serve_async) } else { quote!(serve_blocking) };
+    let name_const = quote!(::core::concat!(::core::module_path!(), "::", #name_str));
+    let (trait_impl, serve_fn) = match (special.as_deref(), &special_ty) {
+        (Some("Yielder"), Some(ty)) => (
+            quote! {
+                impl ::actor::RemoteStreamFn for #name {
+                    type Args = (#(#arg_types,)*);
+                    type Item = <#ty as ::actor::__private::StreamParam>::Item;
+                    const NAME: &'static str = #name_const;
+                }
+            },
+            quote! {
+                fn __actor_serve(
+                    args: ::actor::__private::Bytes,
+                    io: ::actor::__private::ServedIo,
+                ) -> ::actor::__private::Served {
+                    ::actor::__private::serve_stream(
+                        <#name as ::actor::RemoteStreamFn>::NAME,
+                        args,
+                        io,
+                        |(#(#arg_names,)*): (#(#arg_types,)*), y| #name::call_local(#(#arg_names,)* y),
+                    )
+                }
+                ::actor::__private::inventory::submit! {
+                    ::actor::__private::Registration::new(
+                        <#name as ::actor::RemoteStreamFn>::NAME,
+                        ::actor::__private::Handler::Stream(__actor_serve),
+                    )
+                }
+            },
+        ),
+        (Some(_), Some(ty)) => (
+            quote! {
+                impl ::actor::RemoteContextFn for #name {
+                    type Args = (#(#arg_types,)*);
+                    type Started = <#ty as ::actor::__private::ContextParam>::Started;
+                    type ToCaller = <#ty as ::actor::__private::ContextParam>::ToCaller;
+                    type ToCallee = <#ty as ::actor::__private::ContextParam>::ToCallee;
+                    type Output = <#ret as ::actor::__private::CallResult>::Ok;
+                    const NAME: &'static str = #name_const;
+                }
+            },
+            quote! {
+                fn __actor_serve(
+                    args: ::actor::__private::Bytes,
+                    io: ::actor::__private::ServedIo,
+                ) -> ::actor::__private::Served {
+                    ::actor::__private::serve_context(
+                        <#name as ::actor::RemoteContextFn>::NAME,
+                        args,
+                        io,
+                        |(#(#arg_names,)*): (#(#arg_types,)*), c| #name::call_local(#(#arg_names,)* c),
+                    )
+                }
+                ::actor::__private::inventory::submit! {
+                    ::actor::__private::Registration::new(
+                        <#name as ::actor::RemoteContextFn>::NAME,
+                        ::actor::__private::Handler::Context(__actor_serve),
+                    )
+                }
+            },
+        ),
+        _ => {
+            let serve = if sig.asyncness.is_some() { quote!(serve_async) } else { quote!(serve_blocking) };
+            (
+                quote! {
+                    impl ::actor::RemoteFn for #name {
+                        type Args = (#(#arg_types,)*);
+                        type Output = <#ret as ::actor::__private::CallResult>::Ok;
+                        const NAME: &'static str = #name_const;
+                    }
+                },
+                quote! {
+                    fn __actor_serve(args: ::actor::__private::Bytes) -> ::actor::__private::Served {
+                        ::actor::__private::#serve(
+                            <#name as ::actor::RemoteFn>::NAME,
+                            args,
+                            |(#(#arg_names,)*): (#(#arg_types,)*)| #name::call_local(#(#arg_names),*),
+                        )
+                    }
+                    ::actor::__private::inventory::submit! {
+                        ::actor::__private::Registration::new(
+                            <#name as ::actor::RemoteFn>::NAME,
+                            ::actor::__private::Handler::Single(__actor_serve),
+                        )
+                    }
+                },
+            )
+        }
+    };
 
     Ok(quote! {
         #(#docs)*
@@ -73,23 +186,10 @@ fn expand(func: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
             #vis #local_sig #body
         }
 
-        impl ::actor::RemoteFn for #name {
-            type Args = (#(#arg_types,)*);
-            type Output = <#ret as ::actor::__private::CallResult>::Ok;
-            const NAME: &'static str = ::core::concat!(::core::module_path!(), "::", #name_str);
-        }
+        #trait_impl
 
         const _: () = {
-            fn __actor_serve(args: ::actor::__private::Bytes) -> ::actor::__private::Served {
-                ::actor::__private::#serve(
-                    <#name as ::actor::RemoteFn>::NAME,
-                    args,
-                    |(#(#arg_names,)*): (#(#arg_types,)*)| #name::call_local(#(#arg_names),*),
-                )
-            }
-            ::actor::__private::inventory::submit! {
-                ::actor::__private::Registration::new(<#name as ::actor::RemoteFn>::NAME, __actor_serve)
-            }
+            #serve_fn
         };
     })
 }

@@ -1,0 +1,188 @@
+//! Typed stream halves, shared by remote streams and contexts on both sides.
+
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use actor_transport::CallId;
+use futures::Stream;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+use crate::conn::{CallGuard, Conn, Incoming, ServedIo, Shared, WINDOW};
+use crate::error::Result;
+use crate::registry::{decode, encode};
+
+/// The sending half of a stream: items go to the other actor, at most a
+/// window ahead of what it has consumed (`send` waits for credit).
+///
+/// Cheap to clone; clones send on the same stream.
+pub struct StreamSender<T> {
+    conn: Arc<Conn>,
+    cid: CallId,
+    shared: Arc<Shared>,
+    _item: PhantomData<fn(T)>,
+}
+
+impl<T> Clone for StreamSender<T> {
+    fn clone(&self) -> Self {
+        StreamSender {
+            conn: self.conn.clone(),
+            cid: self.cid,
+            shared: self.shared.clone(),
+            _item: PhantomData,
+        }
+    }
+}
+
+impl<T: Serialize> StreamSender<T> {
+    pub(crate) fn new(conn: Arc<Conn>, cid: CallId, shared: Arc<Shared>) -> Self {
+        StreamSender { conn, cid, shared, _item: PhantomData }
+    }
+
+    /// Sends one item, waiting while the receiver is a full window behind.
+    ///
+    /// # Errors
+    ///
+    /// The reason the stream ended if it has (the other side failed, was
+    /// cancelled, or the channel broke); [`Error::Codec`](crate::Error::Codec) if
+    /// the item cannot be encoded.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a cancelled send may have used one unit of credit.
+    pub async fn send(&self, item: T) -> Result<()> {
+        let value = encode(&item, || format!("an item of type {}", std::any::type_name::<T>()))?;
+        self.conn.send_item(self.cid, &self.shared, value).await
+    }
+
+    /// Tells the receiver no more items will come; its stream then ends.
+    ///
+    /// # Errors
+    ///
+    /// A channel error if the message cannot be sent.
+    pub async fn close(&self) -> Result<()> {
+        self.conn.send_stop(self.cid).await
+    }
+}
+
+/// The receiving half of a stream; a [`futures::Stream`] of `Result<T>`.
+///
+/// Reading grants the sender more credit. A stream that ends normally yields
+/// `None`; one that ends because the other side failed or vanished yields that
+/// error once, then `None`. Dropping the receiver of a remote stream
+/// ([`Portal::open_stream_from`](crate::Portal::open_stream_from)) cancels the
+/// producer.
+pub struct StreamReceiver<T> {
+    conn: Arc<Conn>,
+    cid: CallId,
+    shared: Arc<Shared>,
+    items: mpsc::UnboundedReceiver<Incoming>,
+    consumed: u32,
+    finished: bool,
+    _guard: Option<CallGuard>,
+    _item: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> StreamReceiver<T> {
+    pub(crate) fn new(
+        conn: Arc<Conn>,
+        cid: CallId,
+        shared: Arc<Shared>,
+        items: mpsc::UnboundedReceiver<Incoming>,
+        guard: Option<CallGuard>,
+    ) -> Self {
+        StreamReceiver {
+            conn,
+            cid,
+            shared,
+            items,
+            consumed: 0,
+            finished: false,
+            _guard: guard,
+            _item: PhantomData,
+        }
+    }
+
+    /// The next item; `None` once the stream has ended.
+    ///
+    /// # Errors
+    ///
+    /// The other side's error, a cancellation, or a broken channel (once), or
+    /// [`Error::Codec`](crate::Error::Codec) for an item that does not decode as
+    /// `T`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Result<T>> {
+        futures::StreamExt::next(self).await
+    }
+}
+
+impl<T: DeserializeOwned> Stream for StreamReceiver<T> {
+    type Item = Result<T>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Result<T>>> {
+        let this = self.get_mut();
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        match this.items.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Incoming::Item(bytes))) => {
+                this.consumed += 1;
+                if this.consumed >= WINDOW / 2 {
+                    this.conn.grant(this.cid, this.consumed);
+                    this.consumed = 0;
+                }
+                Poll::Ready(Some(decode(&bytes, || format!("a stream item from `{}`", this.conn.peer()))))
+            }
+            Poll::Ready(Some(Incoming::Stop)) => {
+                this.finished = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(None) => {
+                this.finished = true;
+                Poll::Ready(Some(Err(this.conn.ended(&this.shared))))
+            }
+        }
+    }
+}
+
+/// What a remote stream function yields through: its last parameter.
+///
+/// ```no_run
+/// #[actor::remote]
+/// async fn count_to(n: u64, out: actor::Yielder<u64>) -> actor::Result<()> {
+///     for i in 0..n {
+///         out.send(i).await?;
+///     }
+///     Ok(())
+/// }
+/// ```
+pub struct Yielder<T>(StreamSender<T>);
+
+impl<T: Serialize> Yielder<T> {
+    pub(crate) fn new(io: ServedIo) -> Self {
+        Yielder(StreamSender::new(io.conn, io.cid, io.shared))
+    }
+
+    /// Sends one item to the caller, waiting while it is a full window behind.
+    ///
+    /// # Errors
+    ///
+    /// As [`StreamSender::send`]: once the caller has dropped the stream this
+    /// function's task is cancelled anyway.
+    pub async fn send(&self, item: T) -> Result<()> {
+        self.0.send(item).await
+    }
+}
+
+impl<T> Clone for Yielder<T> {
+    fn clone(&self) -> Self {
+        Yielder(self.0.clone())
+    }
+}
