@@ -60,3 +60,40 @@ fn log_level_reaches_children_with_their_identity() {
         out.stderr
     );
 }
+
+#[test]
+fn asynchronous_generators() {
+    let out = Tree::start("asynchronous_generators", &[], &[]).finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("received 9"), "{out:?}");
+    assert!(!out.stdout.contains("received 10"), "{out:?}");
+    assert!(out.stdout.contains("says: still serving"), "{out:?}");
+}
+
+#[test]
+fn full_fledged_streaming_service() {
+    let out = Tree::start("full_fledged_streaming_service", &[], &[]).finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stdout.contains("40 distinct values from 2 producers through 1 aggregator; complete: true"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn rpc_bidir_streaming() {
+    let out = Tree::start("rpc_bidir_streaming", &[], &[]).finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    for i in 0..5 {
+        assert!(out.stdout.contains(&format!("received: pong {i}")), "{out:?}");
+    }
+    assert!(out.stdout.contains("the remote task answered 5 pings"), "{out:?}");
+}
+
+#[test]
+fn multiple_streams_one_portal() {
+    let out = Tree::start("multiple_streams_one_portal", &[], &[]).finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("stream 1 spelled: structured"), "{out:?}");
+    assert!(out.stdout.contains("stream 2 spelled: concurrency"), "{out:?}");
+}

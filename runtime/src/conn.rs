@@ -368,11 +368,11 @@ impl Conn {
         if let (Done::Return(_), Some(tx)) = (&done, call.started.take()) {
             let _ = tx.send(Err(Error::msg("the context returned without calling `started`")));
         }
-        if let Some(items) = call.items.take() {
-            if matches!(done, Done::Return(_)) {
-                let _ = items.send(Incoming::Stop);
-            }
+        if let (Done::Return(_), Some(items)) = (&done, &call.items) {
+            let _ = items.send(Incoming::Stop);
         }
+        // `end` records the error before the item sender is dropped, so a
+        // receiver that sees its channel close always finds the reason.
         call.end(error, done);
     }
 

@@ -1,0 +1,67 @@
+//! Streams and contexts on real process trees built by the
+//! `streaming_scenarios` fixture (tests/fixtures/streaming.rs).
+
+mod common;
+
+use std::time::Duration;
+
+use common::Tree;
+
+fn scenario(name: &str) -> String {
+    let out = Tree::start("streaming_scenarios", &[name], &[]).finish(Duration::from_secs(60));
+    assert!(out.status.success(), "{name}: {out:?}");
+    out.stdout
+}
+
+#[test]
+fn ten_thousand_items_arrive_complete_and_in_order() {
+    assert!(scenario("ten_thousand").contains("COMPLETE 10000 in_order=true"));
+}
+
+#[test]
+fn dropping_a_stream_stops_the_producer_and_the_actor_keeps_serving() {
+    let out = scenario("drop_after_10");
+    assert!(out.contains("PRODUCER STOPPED true"), "{out}");
+    assert!(out.contains("NEXT CALL [0, 1, 2]"), "{out}");
+}
+
+#[test]
+fn a_producer_error_arrives_after_the_items_sent_before_it() {
+    let out = scenario("error_after_5");
+    assert!(out.contains("ITEMS [0, 1, 2, 3, 4]"), "{out}");
+    assert!(out.contains("ERROR Application producer gave up after 5 items"), "{out}");
+}
+
+#[test]
+fn cancelling_a_context_from_the_caller_is_not_an_error() {
+    let out = scenario("context_cancel");
+    assert!(out.contains("STARTED running"), "{out}");
+    assert!(out.contains("CANCELLED OK; callee stopped true"), "{out}");
+}
+
+#[test]
+fn a_callee_error_tears_down_both_halves_of_a_bidirectional_stream() {
+    let out = scenario("bidi_error");
+    assert!(out.contains("SEND ERROR remote error: actor `producer#"), "{out}");
+    assert!(out.contains("RECV error remote error"), "{out}");
+    assert!(out.contains("RESULT error callee failed on the third item"), "{out}");
+}
+
+#[test]
+fn a_fast_producer_stops_one_window_ahead_of_a_slow_consumer() {
+    let out = scenario("bounded");
+    // Nothing read: exactly one window (256 items) sent, and no more later.
+    assert!(out.contains("FILLED 256 LATER 256"), "{out}");
+    let ahead: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("MAX AHEAD "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("MAX AHEAD line");
+    assert!(ahead <= 256, "the producer ran {ahead} items ahead: {out}");
+}
+
+#[test]
+fn a_stalled_stream_does_not_stall_another_on_the_same_portal() {
+    let out = scenario("stalled_and_flowing");
+    assert!(out.contains("FLOWED 10000; the stalled producer sent 256"), "{out}");
+}
