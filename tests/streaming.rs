@@ -13,6 +13,18 @@ fn scenario(name: &str) -> String {
     out.stdout
 }
 
+/// The numbers on the first line starting with `prefix`.
+fn numbers<const N: usize>(out: &str, prefix: &str) -> [u64; N] {
+    let line =
+        out.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix} line: {out}"));
+    let v: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    v.try_into().unwrap_or_else(|v| panic!("expected {N} numbers in {line:?}, got {v:?}"))
+}
+
 #[test]
 fn ten_thousand_items_arrive_complete_and_in_order() {
     assert!(scenario("ten_thousand").contains("COMPLETE 10000 in_order=true"));
@@ -50,18 +62,17 @@ fn a_callee_error_tears_down_both_halves_of_a_bidirectional_stream() {
 #[test]
 fn a_fast_producer_stops_one_window_ahead_of_a_slow_consumer() {
     let out = scenario("bounded");
-    // Nothing read: exactly one window (256 items) sent, and no more later.
-    assert!(out.contains("FILLED 256 LATER 256"), "{out}");
-    let ahead: u64 = out
-        .lines()
-        .find_map(|l| l.strip_prefix("MAX AHEAD "))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("MAX AHEAD line");
-    assert!(ahead <= 256, "the producer ran {ahead} items ahead: {out}");
+    // Nothing read: exactly one window of items sent, and no more later.
+    let [filled, later, window] = numbers(&out, "FILLED");
+    assert_eq!((filled, later), (window, window), "{out}");
+    let [ahead, window] = numbers(&out, "MAX AHEAD");
+    assert!(ahead <= window, "the producer ran {ahead} items ahead of a {window}-item window: {out}");
 }
 
 #[test]
 fn a_stalled_stream_does_not_stall_another_on_the_same_portal() {
     let out = scenario("stalled_and_flowing");
-    assert!(out.contains("FLOWED 10000; the stalled producer sent 256"), "{out}");
+    let [flowed, stalled, window] = numbers(&out, "FLOWED");
+    assert_eq!(flowed, 10_000, "{out}");
+    assert_eq!(stalled, window, "the stalled producer holds exactly one window: {out}");
 }

@@ -8,9 +8,11 @@
 //! the credit it was given, or handshake messages after the handshake, broke
 //! the protocol and the channel is closed.
 //!
-//! Flow control is per call and per direction, counted in items: `Start.window`
-//! is the receive window of both ends of that call. A sender holds one
-//! semaphore permit per item it may still send; the receiver grants credit as
+//! Flow control is per call and per direction, counted in bytes of item
+//! payload: `Start.window` is the receive window of both ends of that call. An
+//! item costs its encoded length (at least 1, at most the whole window, so an
+//! item larger than the window still passes, alone). A sender holds one
+//! semaphore permit per byte it may still send; the receiver grants credit as
 //! the application consumes items (half a window at a time), so memory per
 //! stream stays bounded by the window and a stalled stream stalls nobody else.
 
@@ -28,8 +30,14 @@ use crate::error::{Error, Result};
 use crate::local::Actor;
 use crate::registry::{self, Failure, Handler};
 
-/// Items a receiver lets a sender have in flight on one call, each way.
-pub(crate) const WINDOW: u32 = 256;
+/// Bytes of items a receiver lets a sender have in flight on one call, each
+/// way: 1 MiB, several round trips' worth at loopback speed.
+pub const STREAM_WINDOW: u32 = 1024 * 1024;
+
+/// What one item of `len` encoded bytes costs in credit.
+pub(crate) fn item_cost(len: usize, window: u32) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX).clamp(1, window.max(1))
+}
 
 /// Which end of the channel we are: decides the parity of our call ids.
 #[derive(Clone, Copy, Debug)]
@@ -67,6 +75,8 @@ pub(crate) struct Shared {
     pub credit: Semaphore,
     /// Why the call ended, once it has (read by halves that find it closed).
     pub ended: OnceLock<Error>,
+    /// The call's window, in bytes.
+    pub window: u32,
 }
 
 struct Call {
@@ -89,7 +99,11 @@ impl Call {
     fn new(kind: CallKind, window: u32) -> Call {
         Call {
             kind,
-            shared: Arc::new(Shared { credit: Semaphore::new(window as usize), ended: OnceLock::new() }),
+            shared: Arc::new(Shared {
+                credit: Semaphore::new(window as usize),
+                ended: OnceLock::new(),
+                window,
+            }),
             items: None,
             allowance: u64::from(window),
             started: None,
@@ -200,7 +214,7 @@ impl Conn {
     /// Starts a call of `func` in the peer.
     pub(crate) async fn open(self: &Arc<Self>, func: &str, kind: CallKind, args: Bytes) -> Result<Opened> {
         let cid = self.next_cid.fetch_add(2, Ordering::Relaxed);
-        let mut call = Call::new(kind, WINDOW);
+        let mut call = Call::new(kind, STREAM_WINDOW);
         let (done_tx, done) = oneshot::channel();
         call.done = Some(done_tx);
         let items = (kind != CallKind::Single).then(|| {
@@ -222,7 +236,7 @@ impl Conn {
             t.calls.insert(cid, call);
         }
         let guard = CallGuard { conn: self.clone(), cid };
-        let start = Msg::Start { cid, func: func.to_owned(), kind, args, window: WINDOW };
+        let start = Msg::Start { cid, func: func.to_owned(), kind, args, window: STREAM_WINDOW };
         self.sender.send(&start).await?;
         Ok(Opened { cid, shared, items, started, done, guard })
     }
@@ -256,7 +270,7 @@ impl Conn {
 
     /// Sends one item on call `cid`, waiting for credit.
     pub(crate) async fn send_item(&self, cid: CallId, shared: &Shared, value: Bytes) -> Result<()> {
-        match shared.credit.acquire().await {
+        match shared.credit.acquire_many(item_cost(value.len(), shared.window)).await {
             Ok(permit) => permit.forget(),
             Err(_) => return Err(self.ended(shared)),
         }
@@ -391,10 +405,11 @@ impl Conn {
             Msg::Yield { cid, value } => {
                 let mut t = self.tables();
                 if let Some(call) = t.calls.get_mut(&cid) {
-                    if call.allowance == 0 {
+                    let cost = u64::from(item_cost(value.len(), call.shared.window));
+                    if call.allowance < cost {
                         return Err(format!("the peer sent an item on call {cid} beyond its credit"));
                     }
-                    call.allowance -= 1;
+                    call.allowance -= cost;
                     if let Some(items) = &call.items {
                         let _ = items.send(Incoming::Item(value));
                     }
@@ -488,7 +503,8 @@ impl Conn {
             );
         }
         let token = self.actor.token().child_token();
-        let mut call = Call::new(kind, window);
+        // The caller chooses the window; keep a hostile choice within sane bounds.
+        let mut call = Call::new(kind, window.clamp(1024, 16 * 1024 * 1024));
         call.token = Some(token.clone());
         let items = (kind == CallKind::Context).then(|| {
             let (tx, rx) = mpsc::unbounded_channel();

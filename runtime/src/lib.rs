@@ -50,6 +50,7 @@ pub use actor_macros::remote;
 pub use actor_transport as transport;
 pub use actor_transport::{Addr, ErrorKind, RemoteError, Secret, Uid};
 pub use config::{Config, ENV_LOG, ENV_NAME, ENV_TOKEN};
+pub use conn::STREAM_WINDOW;
 pub use context::{Context, ContextHandle};
 pub use error::{AppError, Error, Result};
 pub use nursery::{ActorBuilder, Nursery, open_nursery};

@@ -11,12 +11,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
-use crate::conn::{CallGuard, Conn, Incoming, ServedIo, Shared, WINDOW};
+use crate::conn::{CallGuard, Conn, Incoming, ServedIo, Shared, item_cost};
 use crate::error::Result;
 use crate::registry::{decode, encode};
 
 /// The sending half of a stream: items go to the other actor, at most a
-/// window ahead of what it has consumed (`send` waits for credit).
+/// window ([`STREAM_WINDOW`](crate::STREAM_WINDOW) bytes) ahead of what it has
+/// consumed (`send` waits for credit).
 ///
 /// Cheap to clone; clones send on the same stream.
 pub struct StreamSender<T> {
@@ -133,8 +134,8 @@ impl<T: DeserializeOwned> Stream for StreamReceiver<T> {
         match this.items.poll_recv(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Incoming::Item(bytes))) => {
-                this.consumed += 1;
-                if this.consumed >= WINDOW / 2 {
+                this.consumed += item_cost(bytes.len(), this.shared.window);
+                if this.consumed >= this.shared.window / 2 {
                     this.conn.grant(this.cid, this.consumed);
                     this.consumed = 0;
                 }
