@@ -1,0 +1,441 @@
+//! A typed client of the arbiter.
+//!
+//! One connection, one background reader task routing replies to their callers by
+//! call id, so many requests may be in flight at once. The client registers and
+//! unregisters *itself*: the arbiter takes the name from the uid this client
+//! authenticated with ([`HandshakeConfig::uid`]). Entries it registered vanish
+//! when the client is dropped or its connection breaks.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use actor_transport::{
+    Addr, CallId, CallKind, ChannelError, ErrorKind, HandshakeConfig, HandshakeError, Msg, Receiver,
+    RemoteError, Secret, Sender, Uid, connect,
+};
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::Entry;
+use crate::{FIND, LIST, REGISTER, UNREGISTER, WAIT_FOR};
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Connecting or the handshake failed: nothing listens there, the token was
+    /// refused, or the peer does not speak the actor protocol.
+    #[error("cannot connect to the arbiter at {addr}: {source}{}", hint(source))]
+    Handshake {
+        /// Where we tried to connect.
+        addr: Addr,
+        /// What went wrong.
+        #[source]
+        source: Box<HandshakeError>,
+    },
+    /// The peer speaks the actor protocol but does not serve the arbiter's
+    /// functions (it is an ordinary actor), or did not answer like an arbiter.
+    #[error("{addr} is not an arbiter: {reason}")]
+    NotAnArbiter {
+        /// The peer's address.
+        addr: Addr,
+        /// What gave it away.
+        reason: String,
+    },
+    /// The connection to the arbiter is closed or broke; pending and later
+    /// requests fail with this.
+    #[error("lost the connection to the arbiter at {addr}: {reason}")]
+    Disconnected {
+        /// The arbiter's address.
+        addr: Addr,
+        /// Why the connection ended.
+        reason: String,
+    },
+    /// The arbiter answered with an error (unknown function, bad arguments, or a
+    /// refusal such as an invalid name).
+    #[error("the arbiter answered with an error: {0}")]
+    Remote(Box<RemoteError>),
+    /// The request's arguments could not be encoded.
+    #[error("cannot encode the arguments of `{func}`: {source}")]
+    Encode {
+        /// The function called.
+        func: &'static str,
+        /// The encoder's error.
+        #[source]
+        source: rmp_serde::encode::Error,
+    },
+    /// The arbiter's reply did not decode into the expected type.
+    #[error("cannot decode the arbiter's reply to `{func}`: {source}")]
+    Decode {
+        /// The function called.
+        func: &'static str,
+        /// The decoder's error.
+        #[source]
+        source: rmp_serde::decode::Error,
+    },
+    /// The arbiter did not answer a probe in time.
+    #[error("the arbiter at {addr} did not answer within {timeout:?}")]
+    Timeout {
+        /// The arbiter's address.
+        addr: Addr,
+        /// How long we waited.
+        timeout: Duration,
+    },
+    /// The arbiter broke the protocol (an unexpected message or reply).
+    #[error("protocol violation by the arbiter at {addr}: {reason}")]
+    Protocol {
+        /// The arbiter's address.
+        addr: Addr,
+        /// What it did.
+        reason: String,
+    },
+}
+
+fn hint(e: &HandshakeError) -> &'static str {
+    match e {
+        HandshakeError::Channel(_)
+        | HandshakeError::Unexpected { .. }
+        | HandshakeError::Closed
+        | HandshakeError::Timeout(_) => " (is an arbiter listening there?)",
+        _ => "",
+    }
+}
+
+enum Reply {
+    Value(Bytes),
+    Failed(Box<RemoteError>),
+    CancelAcked,
+    Closed(String),
+}
+
+#[derive(Default)]
+struct Pending {
+    calls: HashMap<CallId, oneshot::Sender<Reply>>,
+    /// Calls whose caller went away after sending `Cancel`: their one reply
+    /// (`Return`, `Error` or `CancelAck`) is still expected and dropped.
+    cancelled: HashSet<CallId>,
+    closed: Option<String>,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    closed: CancellationToken,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A connection to an arbiter.
+///
+/// Requests take `&self` and may run concurrently (share the client in an `Arc`).
+/// Dropping the client closes the connection, which removes its registration.
+pub struct ArbiterClient {
+    addr: Addr,
+    uid: Uid,
+    arbiter: Uid,
+    sender: Sender,
+    shared: Arc<Shared>,
+    next_cid: AtomicU64,
+    reader: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for ArbiterClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArbiterClient")
+            .field("addr", &self.addr)
+            .field("uid", &self.uid)
+            .field("arbiter", &self.arbiter)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl ArbiterClient {
+    /// Connects to the arbiter at `addr` and authenticates as `handshake.uid`,
+    /// proving `secret` if given. The connect and handshake are bounded by
+    /// `handshake.timeout`, so a peer that is not an arbiter (or says nothing) is
+    /// an error, never a hang.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Handshake`] if the connection cannot be made, the arbiter
+    /// refuses the token, or the peer does not complete the handshake in time.
+    ///
+    /// # Panics
+    ///
+    /// Panics if called outside a tokio runtime.
+    pub async fn connect(
+        addr: &Addr,
+        handshake: &HandshakeConfig,
+        secret: Option<&Secret>,
+    ) -> Result<ArbiterClient, ClientError> {
+        let (channel, arbiter) = connect(addr, handshake, secret)
+            .await
+            .map_err(|e| ClientError::Handshake { addr: addr.clone(), source: Box::new(e) })?;
+        let (sender, receiver) = channel.split();
+        let shared =
+            Arc::new(Shared { pending: Mutex::new(Pending::default()), closed: CancellationToken::new() });
+        let reader = tokio::spawn(read_loop(shared.clone(), receiver, arbiter.clone()));
+        tracing::debug!(%addr, %arbiter, "connected to the arbiter");
+        Ok(ArbiterClient {
+            addr: addr.clone(),
+            uid: handshake.uid.clone(),
+            arbiter,
+            sender,
+            shared,
+            next_cid: AtomicU64::new(1),
+            reader,
+        })
+    }
+
+    /// The arbiter's address.
+    pub fn addr(&self) -> &Addr {
+        &self.addr
+    }
+
+    /// This client's uid: the identity it registers as.
+    pub fn uid(&self) -> &Uid {
+        &self.uid
+    }
+
+    /// The arbiter's uid, from the handshake.
+    pub fn arbiter_uid(&self) -> &Uid {
+        &self.arbiter
+    }
+
+    /// Whether the connection has closed or broken; requests fail from then on.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.is_cancelled()
+    }
+
+    /// Resolves once the connection has closed or broken.
+    pub async fn closed(&self) {
+        self.shared.closed.cancelled().await;
+    }
+
+    /// Registers this client's uid under its name at `addr` (the address of its
+    /// listener). Registering again replaces the address.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Remote`] if the arbiter refuses (e.g. an empty name),
+    /// [`ClientError::Disconnected`] if the connection is gone.
+    pub async fn register(&self, addr: &Addr) -> Result<(), ClientError> {
+        self.call(REGISTER, &(addr,)).await
+    }
+
+    /// Removes this client's entry; succeeds also if there was none.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Disconnected`] if the connection is gone,
+    /// [`ClientError::Remote`] if the arbiter reports an error.
+    pub async fn unregister(&self) -> Result<(), ClientError> {
+        self.call(UNREGISTER, &()).await
+    }
+
+    /// The entries registered under `name`, sorted by uid; empty if none.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Disconnected`] if the connection is gone,
+    /// [`ClientError::Remote`] or [`ClientError::Decode`] if the arbiter answers
+    /// badly.
+    pub async fn find(&self, name: &str) -> Result<Vec<Entry>, ClientError> {
+        self.call(FIND, &(name,)).await
+    }
+
+    /// Waits until at least one entry is registered under `name` and returns the
+    /// entries (at once if there is one). It may wait forever: bound it with a
+    /// timeout. Dropping the future cancels the wait in the arbiter.
+    ///
+    /// # Errors
+    ///
+    /// As [`ArbiterClient::find`].
+    pub async fn wait_for(&self, name: &str) -> Result<Vec<Entry>, ClientError> {
+        self.call(WAIT_FOR, &(name,)).await
+    }
+
+    /// Every entry, sorted by name then uid.
+    ///
+    /// # Errors
+    ///
+    /// As [`ArbiterClient::find`].
+    pub async fn list(&self) -> Result<Vec<Entry>, ClientError> {
+        self.call(LIST, &()).await
+    }
+
+    /// Closes the connection after the queued requests are written; the arbiter
+    /// then drops this client's registration. Never fails.
+    pub async fn close(self) {
+        self.sender.close().await;
+    }
+
+    fn disconnected(&self, reason: String) -> ClientError {
+        ClientError::Disconnected { addr: self.addr.clone(), reason }
+    }
+
+    /// Calls `func` with `args` and decodes its result; dropping the future sends
+    /// `Cancel` for the call.
+    async fn call<A, R>(&self, func: &'static str, args: &A) -> Result<R, ClientError>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let args = rmp_serde::to_vec(args).map_err(|source| ClientError::Encode { func, source })?;
+        let cid = self.next_cid.fetch_add(2, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut p = self.shared.lock();
+            if let Some(reason) = &p.closed {
+                return Err(self.disconnected(reason.clone()));
+            }
+            p.calls.insert(cid, tx);
+        }
+        let mut guard = CallGuard { client: self, cid, armed: true };
+        let start =
+            Msg::Start { cid, func: func.to_owned(), kind: CallKind::Single, args: args.into(), window: 0 };
+        if let Err(e) = self.sender.send(&start).await {
+            guard.armed = false;
+            self.shared.lock().calls.remove(&cid);
+            return Err(match e {
+                ChannelError::Closed { reason } => self.disconnected(reason),
+                other => self.disconnected(format!("cannot send the request: {other}")),
+            });
+        }
+        let reply = rx.await;
+        guard.armed = false;
+        match reply {
+            Ok(Reply::Value(value)) => {
+                rmp_serde::from_slice(&value).map_err(|source| ClientError::Decode { func, source })
+            }
+            Ok(Reply::Failed(e)) => Err(ClientError::Remote(e)),
+            Ok(Reply::CancelAcked) => Err(ClientError::Protocol {
+                addr: self.addr.clone(),
+                reason: format!("CancelAck for call {cid} of `{func}`, which was not cancelled"),
+            }),
+            Ok(Reply::Closed(reason)) => Err(self.disconnected(reason)),
+            Err(_) => Err(self.disconnected("the reader task stopped".into())),
+        }
+    }
+}
+
+impl Drop for ArbiterClient {
+    fn drop(&mut self) {
+        // The sender closes the connection as it drops; the reader would see the
+        // arbiter close its side, but need not wait for that.
+        self.reader.abort();
+    }
+}
+
+/// Sends `Cancel` if a call's future is dropped before its reply arrived.
+struct CallGuard<'a> {
+    client: &'a ArbiterClient,
+    cid: CallId,
+    armed: bool,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut p = self.client.shared.lock();
+        // No pending entry: the reply already arrived (or the connection closed).
+        if p.calls.remove(&self.cid).is_none() || p.closed.is_some() {
+            return;
+        }
+        p.cancelled.insert(self.cid);
+        drop(p);
+        let cancel = Msg::Cancel { cid: self.cid, canceller: self.client.uid.clone() };
+        if let Err(e) = self.client.sender.send_now(&cancel) {
+            tracing::debug!(cid = self.cid, error = %e, "cannot send Cancel to the arbiter");
+        }
+    }
+}
+
+async fn read_loop(shared: Arc<Shared>, mut receiver: Receiver, arbiter: Uid) {
+    let reason = loop {
+        let (cid, reply) = match receiver.recv().await {
+            Ok(Some(Msg::Return { cid, value })) => (cid, Reply::Value(value)),
+            Ok(Some(Msg::Error { cid, error })) => (cid, Reply::Failed(error)),
+            Ok(Some(Msg::CancelAck { cid })) => (cid, Reply::CancelAcked),
+            Ok(Some(Msg::StartAck { .. })) => continue,
+            Ok(Some(other)) => {
+                let reason =
+                    format!("protocol violation: the arbiter sent an unexpected {} message", other.name());
+                tracing::warn!(%arbiter, %reason, "closing the connection to the arbiter");
+                break reason;
+            }
+            Ok(None) => break "the arbiter closed the connection".to_owned(),
+            Err(e) => break format!("the connection broke: {e}"),
+        };
+        let mut p = shared.lock();
+        if let Some(tx) = p.calls.remove(&cid) {
+            drop(p);
+            // The caller may have just given up; its guard found no entry and sent
+            // no Cancel, so dropping the reply is all there is to do.
+            let _ = tx.send(reply);
+        } else if !p.cancelled.remove(&cid) {
+            drop(p);
+            tracing::warn!(%arbiter, cid, "ignoring a reply to a call that is not pending");
+        }
+    };
+    tracing::debug!(%arbiter, %reason, "arbiter connection ended");
+    let calls = {
+        let mut p = shared.lock();
+        p.closed = Some(reason.clone());
+        p.cancelled.clear();
+        std::mem::take(&mut p.calls)
+    };
+    for (_, tx) in calls {
+        let _ = tx.send(Reply::Closed(reason.clone()));
+    }
+    shared.closed.cancel();
+}
+
+/// Checks that an arbiter answers at `addr`: connects, handshakes and lists its
+/// entries, all within `handshake.timeout`. Returns the arbiter's uid.
+///
+/// # Errors
+///
+/// [`ClientError::Handshake`] if nothing speaking the actor protocol answers
+/// (connection refused, an HTTP server, garbage, silence, a refused token),
+/// [`ClientError::NotAnArbiter`] if an actor answers that does not serve the
+/// arbiter's functions, [`ClientError::Timeout`] if the listing does not come back
+/// in time.
+pub async fn probe(
+    addr: &Addr,
+    handshake: &HandshakeConfig,
+    secret: Option<&Secret>,
+) -> Result<Uid, ClientError> {
+    let client = ArbiterClient::connect(addr, handshake, secret).await?;
+    match tokio::time::timeout(handshake.timeout, client.list()).await {
+        Err(_) => Err(ClientError::Timeout { addr: addr.clone(), timeout: handshake.timeout }),
+        Ok(Ok(_)) => Ok(client.arbiter.clone()),
+        Ok(Err(ClientError::Remote(e)))
+            if matches!(e.kind, ErrorKind::UnknownFunction | ErrorKind::NotExposed) =>
+        {
+            Err(ClientError::NotAnArbiter { addr: addr.clone(), reason: e.message })
+        }
+        Ok(Err(ClientError::Decode { source, .. })) => Err(ClientError::NotAnArbiter {
+            addr: addr.clone(),
+            reason: format!("its answer to `{LIST}` is not a list of entries: {source}"),
+        }),
+        Ok(Err(e)) => Err(e),
+    }
+}
+
+/// Whether an arbiter answers at `addr` (see [`probe`]); `false` on any failure.
+pub async fn is_arbiter(addr: &Addr, handshake: &HandshakeConfig, secret: Option<&Secret>) -> bool {
+    probe(addr, handshake, secret).await.is_ok()
+}

@@ -1,0 +1,162 @@
+//! The `arbiter` daemon: a standalone name registry for a cluster of actors.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use actor_arbiter::{ArbiterConfig, DEFAULT_ADDR, ENV_ADDR, ENV_LOG, ENV_TOKEN, serve};
+use actor_transport::{Addr, Listener, Secret, Uid};
+use clap::Parser;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// A standalone arbiter: the name registry actors register with and look each
+/// other up in.
+#[derive(Debug, Parser)]
+#[command(
+    name = "arbiter",
+    version,
+    after_help = "The cluster token may also be given as hex in the ACTOR_TOKEN environment variable; \
+                  --token-file takes precedence. Without a token, any client is admitted."
+)]
+struct Args {
+    /// Address to listen on: tcp://host:port or unix:///path.
+    #[arg(long, env = ENV_ADDR, default_value = DEFAULT_ADDR)]
+    bind: Addr,
+
+    /// File holding the cluster token as hex; clients must prove they hold it.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+
+    /// Log filter, as for tracing's EnvFilter (e.g. `info`, `actor_arbiter=debug`).
+    #[arg(long, env = ENV_LOG, default_value = "info")]
+    log: String,
+
+    /// Allow binding an address other than loopback or a Unix socket. Traffic is
+    /// not encrypted (TLS is not implemented yet).
+    #[arg(long)]
+    insecure_non_loopback: bool,
+
+    /// Clients must finish the handshake within this many milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    handshake_timeout_ms: u64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = match EnvFilter::try_new(&args.log) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("arbiter: invalid log filter `{}`: {e}", args.log);
+            return ExitCode::from(2);
+        }
+    };
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+
+    if !args.bind.is_local() && !args.insecure_non_loopback {
+        eprintln!(
+            "arbiter: refusing to listen on {}: it is not a loopback address, and the arbiter does not \
+             encrypt its traffic yet (TLS will be added later). Pass --insecure-non-loopback to bind it anyway \
+             on a trusted network.",
+            args.bind
+        );
+        return ExitCode::from(2);
+    }
+    let token = match load_token(&args) {
+        Ok(t) => t,
+        Err(msg) => {
+            eprintln!("arbiter: {msg}");
+            return ExitCode::from(2);
+        }
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("arbiter: cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(args, token))
+}
+
+fn load_token(args: &Args) -> Result<Option<Secret>, String> {
+    let (hex, origin) = if let Some(path) = &args.token_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+        (text, format!("the token file {}", path.display()))
+    } else {
+        match std::env::var(ENV_TOKEN) {
+            Ok(v) if !v.trim().is_empty() => (v, ENV_TOKEN.to_owned()),
+            Ok(_) => return Ok(None),
+            Err(std::env::VarError::NotPresent) => return Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => return Err(format!("{ENV_TOKEN} is not valid hex")),
+        }
+    };
+    let hex = hex.trim();
+    if hex.is_empty() {
+        return Err(format!("{origin} is empty; it must hold the token as hex"));
+    }
+    Secret::from_hex(hex).map(Some).ok_or_else(|| format!("{origin} does not hold a hex token"))
+}
+
+async fn run(args: Args, token: Option<Secret>) -> ExitCode {
+    let listener = match Listener::bind(&args.bind).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("arbiter: cannot listen on {}: {e}", args.bind);
+            return ExitCode::FAILURE;
+        }
+    };
+    let (mut sigterm, mut sigint) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("arbiter: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        // A closed stdout is not fatal: the address is also logged.
+        let _ = writeln!(out, "arbiter listening on {}", listener.local_addr());
+        let _ = out.flush();
+    }
+    let config = ArbiterConfig {
+        uid: Uid::new("arbiter"),
+        token,
+        handshake_timeout: Duration::from_millis(args.handshake_timeout_ms),
+    };
+    let shutdown = CancellationToken::new();
+    let mut server = tokio::spawn(serve(listener, config, shutdown.clone()));
+    let finished = tokio::select! {
+        res = &mut server => Some(res),
+        _ = sigterm.recv() => {
+            tracing::info!("SIGTERM received, shutting down");
+            None
+        }
+        _ = sigint.recv() => {
+            tracing::info!("SIGINT received, shutting down");
+            None
+        }
+    };
+    shutdown.cancel();
+    let outcome = match finished {
+        Some(res) => res,
+        None => server.await,
+    };
+    match outcome {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("arbiter: stopped after an error: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("arbiter: the server task failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,512 @@
+//! The arbiter server: an accept loop, one task per connection, and the protocol
+//! each connection speaks after the handshake.
+//!
+//! A connection accepts only `Msg::Start` (a single-result call of one of the
+//! arbiter's functions) and `Msg::Cancel` (of one of its pending
+//! [`crate::WAIT_FOR`] calls). Anything else is a protocol violation that closes
+//! that connection, and only that one.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use actor_transport::{
+    Addr, Auth, CallId, CallKind, ChannelConfig, ErrorKind, HandshakeConfig, Listener, Msg, RemoteError,
+    Secret, Sender, Stream, Uid, accept,
+};
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::registry::{ConnId, Registry, RegistryError};
+use crate::{FIND, FUNCTIONS, LIST, REGISTER, UNREGISTER, WAIT_FOR};
+
+/// How many [`crate::WAIT_FOR`] calls one connection may have pending at once.
+pub const MAX_WAITERS_PER_CONNECTION: usize = 1024;
+
+/// How long closing a connection may wait for queued replies to be written.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Settings of an arbiter server.
+#[derive(Clone, Debug)]
+pub struct ArbiterConfig {
+    /// The arbiter's own identity, sent in the handshake and as the source of every
+    /// error it reports.
+    pub uid: Uid,
+    /// When set, every client must prove it holds this token in the handshake;
+    /// when `None`, any client is admitted.
+    pub token: Option<Secret>,
+    /// A client must finish the handshake within this time or is disconnected.
+    pub handshake_timeout: Duration,
+}
+
+impl ArbiterConfig {
+    /// A configuration with uid `uid`, no token and a 5-second handshake timeout.
+    pub fn new(uid: Uid) -> Self {
+        ArbiterConfig { uid, token: None, handshake_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// Serves the arbiter protocol on `listener` until `shutdown` is cancelled, with a
+/// fresh, empty [`Registry`].
+///
+/// Each connection handshakes (requiring `config.token` if set) and is served in
+/// its own task; a failed handshake or a misbehaving client is logged and
+/// disconnected without disturbing the others. On shutdown it stops accepting,
+/// closes every connection and returns once their tasks have ended.
+///
+/// # Errors
+///
+/// Returns an error only if accepting fails in a way that retrying cannot fix
+/// (transient failures such as running out of file descriptors are logged and
+/// retried); the open connections are closed first.
+pub async fn serve(listener: Listener, config: ArbiterConfig, shutdown: CancellationToken) -> io::Result<()> {
+    serve_registry(listener, config, Arc::new(Registry::new()), shutdown).await
+}
+
+/// As [`serve`], on a registry the caller supplies (and may inspect).
+///
+/// # Errors
+///
+/// As [`serve`].
+pub async fn serve_registry(
+    listener: Listener,
+    config: ArbiterConfig,
+    registry: Arc<Registry>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let server = Arc::new(Server {
+        handshake: HandshakeConfig {
+            uid: config.uid.clone(),
+            timeout: config.handshake_timeout,
+            channel: ChannelConfig::default(),
+        },
+        auth: match &config.token {
+            Some(token) => Auth::Require(token.clone()),
+            None => Auth::Open,
+        },
+        uid: config.uid,
+        registry,
+    });
+    let tracker = TaskTracker::new();
+    // Cancelled on shutdown and on a fatal accept error: closes every connection.
+    let conns = shutdown.child_token();
+    tracing::info!(addr = %listener.local_addr(), uid = %server.uid, auth = config.token.is_some(), "arbiter serving");
+    let result = loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer_addr)) => {
+                    let span = tracing::info_span!("arbiter_conn", peer_addr = %peer_addr);
+                    tracker.spawn(server.clone().connection(stream, conns.clone()).instrument(span));
+                }
+                Err(e) if is_transient(&e) => {
+                    tracing::warn!(error = %e, "accept failed; retrying shortly");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break Ok(()),
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "accept failed; the arbiter stops");
+                    break Err(e);
+                }
+            },
+        }
+    };
+    drop(listener);
+    conns.cancel();
+    tracker.close();
+    tracker.wait().await;
+    tracing::info!("arbiter stopped");
+    result
+}
+
+/// Accept errors after which the listener is still usable.
+fn is_transient(e: &io::Error) -> bool {
+    use io::ErrorKind as K;
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM: resource exhaustion that may pass.
+    matches!(
+        e.kind(),
+        K::ConnectionAborted | K::ConnectionReset | K::Interrupted | K::WouldBlock | K::TimedOut
+    ) || matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
+}
+
+/// A running arbiter started by [`spawn_embedded`]. Dropping it shuts the arbiter
+/// down without waiting.
+#[derive(Debug)]
+pub struct ArbiterHandle {
+    addr: Addr,
+    uid: Uid,
+    registry: Arc<Registry>,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<io::Result<()>>>,
+}
+
+/// Starts an arbiter on `listener` in a task of the current tokio runtime and
+/// returns its handle. Never fails: errors of the running server are returned by
+/// [`ArbiterHandle::shutdown`].
+///
+/// # Panics
+///
+/// Panics if called outside a tokio runtime.
+pub async fn spawn_embedded(listener: Listener, config: ArbiterConfig) -> ArbiterHandle {
+    let registry = Arc::new(Registry::new());
+    let shutdown = CancellationToken::new();
+    let addr = listener.local_addr().clone();
+    let uid = config.uid.clone();
+    let task = tokio::spawn(serve_registry(listener, config, registry.clone(), shutdown.clone()));
+    ArbiterHandle { addr, uid, registry, shutdown, task: Some(task) }
+}
+
+impl ArbiterHandle {
+    /// The address the arbiter listens on (with the real port if port 0 was bound).
+    pub fn local_addr(&self) -> &Addr {
+        &self.addr
+    }
+
+    /// The arbiter's uid.
+    pub fn uid(&self) -> &Uid {
+        &self.uid
+    }
+
+    /// The arbiter's registry, for in-process lookups and inspection.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Whether the server task has stopped (after a shutdown or a fatal error).
+    pub fn is_finished(&self) -> bool {
+        self.task.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Stops accepting, closes every connection and waits for the server to end.
+    ///
+    /// # Errors
+    ///
+    /// The server's fatal accept error if it had stopped because of one, or an
+    /// error of kind `Other` if its task panicked.
+    pub async fn shutdown(mut self) -> io::Result<()> {
+        self.shutdown.cancel();
+        match self.task.take() {
+            Some(task) => {
+                task.await.map_err(|e| io::Error::other(format!("the arbiter task failed: {e}")))?
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ArbiterHandle {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// What every connection task shares.
+struct Server {
+    uid: Uid,
+    handshake: HandshakeConfig,
+    auth: Auth,
+    registry: Arc<Registry>,
+}
+
+/// Removes a connection's entries however its task ends.
+struct Cleanup {
+    registry: Arc<Registry>,
+    conn: ConnId,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for entry in self.registry.remove_connection(self.conn) {
+            tracing::info!(uid = %entry.uid, addr = %entry.addr, "unregistered: connection closed");
+        }
+    }
+}
+
+/// One authenticated client connection.
+struct Conn {
+    server: Arc<Server>,
+    peer: Uid,
+    id: ConnId,
+    sender: Sender,
+    /// Pending `wait_for` calls, by call id.
+    waiters: Mutex<HashMap<CallId, CancellationToken>>,
+    /// Cancelled when the connection closes: ends every waiter without a reply.
+    closing: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// What the reader does after a message.
+enum Next {
+    Continue,
+    Close(String),
+}
+
+impl Server {
+    async fn connection(self: Arc<Self>, stream: Stream, shutdown: CancellationToken) {
+        let auth = self.auth.clone();
+        let handshake = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            res = accept(stream, &self.handshake, |_| auth) => res,
+        };
+        let (channel, peer) = match handshake {
+            Ok(ok) => ok,
+            Err(e) => {
+                tracing::warn!(error = %e, "arbiter handshake failed");
+                return;
+            }
+        };
+        tracing::debug!(peer = %peer, "client connected");
+        let (sender, mut receiver) = channel.split();
+        let id = self.registry.connection();
+        let cleanup = Cleanup { registry: self.registry.clone(), conn: id };
+        let conn = Arc::new(Conn {
+            server: self.clone(),
+            peer,
+            id,
+            sender,
+            waiters: Mutex::new(HashMap::new()),
+            closing: shutdown.child_token(),
+            tasks: TaskTracker::new(),
+        });
+        let reason = loop {
+            let step = async {
+                match receiver.recv().await {
+                    Ok(Some(msg)) => conn.handle(msg).await,
+                    Ok(None) => Next::Close("the client closed the connection".into()),
+                    Err(e) => {
+                        if e.is_io() {
+                            tracing::debug!(peer = %conn.peer, error = %e, "connection broke");
+                        } else {
+                            tracing::warn!(peer = %conn.peer, error = %e, "closing the connection after a bad frame");
+                        }
+                        Next::Close(e.to_string())
+                    }
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = conn.closing.cancelled() => break "the arbiter is shutting down".to_owned(),
+                next = step => if let Next::Close(reason) = next { break reason },
+            }
+        };
+        tracing::debug!(peer = %conn.peer, %reason, "client disconnected");
+        conn.closing.cancel();
+        // Entries go before the channel finishes closing, so lookups stop
+        // returning a dead actor as early as possible.
+        drop(cleanup);
+        conn.tasks.close();
+        conn.tasks.wait().await;
+        drop(receiver);
+        if tokio::time::timeout(CLOSE_GRACE, conn.sender.close()).await.is_err() {
+            tracing::debug!(peer = %conn.peer, "the client did not read its last replies; dropping them");
+        }
+    }
+}
+
+impl Conn {
+    fn waiters(&self) -> MutexGuard<'_, HashMap<CallId, CancellationToken>> {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn error(&self, kind: ErrorKind, type_name: &str, message: impl Into<String>) -> Box<RemoteError> {
+        Box::new(RemoteError::new(self.server.uid.clone(), kind, type_name, message))
+    }
+
+    async fn reply(&self, msg: Msg) {
+        if let Err(e) = self.sender.send(&msg).await {
+            tracing::debug!(peer = %self.peer, error = %e, "cannot send a reply");
+        }
+    }
+
+    async fn handle(self: &Arc<Self>, msg: Msg) -> Next {
+        match msg {
+            Msg::Start { cid, func, kind, args, window: _ } => self.start(cid, func, kind, args).await,
+            Msg::Cancel { cid, canceller } => {
+                match self.waiters().get(&cid) {
+                    Some(token) => {
+                        tracing::debug!(peer = %self.peer, cid, %canceller, "wait_for cancelled");
+                        token.cancel();
+                    }
+                    None => tracing::debug!(peer = %self.peer, cid, "ignoring Cancel of a call not pending"),
+                }
+                Next::Continue
+            }
+            other => {
+                let reason = format!("protocol violation: unexpected {} message from a client", other.name());
+                tracing::warn!(peer = %self.peer, %reason, "closing the connection");
+                Next::Close(reason)
+            }
+        }
+    }
+
+    async fn start(self: &Arc<Self>, cid: CallId, func: String, kind: CallKind, args: Bytes) -> Next {
+        tracing::debug!(peer = %self.peer, cid, %func, "call");
+        if cid % 2 == 0 {
+            let e = self.error(
+                ErrorKind::Protocol,
+                "arbiter::ProtocolError",
+                format!("call id {cid} is even; a connecting side must use odd call ids"),
+            );
+            self.reply(Msg::Error { cid, error: e }).await;
+            return Next::Continue;
+        }
+        if self.waiters().contains_key(&cid) {
+            let reason = format!("protocol violation: call id {cid} reused while its call is pending");
+            tracing::warn!(peer = %self.peer, %reason, "closing the connection");
+            return Next::Close(reason);
+        }
+        if kind != CallKind::Single {
+            let e = self.error(
+                ErrorKind::Protocol,
+                "arbiter::ProtocolError",
+                format!("`{func}` must be called as a single-result call, not as {kind:?}"),
+            );
+            self.reply(Msg::Error { cid, error: e }).await;
+            return Next::Continue;
+        }
+        let registry = &self.server.registry;
+        let outcome = match func.as_str() {
+            REGISTER => self.decode::<(Addr,)>(&func, &args).and_then(|(addr,)| {
+                match registry.register(self.id, self.peer.clone(), addr.clone()) {
+                    Ok(previous) => {
+                        tracing::info!(uid = %self.peer, %addr, replaced = ?previous, "registered");
+                        self.encode(&func, &())
+                    }
+                    Err(e) => Err(self.refusal(&e)),
+                }
+            }),
+            UNREGISTER => self.decode_unit(&func, &args).and_then(|()| {
+                if let Some(entry) = registry.unregister(&self.peer) {
+                    tracing::info!(uid = %entry.uid, addr = %entry.addr, "unregistered");
+                }
+                self.encode(&func, &())
+            }),
+            FIND => self
+                .decode::<(String,)>(&func, &args)
+                .and_then(|(name,)| self.encode(&func, &registry.find(&name))),
+            LIST => self.decode_unit(&func, &args).and_then(|()| self.encode(&func, &registry.list())),
+            WAIT_FOR => match self.decode::<(String,)>(&func, &args) {
+                Ok((name,)) => return self.wait_for(cid, name).await,
+                Err(e) => Err(e),
+            },
+            _ => Err(self.error(
+                ErrorKind::UnknownFunction,
+                "arbiter::UnknownFunction",
+                format!("the arbiter has no function `{func}`; it serves {}", FUNCTIONS.join(", ")),
+            )),
+        };
+        let msg = match outcome {
+            Ok(value) => Msg::Return { cid, value },
+            Err(error) => Msg::Error { cid, error },
+        };
+        self.reply(msg).await;
+        Next::Continue
+    }
+
+    async fn wait_for(self: &Arc<Self>, cid: CallId, name: String) -> Next {
+        let found = self.server.registry.find(&name);
+        if !found.is_empty() {
+            let msg = match self.encode(WAIT_FOR, &found) {
+                Ok(value) => Msg::Return { cid, value },
+                Err(error) => Msg::Error { cid, error },
+            };
+            self.reply(msg).await;
+            return Next::Continue;
+        }
+        let token = self.closing.child_token();
+        let admitted = {
+            let mut waiters = self.waiters();
+            let admitted = waiters.len() < MAX_WAITERS_PER_CONNECTION;
+            if admitted {
+                waiters.insert(cid, token.clone());
+            }
+            admitted
+        };
+        if !admitted {
+            let e = self.error(
+                ErrorKind::Application,
+                "arbiter::TooManyWaiters",
+                format!(
+                    "this connection already has {MAX_WAITERS_PER_CONNECTION} pending `{WAIT_FOR}` calls"
+                ),
+            );
+            self.reply(Msg::Error { cid, error: e }).await;
+            return Next::Continue;
+        }
+        let conn = self.clone();
+        self.tasks.spawn(
+            async move {
+                let found = tokio::select! {
+                    biased;
+                    _ = token.cancelled() => None,
+                    found = conn.server.registry.wait_for(&name) => Some(found),
+                };
+                conn.waiters().remove(&cid);
+                let msg = match found {
+                    Some(found) => match conn.encode(WAIT_FOR, &found) {
+                        Ok(value) => Msg::Return { cid, value },
+                        Err(error) => Msg::Error { cid, error },
+                    },
+                    // The connection is closing: nobody to answer.
+                    None if conn.closing.is_cancelled() => return,
+                    None => Msg::CancelAck { cid },
+                };
+                // A client that stopped reading must not hold up closing.
+                tokio::select! {
+                    _ = conn.closing.cancelled() => {}
+                    _ = conn.reply(msg) => {}
+                }
+            }
+            .in_current_span(),
+        );
+        Next::Continue
+    }
+
+    fn refusal(&self, e: &RegistryError) -> Box<RemoteError> {
+        self.error(ErrorKind::Application, std::any::type_name::<RegistryError>(), e.to_string())
+    }
+
+    fn decode<T: DeserializeOwned>(&self, func: &str, args: &[u8]) -> Result<T, Box<RemoteError>> {
+        rmp_serde::from_slice(args).map_err(|e| self.bad_args(func, &e))
+    }
+
+    /// Decodes the empty argument tuple, encoded as nil (`()`) or an empty array.
+    fn decode_unit(&self, func: &str, args: &[u8]) -> Result<(), Box<RemoteError>> {
+        match rmp_serde::from_slice::<()>(args) {
+            Ok(()) => Ok(()),
+            Err(e) => match rmp_serde::from_slice::<[u8; 0]>(args) {
+                Ok(_) => Ok(()),
+                Err(_) => Err(self.bad_args(func, &e)),
+            },
+        }
+    }
+
+    fn bad_args(&self, func: &str, e: &rmp_serde::decode::Error) -> Box<RemoteError> {
+        let mut err = self.error(
+            ErrorKind::BadArguments,
+            "arbiter::BadArguments",
+            format!("cannot decode the arguments of `{func}`: {e}"),
+        );
+        err.causes.push(e.to_string());
+        err
+    }
+
+    fn encode<T: Serialize + ?Sized>(&self, func: &str, value: &T) -> Result<Bytes, Box<RemoteError>> {
+        rmp_serde::to_vec(value).map(Bytes::from).map_err(|e| {
+            self.error(
+                ErrorKind::Protocol,
+                "arbiter::EncodeError",
+                format!("cannot encode the result of `{func}`: {e}"),
+            )
+        })
+    }
+}
