@@ -97,3 +97,24 @@ fn multiple_streams_one_portal() {
     assert!(out.stdout.contains("stream 1 spelled: structured"), "{out:?}");
     assert!(out.stdout.contains("stream 2 spelled: concurrency"), "{out:?}");
 }
+
+#[test]
+fn a_trynamic_first_scene() {
+    let out = Tree::start("a_trynamic_first_scene", &[], &[]).finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("donny asked gretchen and heard: hi, this is gretchen"), "{out:?}");
+    assert!(out.stdout.contains("gretchen asked donny and heard: hi, this is donny"), "{out:?}");
+}
+
+#[test]
+fn service_discovery() {
+    let out = Tree::start("service_discovery", &[], &[]).finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    let s = &out.stdout;
+    assert!(s.contains("wait_for_actor(logger) -> logger#"), "{s}");
+    assert_eq!(s.matches("registered: worker#").count(), 2, "{s}");
+    assert!(s.contains("registered: root#"), "{s}");
+    assert!(s.contains("find_actor(nobody) -> none"), "{s}");
+    assert!(s.contains("wait_for_actor(latecomer) resolved -> latecomer#"), "{s}");
+    assert!(s.contains("wait_for_actor(never) -> timed out after 300ms"), "{s}");
+}

@@ -259,6 +259,12 @@ impl Server {
         };
         let (channel, peer) = match handshake {
             Ok(ok) => ok,
+            // A peer that hangs up mid-handshake (an actor exiting as it starts,
+            // a port probe) is routine; anything else is worth a warning.
+            Err(e @ actor_transport::HandshakeError::Closed) => {
+                tracing::debug!(error = %e, "arbiter handshake abandoned");
+                return;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "arbiter handshake failed");
                 return;

@@ -15,6 +15,9 @@ pub const ENV_LOG: &str = "ACTOR_LOG";
 pub const ENV_TOKEN: &str = "ACTOR_TOKEN";
 /// Environment variable naming the root actor (default `root`).
 pub const ENV_NAME: &str = "ACTOR_NAME";
+/// Environment variable holding the arbiter's address (default
+/// `tcp://127.0.0.1:1616`).
+pub const ENV_ARBITER: &str = actor_arbiter::ENV_ADDR;
 
 /// How the root actor runs, and what it hands down to every actor it spawns.
 ///
@@ -31,6 +34,10 @@ pub struct Config {
     pub bind: Addr,
     /// The cluster token required of peers that are not our children.
     pub token: Option<Secret>,
+    /// Where the arbiter is (default `tcp://127.0.0.1:1616`).
+    pub arbiter: Addr,
+    /// Host an arbiter at `arbiter` when nothing listens there (default true).
+    pub embed_arbiter: bool,
     /// After asking an actor to cancel, how long to wait before SIGTERM (2 s).
     pub cancel_grace: Duration,
     /// After SIGTERM, how long to wait before SIGKILL (1 s).
@@ -48,6 +55,8 @@ impl Default for Config {
             log: None,
             bind: Addr::loopback(0),
             token: None,
+            arbiter: Addr::loopback(1616),
+            embed_arbiter: true,
             cancel_grace: Duration::from_secs(2),
             kill_grace: Duration::from_secs(1),
             spawn_timeout: Duration::from_secs(10),
@@ -57,12 +66,13 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The defaults, overridden by `ACTOR_NAME`, `ACTOR_LOG` and `ACTOR_TOKEN`.
+    /// The defaults, overridden by `ACTOR_NAME`, `ACTOR_LOG`, `ACTOR_TOKEN`
+    /// and `ACTOR_ARBITER`.
     ///
     /// # Errors
     ///
     /// [`Error::Codec`] if `ACTOR_TOKEN` is set but is not an even-length hex
-    /// string.
+    /// string, or `ACTOR_ARBITER` is not an address.
     pub fn from_env() -> Result<Config> {
         let mut c = Config::default();
         if let Ok(name) = std::env::var(ENV_NAME) {
@@ -79,7 +89,18 @@ impl Config {
                 )
             })?);
         }
+        if let Ok(addr) = std::env::var(ENV_ARBITER) {
+            c.arbiter = addr
+                .parse()
+                .map_err(|e| Error::codec(format!("the {ENV_ARBITER} environment variable"), e))?;
+        }
         Ok(c)
+    }
+
+    /// Sets the arbiter's address.
+    pub fn arbiter(mut self, addr: Addr) -> Self {
+        self.arbiter = addr;
+        self
     }
 
     /// Sets the root actor's name.
@@ -129,6 +150,8 @@ pub(crate) struct ChildInit {
     pub expose: Option<Vec<String>>,
     /// The actor-local state's initial value, a msgpack document.
     pub state: Option<serde_bytes::ByteBuf>,
+    /// The arbiter the tree uses, if any.
+    pub arbiter: Option<Addr>,
 }
 
 impl ChildInit {
@@ -137,6 +160,7 @@ impl ChildInit {
         main: bool,
         expose: Option<Vec<String>>,
         state: Option<Vec<u8>>,
+        arbiter: Option<Addr>,
     ) -> Self {
         let ms = |d: Duration| d.as_millis().try_into().unwrap_or(u64::MAX);
         ChildInit {
@@ -149,6 +173,7 @@ impl ChildInit {
             main,
             expose,
             state: state.map(serde_bytes::ByteBuf::from),
+            arbiter,
         }
     }
 
@@ -158,6 +183,8 @@ impl ChildInit {
             log: self.log.clone(),
             bind: Addr::loopback(0),
             token: self.token.as_deref().and_then(Secret::from_hex),
+            arbiter: self.arbiter.clone().unwrap_or_else(|| Addr::loopback(1616)),
+            embed_arbiter: false,
             cancel_grace: Duration::from_millis(self.cancel_grace_ms),
             kill_grace: Duration::from_millis(self.kill_grace_ms),
             spawn_timeout: Duration::from_millis(self.spawn_timeout_ms),

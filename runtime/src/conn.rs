@@ -206,6 +206,11 @@ impl Conn {
         Error::Disconnected { peer: self.peer.clone(), reason }
     }
 
+    /// Whether the reader has stopped.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
     /// Resolves once the reader has stopped (peer gone or channel broken).
     pub(crate) async fn closed(&self) {
         self.closed.cancelled().await;

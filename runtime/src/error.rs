@@ -78,6 +78,8 @@ pub enum Error {
     /// Actor-local state was asked for but none was given at spawn, or it does
     /// not decode as the requested type.
     State(String),
+    /// The arbiter could not be reached, hosted, or asked.
+    Arbiter(String),
     /// A local I/O failure (binding a listener, spawning a process).
     Io(Arc<std::io::Error>),
     /// An application error raised locally: see [`Error::app`] and [`Error::msg`].
@@ -254,6 +256,7 @@ impl Error {
             Error::NotRunning => "actor::Error::NotRunning",
             Error::State(_) => "actor::Error::State",
             Error::Io(_) => "actor::Error::Io",
+            Error::Arbiter(_) => "actor::Error::Arbiter",
             Error::App(_) => "actor::Error::App",
         }
     }
@@ -285,6 +288,7 @@ impl fmt::Display for Error {
             }
             Error::State(reason) => write!(f, "actor-local state: {reason}"),
             Error::Io(e) => write!(f, "i/o error: {e}"),
+            Error::Arbiter(reason) => write!(f, "arbiter: {reason}"),
             Error::App(a) => {
                 write!(f, "{}", a.message)?;
                 for c in &a.causes {

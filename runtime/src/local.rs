@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use actor_arbiter::{ArbiterClient, ArbiterHandle};
 use actor_transport::{Addr, Auth, Channel, HandshakeConfig, Listener, Secret, Sender, Uid};
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -56,6 +57,13 @@ pub(crate) struct Actor {
     pub spawner: Spawner,
     states: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     span: tracing::Span,
+    /// The arbiter connection, or why there is none; set once.
+    arbiter: OnceLock<std::result::Result<Arc<ArbiterClient>, String>>,
+    arbiter_known: CancellationToken,
+    /// Where the tree's arbiter is, handed down to children.
+    arbiter_addr: OnceLock<Addr>,
+    embedded: Mutex<Option<ArbiterHandle>>,
+    peers: Mutex<HashMap<Uid, Arc<Conn>>>,
 }
 
 static CURRENT: OnceLock<Arc<Actor>> = OnceLock::new();
@@ -97,6 +105,11 @@ impl Actor {
             spawner: Spawner::start(tokio::runtime::Handle::current())?,
             states: Mutex::new(HashMap::new()),
             span: tracing::info_span!(parent: None, "actor", name = %uid.name, uid = %uid.id),
+            arbiter: OnceLock::new(),
+            arbiter_known: CancellationToken::new(),
+            arbiter_addr: OnceLock::new(),
+            embedded: Mutex::new(None),
+            peers: Mutex::new(HashMap::new()),
             uid,
         });
         CURRENT.set(actor.clone()).map_err(|_| Error::NotRunning)?;
@@ -122,6 +135,69 @@ impl Actor {
     pub(crate) async fn wait_tasks(&self) {
         self.tasks.close();
         self.tasks.wait().await;
+    }
+
+    /// Where the tree's arbiter is, if it has one.
+    pub(crate) fn arbiter_addr(&self) -> Option<Addr> {
+        self.arbiter_addr.get().cloned()
+    }
+
+    /// Records where the tree's arbiter is.
+    pub(crate) fn set_arbiter_addr(&self, addr: Addr) {
+        let _ = self.arbiter_addr.set(addr);
+    }
+
+    /// The arbiter client, waiting for the registration still under way.
+    pub(crate) async fn arbiter_client(&self) -> Result<Arc<ArbiterClient>> {
+        let bound = self.config.handshake_timeout * 2;
+        if tokio::time::timeout(bound, self.arbiter_known.cancelled()).await.is_err() {
+            return Err(Error::Arbiter(format!("still not registered with the arbiter after {bound:?}")));
+        }
+        match self.arbiter.get() {
+            Some(Ok(client)) => Ok(client.clone()),
+            Some(Err(reason)) => Err(Error::Arbiter(reason.clone())),
+            None => Err(Error::Arbiter("this actor has no arbiter".into())),
+        }
+    }
+
+    /// Records the arbiter connection (and the embedded arbiter, if hosted
+    /// here), or why there is none.
+    pub(crate) fn set_arbiter(
+        &self,
+        client: std::result::Result<ArbiterClient, String>,
+        embedded: Option<ArbiterHandle>,
+    ) {
+        let _ = self.arbiter.set(client.map(Arc::new));
+        *lock(&self.embedded) = embedded;
+        self.arbiter_known.cancel();
+    }
+
+    /// Shuts the embedded arbiter down, if this actor hosts one.
+    pub(crate) async fn stop_embedded_arbiter(&self) {
+        let handle = lock(&self.embedded).take();
+        if let Some(h) = handle {
+            if let Err(e) = h.shutdown().await {
+                tracing::warn!(error = %e, "the embedded arbiter stopped with an error");
+            }
+        }
+    }
+
+    /// A live connection to `uid` made earlier, if any.
+    pub(crate) fn peer_conn(&self, uid: &Uid) -> Option<Arc<Conn>> {
+        let mut peers = lock(&self.peers);
+        match peers.get(uid) {
+            Some(c) if !c.is_closed() => Some(c.clone()),
+            Some(_) => {
+                peers.remove(uid);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Keeps `conn` for reuse by later lookups of its peer.
+    pub(crate) fn remember_peer(&self, conn: Arc<Conn>) {
+        lock(&self.peers).insert(conn.peer().clone(), conn);
     }
 
     /// The token cancelled when this actor is cancelled.
@@ -266,6 +342,9 @@ async fn accept_loop(actor: Arc<Actor>, listener: Listener) {
                 let config = actor2.handshake_config();
                 match actor_transport::accept(stream, &config, |uid| actor2.auth_for(uid)).await {
                     Ok((channel, peer)) => actor2.admit(channel, peer),
+                    Err(e @ actor_transport::HandshakeError::Closed) => {
+                        tracing::debug!(%from, error = %e, "a peer hung up during the handshake")
+                    }
                     Err(e) => tracing::warn!(%from, error = %e, "refused a connection"),
                 }
             }

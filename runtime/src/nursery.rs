@@ -256,7 +256,7 @@ impl Nursery {
                 return Err(e);
             }
         };
-        let init = ChildInit::new(&actor.config, main.is_some(), b.expose, state);
+        let init = ChildInit::new(&actor.config, main.is_some(), b.expose, state, actor.arbiter_addr());
         let init = encode(&init, || "the child's configuration".into())?;
         if let Err(e) = channel.send(&Msg::Init { config: init }).await {
             let _ = proc.kill().await;

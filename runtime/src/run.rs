@@ -2,6 +2,8 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actor_transport::{Addr, HandshakeConfig, Listener, Msg, Secret, Uid};
@@ -12,7 +14,7 @@ use crate::config::{ChildInit, Config};
 use crate::conn::{Conn, Peer, Role};
 use crate::error::{Error, Result};
 use crate::local::{Actor, ChildRole};
-use crate::{logging, spawn};
+use crate::{discovery, logging, spawn};
 
 /// Runs `main` as the root actor of a new tree, with [`Config::from_env`].
 ///
@@ -20,15 +22,21 @@ use crate::{logging, spawn};
 /// `main`: it serves the parent's calls and exits the process when cancelled.
 /// Put nothing before `actor::run` in `fn main` that must not run in children.
 ///
+/// Before `main` runs, the root connects to the arbiter at `ACTOR_ARBITER`
+/// (default `tcp://127.0.0.1:1616`), hosting one there itself if nothing
+/// listens, and registers under its name.
+///
 /// On the way out every actor of the tree is cancelled and reaped. Ctrl-C
 /// (SIGINT) cancels the whole tree and makes `run` return
-/// [`Error::Cancelled`].
+/// [`Error::Cancelled`]; SIGTERM cancels it too, and `run` then returns what
+/// `main` returned.
 ///
 /// # Errors
 ///
 /// `main`'s error; [`Error::Cancelled`] after SIGINT; [`Error::Io`] if the
-/// runtime or the listener cannot be set up; [`Error::Codec`] for a bad
-/// `ACTOR_TOKEN`.
+/// runtime or the listener cannot be set up; [`Error::Arbiter`] if something
+/// that is not an arbiter holds the arbiter's address; [`Error::Codec`] for a
+/// bad `ACTOR_TOKEN` or `ACTOR_ARBITER`.
 pub fn run<F, T>(main: F) -> Result<T>
 where
     F: Future<Output = Result<T>>,
@@ -63,12 +71,32 @@ where
     let listener = Listener::bind(&config.bind).await?;
     let actor = Actor::install(Uid::new(config.name.clone()), config, listener, None)?;
     spawn::reap_orphans();
-    let on_sigint = {
+    let (client, embedded) = discovery::connect_or_host(&actor).await?;
+    client.register(&actor.listen).await.map_err(|e| Error::Arbiter(e.to_string()))?;
+    actor.set_arbiter_addr(client.addr().clone());
+    actor.set_arbiter(Ok(client), embedded);
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let on_signal = {
         let actor = actor.clone();
+        let interrupted = interrupted.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::warn!("SIGINT: cancelling the actor tree");
-                actor.cancel(None, "interrupted by SIGINT".into());
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM");
+                    return;
+                }
+            };
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => if r.is_ok() {
+                    tracing::warn!("SIGINT: cancelling the actor tree");
+                    interrupted.store(true, Ordering::SeqCst);
+                    actor.cancel(None, "interrupted by SIGINT".into());
+                },
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM: cancelling the actor tree");
+                    actor.cancel(None, "terminated by SIGTERM".into());
+                }
             }
         })
     };
@@ -85,14 +113,15 @@ where
             }
         },
     };
-    let cancelled = actor.token().is_cancelled();
     actor.cancel(None, "the root's main function returned".into());
     if tokio::time::timeout(bound, actor.wait_tasks()).await.is_err() {
         tracing::warn!("some actors were still being torn down at exit");
     }
-    on_sigint.abort();
+    actor.stop_embedded_arbiter().await;
+    on_signal.abort();
     match result {
-        Ok(_) if cancelled => {
+        // Ctrl-C always ends the program with an error, whatever main returned.
+        Ok(_) if interrupted.load(Ordering::SeqCst) => {
             let (canceller, reason) = actor.cancel_reason();
             Err(Error::Cancelled { canceller, reason })
         }
@@ -192,6 +221,21 @@ async fn child_setup(spec: SpawnSpec) -> Result<(std::sync::Arc<Actor>, std::syn
     };
     let actor = Actor::install(spec.uid, config, listener, Some(role))?;
     spawn::reap_orphans();
+    match init.arbiter {
+        Some(addr) => {
+            actor.set_arbiter_addr(addr.clone());
+            // In the background: being found by name must not delay serving the parent.
+            let me = actor.clone();
+            tokio::spawn(async move {
+                let registered = discovery::register(&me, &addr).await.map_err(|e| {
+                    tracing::warn!(error = %e, "cannot register with the arbiter");
+                    e.to_string()
+                });
+                me.set_arbiter(registered, None);
+            });
+        }
+        None => actor.set_arbiter(Err("the tree runs without an arbiter".into()), None),
+    }
     let conn = Conn::start(channel, parent, Role::Connector, Peer::Parent, actor.clone());
     Ok((actor, conn))
 }
@@ -207,4 +251,15 @@ async fn serve_until_cancelled(actor: &Actor, parent: &Conn) {
         let _ = ack.send_now(&Msg::CancelActorAck);
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), parent.sender().close()).await;
+}
+
+/// Serves calls from other actors until this actor is cancelled (by SIGTERM,
+/// SIGINT, or its parent); the `main` of a standalone actor.
+///
+/// # Errors
+///
+/// [`Error::NotRunning`] outside `actor::run`.
+pub async fn serve() -> Result<()> {
+    crate::local::current()?.token().cancelled().await;
+    Ok(())
 }

@@ -80,17 +80,27 @@ pub fn tagged(tag: &str) -> Vec<(u32, char)> {
         .collect()
 }
 
-/// The path of a compiled example (fixtures are examples too).
-pub fn example(name: &str) -> PathBuf {
+fn profile_dir() -> PathBuf {
     // tests run from target/<profile>/deps/<test-binary>
     let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe.parent().and_then(|p| p.parent()).expect("target dir");
-    let path = profile_dir.join("examples").join(name);
+    exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf()
+}
+
+/// The path of a compiled example (fixtures are examples too).
+pub fn example(name: &str) -> PathBuf {
+    let path = profile_dir().join("examples").join(name);
     assert!(
         path.exists(),
         "{} is not built: run the tests with `cargo test` (it builds examples)",
         path.display()
     );
+    path
+}
+
+/// The path of a compiled binary of the workspace, such as `arbiter`.
+pub fn binary(name: &str) -> PathBuf {
+    let path = profile_dir().join(name);
+    assert!(path.exists(), "{} is not built: run the tests with `cargo test --workspace`", path.display());
     path
 }
 
@@ -114,14 +124,21 @@ pub struct Finished {
 impl Tree {
     /// Starts example `name` with `args` and extra environment.
     pub fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> Tree {
+        Tree::start_program(&example(name), args, env)
+    }
+
+    /// Starts the program at `path` with `args` and extra environment.
+    pub fn start_program(path: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Tree {
         become_subreaper();
         static N: AtomicU64 = AtomicU64::new(0);
         let tag = format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-        let mut cmd = Command::new(example(name));
+        let mut cmd = Command::new(path);
         cmd.args(args)
             .env("ACTOR_TEST_TAG", &tag)
             .env_remove("RUST_BACKTRACE")
             .env("NO_COLOR", "1")
+            // Never the default arbiter port: each tree hosts its own arbiter.
+            .env("ACTOR_ARBITER", "tcp://127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -1,0 +1,45 @@
+//! A standalone actor: a program started on its own that joins an arbiter run
+//! by another program, and is called by a third. Three terminals:
+//!
+//! ```sh
+//! cargo run -p actor-arbiter --bin arbiter -- --bind tcp://127.0.0.1:7616
+//! ACTOR_ARBITER=tcp://127.0.0.1:7616 cargo run --example standalone_actor -- serve
+//! ACTOR_ARBITER=tcp://127.0.0.1:7616 cargo run --example standalone_actor -- call 6 7
+//! ```
+//!
+//! `serve` registers as `calculator` and serves until SIGTERM or Ctrl-C, then
+//! leaves the registry; `call` finds it by name and multiplies remotely.
+
+use std::time::Duration;
+
+#[actor::remote]
+async fn multiply(a: i64, b: i64) -> actor::Result<i64> {
+    Ok(a * b)
+}
+
+fn main() -> actor::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("serve") => {
+            let config = actor::Config::from_env()?.name("calculator");
+            actor::run_with(config, async {
+                println!("calculator serving; arbiter at {}", actor::get_arbiter().await?.uid());
+                actor::serve().await
+            })
+        }
+        Some("call") => {
+            let parse = |i: usize| args.get(i).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+            let (a, b) = (parse(1), parse(2));
+            let config = actor::Config::from_env()?.name("caller");
+            actor::run_with(config, async move {
+                let calc = actor::wait_for_actor_within("calculator", Duration::from_secs(10)).await?;
+                println!("{a} * {b} = {} (computed by `{}`)", calc.run(multiply, (a, b)).await?, calc.uid());
+                Ok(())
+            })
+        }
+        _ => {
+            eprintln!("usage: standalone_actor serve | call A B");
+            std::process::exit(2)
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Discovery: finding actors by name through the arbiter.
+//!
+//! The root actor connects to the arbiter at the configured address, or hosts
+//! one itself when nothing listens there. Every actor registers its uid and
+//! listening address and keeps that connection open for its lifetime, so its
+//! entry disappears when the actor does, however it ends.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actor_arbiter::{ArbiterClient, ArbiterConfig, ClientError, Entry};
+use actor_transport::{Addr, HandshakeError, Listener, Uid};
+
+use crate::conn::{Conn, Peer, Role};
+use crate::error::{Error, Result};
+use crate::local::{self, Actor};
+use crate::portal::Portal;
+
+/// Connects to the arbiter at `config.arbiter`, or hosts one there if nothing
+/// listens; returns the client and, when hosted, the embedded arbiter.
+pub(crate) async fn connect_or_host(
+    actor: &Actor,
+) -> Result<(ArbiterClient, Option<actor_arbiter::ArbiterHandle>)> {
+    let addr = actor.config.arbiter.clone();
+    let hs = actor.handshake_config();
+    let token = actor.config.token.as_ref();
+    for _ in 0..3 {
+        match ArbiterClient::connect(&addr, &hs, token).await {
+            Ok(client) => return Ok((client, None)),
+            Err(ClientError::Handshake { source, .. }) if refused(&source) && actor.config.embed_arbiter => {}
+            Err(e) => return Err(arbiter_error(&addr, e)),
+        }
+        let listener = match Listener::bind(&addr).await {
+            Ok(l) => l,
+            // Another root won the race to host it: connect to theirs.
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(Error::Arbiter(format!("cannot host an arbiter at {addr}: {e}"))),
+        };
+        let mut config = ArbiterConfig::new(Uid::new("arbiter"));
+        config.token = actor.config.token.clone();
+        config.handshake_timeout = actor.config.handshake_timeout;
+        let handle = actor_arbiter::spawn_embedded(listener, config).await;
+        let hosted = handle.local_addr().clone();
+        tracing::info!(addr = %hosted, "hosting an embedded arbiter");
+        let client =
+            ArbiterClient::connect(&hosted, &hs, token).await.map_err(|e| arbiter_error(&hosted, e))?;
+        return Ok((client, Some(handle)));
+    }
+    Err(Error::Arbiter(format!("cannot reach or host an arbiter at {addr}")))
+}
+
+fn refused(e: &HandshakeError) -> bool {
+    matches!(e, HandshakeError::Connect { source, .. }
+        if matches!(source.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::AddrNotAvailable))
+}
+
+fn arbiter_error(addr: &Addr, e: ClientError) -> Error {
+    match e {
+        ClientError::Handshake { .. } | ClientError::NotAnArbiter { .. } => Error::Arbiter(format!(
+            "something that is not a working arbiter answers at {addr} ({e}); \
+             stop it, or point ACTOR_ARBITER at the cluster's arbiter"
+        )),
+        other => Error::Arbiter(other.to_string()),
+    }
+}
+
+/// Connects to the arbiter at `addr` and registers this actor there.
+pub(crate) async fn register(actor: &Actor, addr: &Addr) -> Result<ArbiterClient> {
+    let client = ArbiterClient::connect(addr, &actor.handshake_config(), actor.config.token.as_ref())
+        .await
+        .map_err(|e| arbiter_error(addr, e))?;
+    client.register(&actor.listen).await.map_err(|e| Error::Arbiter(e.to_string()))?;
+    Ok(client)
+}
+
+async fn client() -> Result<(Arc<Actor>, Arc<ArbiterClient>)> {
+    let actor = local::current()?;
+    let client = actor.arbiter_client().await?;
+    Ok((actor, client))
+}
+
+/// A portal to the actor registered as `entry`, reusing a live connection.
+async fn connect_to(actor: &Arc<Actor>, entry: &Entry) -> Result<Portal> {
+    if let Some(conn) = actor.peer_conn(&entry.uid) {
+        return Ok(Portal::new(conn, None));
+    }
+    let (channel, peer) =
+        actor_transport::connect(&entry.addr, &actor.handshake_config(), actor.config.token.as_ref()).await?;
+    if peer != entry.uid {
+        return Err(Error::Arbiter(format!(
+            "{} is registered at {} but `{peer}` answered there",
+            entry.uid, entry.addr
+        )));
+    }
+    let conn = Conn::start(channel, peer, Role::Connector, Peer::Other, actor.clone());
+    actor.remember_peer(conn.clone());
+    Ok(Portal::new(conn, None))
+}
+
+/// Finds an actor registered under `name` and returns a portal to it, or
+/// `None` if no actor has that name. With several, picks the first by uid.
+///
+/// # Errors
+///
+/// [`Error::Arbiter`] if the arbiter cannot be asked; [`Error::Handshake`] if
+/// the actor cannot be reached; [`Error::NotRunning`] outside `actor::run`.
+pub async fn find_actor(name: &str) -> Result<Option<Portal>> {
+    let (actor, client) = client().await?;
+    let entries = client.find(name).await.map_err(|e| Error::Arbiter(e.to_string()))?;
+    match entries.first() {
+        Some(entry) => Ok(Some(connect_to(&actor, entry).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Waits until an actor registers under `name`, then returns a portal to it.
+/// Dropping the future stops waiting (the arbiter is told).
+///
+/// # Errors
+///
+/// As [`find_actor`].
+pub async fn wait_for_actor(name: &str) -> Result<Portal> {
+    let (actor, client) = client().await?;
+    let entries = client.wait_for(name).await.map_err(|e| Error::Arbiter(e.to_string()))?;
+    let entry = entries
+        .first()
+        .ok_or_else(|| Error::Arbiter(format!("the arbiter woke a waiter for `{name}` with no entry")))?;
+    connect_to(&actor, entry).await
+}
+
+/// As [`wait_for_actor`], giving up after `timeout`.
+///
+/// # Errors
+///
+/// [`Error::Timeout`] if no actor registered as `name` in time; otherwise as
+/// [`find_actor`].
+pub async fn wait_for_actor_within(name: &str, timeout: Duration) -> Result<Portal> {
+    tokio::time::timeout(timeout, wait_for_actor(name)).await.map_err(|_| Error::Timeout {
+        what: format!("an actor named `{name}` to register"),
+        after: timeout,
+    })?
+}
+
+/// Every registered actor: `(uid, address)` entries sorted by name then uid.
+///
+/// # Errors
+///
+/// As [`find_actor`].
+pub async fn list_actors() -> Result<Vec<Entry>> {
+    let (_, client) = client().await?;
+    client.list().await.map_err(|e| Error::Arbiter(e.to_string()))
+}
+
+/// A portal to the arbiter this actor uses. The arbiter serves the functions
+/// named in [`actor_arbiter`] (e.g. `portal.run_by_name(actor::arbiter::LIST, &())`).
+///
+/// # Errors
+///
+/// [`Error::Arbiter`] if this actor has no arbiter; [`Error::Handshake`] if it
+/// cannot be reached; [`Error::NotRunning`] outside `actor::run`.
+pub async fn get_arbiter() -> Result<Portal> {
+    let (actor, client) = client().await?;
+    let entry = Entry { uid: client.arbiter_uid().clone(), addr: client.addr().clone() };
+    connect_to(&actor, &entry).await
+}

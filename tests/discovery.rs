@@ -1,0 +1,95 @@
+//! Discovery across separately started programs: an arbiter daemon, a
+//! standalone actor, and a caller, as real processes.
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use actor::arbiter::ArbiterClient;
+use actor::transport::{Addr, HandshakeConfig, Uid};
+use common::Tree;
+use nix::sys::signal::Signal;
+
+const BOUND: Duration = Duration::from_secs(60);
+
+fn registered_names(arbiter: &Addr) -> Vec<String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let hs = HandshakeConfig {
+            uid: Uid::new("test"),
+            timeout: Duration::from_secs(5),
+            channel: Default::default(),
+        };
+        let client = ArbiterClient::connect(arbiter, &hs, None).await.expect("connect to the arbiter");
+        client.list().await.expect("list").into_iter().map(|e| e.uid.name).collect()
+    })
+}
+
+#[test]
+fn a_standalone_actor_joins_an_arbiter_is_called_and_leaves_when_killed() {
+    let mut arbiter = Tree::start_program(&common::binary("arbiter"), &["--bind", "tcp://127.0.0.1:0"], &[]);
+    let line = arbiter.wait_for_line("arbiter listening on", BOUND);
+    let addr: Addr = line.rsplit(' ').next().and_then(|a| a.parse().ok()).expect("arbiter address");
+    let addr_s = addr.to_string();
+
+    let env = [("ACTOR_ARBITER", addr_s.as_str())];
+    let mut server = Tree::start("standalone_actor", &["serve"], &env);
+    server.wait_for_line("calculator serving", BOUND);
+    assert!(registered_names(&addr).contains(&"calculator".to_string()));
+
+    let call = Tree::start("standalone_actor", &["call", "6", "7"], &env).finish(BOUND);
+    assert!(call.status.success(), "{call:?}");
+    assert!(call.stdout.contains("6 * 7 = 42 (computed by `calculator#"), "{call:?}");
+
+    server.signal(Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while registered_names(&addr).contains(&"calculator".to_string()) {
+        assert!(Instant::now() < deadline, "the killed actor is still registered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.finish(BOUND);
+
+    arbiter.signal(Signal::SIGTERM);
+    let out = arbiter.finish(BOUND);
+    assert!(out.status.success(), "the arbiter exits 0 on SIGTERM: {out:?}");
+}
+
+#[test]
+fn a_standalone_actor_stopped_by_sigterm_exits_cleanly_and_unregisters() {
+    let mut arbiter = Tree::start_program(&common::binary("arbiter"), &["--bind", "tcp://127.0.0.1:0"], &[]);
+    let line = arbiter.wait_for_line("arbiter listening on", BOUND);
+    let addr: Addr = line.rsplit(' ').next().and_then(|a| a.parse().ok()).expect("arbiter address");
+    let addr_s = addr.to_string();
+    let mut server = Tree::start("standalone_actor", &["serve"], &[("ACTOR_ARBITER", addr_s.as_str())]);
+    server.wait_for_line("calculator serving", BOUND);
+    server.signal(Signal::SIGTERM);
+    let out = server.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while registered_names(&addr).contains(&"calculator".to_string()) {
+        assert!(Instant::now() < deadline, "the stopped actor is still registered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    arbiter.signal(Signal::SIGTERM);
+    arbiter.finish(BOUND);
+}
+
+#[test]
+fn a_port_held_by_something_else_is_reported_clearly() {
+    let squatter = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = squatter.local_addr().expect("addr").port();
+    let answer = std::thread::spawn(move || {
+        use std::io::Write;
+        if let Ok((mut s, _)) = squatter.accept() {
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    let arbiter = format!("tcp://127.0.0.1:{port}");
+    let out = Tree::start("actor_spawning_and_causality", &[], &[("ACTOR_ARBITER", arbiter.as_str())])
+        .finish(BOUND);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stderr.contains("not a working arbiter"), "{out:?}");
+    assert!(out.stderr.contains(&arbiter), "{out:?}");
+    answer.join().expect("squatter thread");
+}
