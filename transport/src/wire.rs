@@ -340,3 +340,32 @@ impl fmt::Display for RemoteError {
 }
 
 impl std::error::Error for RemoteError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Golden encodings: PROTOCOL.md documents these bytes; a change here is a
+    /// protocol change and needs a new PROTOCOL_VERSION.
+    #[test]
+    fn encodings_match_the_published_spec() {
+        let enc = |m: &Msg| rmp_serde::to_vec(m).expect("encode");
+        assert_eq!(enc(&Msg::Welcome), b"\xa7Welcome");
+        assert_eq!(enc(&Msg::Credit { cid: 3, credit: 10 }), b"\x81\xa6Credit\x92\x03\x0a");
+        assert_eq!(enc(&Msg::Stop { cid: 1 }), b"\x81\xa4Stop\x91\x01");
+        assert_eq!(
+            enc(&Msg::Yield { cid: 2, value: Bytes::from_static(b"\x2a") }),
+            b"\x81\xa5Yield\x92\x02\xc4\x01\x2a"
+        );
+        assert_eq!(
+            enc(&Msg::Start {
+                cid: 1,
+                func: "m::f".into(),
+                kind: CallKind::Single,
+                args: Bytes::from_static(b"\x90"),
+                window: 1024,
+            }),
+            b"\x81\xa5Start\x95\x01\xa4m::f\xa6Single\xc4\x01\x90\xcd\x04\x00"
+        );
+    }
+}
