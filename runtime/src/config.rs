@@ -123,6 +123,12 @@ impl Config {
         self
     }
 
+    /// Sets how long a connecting peer may take to finish the handshake.
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
     /// Sets how long a spawned child may take to connect back.
     pub fn with_spawn_timeout(mut self, timeout: Duration) -> Self {
         self.spawn_timeout = timeout;

@@ -73,6 +73,25 @@ pub fn uid() -> Result<Uid> {
     Ok(local::current()?.uid.clone())
 }
 
+/// The address this actor listens on for other actors.
+///
+/// # Errors
+///
+/// [`Error::NotRunning`] outside [`run`].
+pub fn addr() -> Result<Addr> {
+    Ok(local::current()?.listen.clone())
+}
+
+/// The address of the tree's arbiter, if it has one.
+///
+/// # Errors
+///
+/// [`Error::NotRunning`] outside [`run`]; [`Error::Arbiter`] if the tree runs
+/// without an arbiter.
+pub fn arbiter_addr() -> Result<Addr> {
+    local::current()?.arbiter_addr().ok_or_else(|| Error::Arbiter("the tree runs without an arbiter".into()))
+}
+
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;

@@ -1,0 +1,174 @@
+//! Hostile and broken peers against a live actor: each attempt gets a clear
+//! error or a closed connection, while a legitimate peer keeps being served
+//! and the actor's memory stays bounded.
+
+mod common;
+
+use std::time::Duration;
+
+use actor::transport::Stream;
+use actor::transport::{
+    Addr, CallKind, Channel, ErrorKind, HandshakeConfig, HandshakeError, Msg, Secret, Uid, connect,
+};
+use bytes::Bytes;
+use common::Tree;
+use nix::sys::signal::Signal;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::timeout;
+
+const TOKEN: &str = "00112233445566778899aabbccddeeff";
+const BOUND: Duration = Duration::from_secs(20);
+
+fn hs(name: &str) -> HandshakeConfig {
+    HandshakeConfig { uid: Uid::new(name), timeout: Duration::from_secs(5), channel: Default::default() }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("victim status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// One call over a raw channel: `Start` then the matching reply.
+async fn call(ch: &mut Channel, cid: u64, func: &str, args: &impl serde::Serialize) -> Msg {
+    let args = Bytes::from(rmp_serde::to_vec(args).expect("encode args"));
+    let start = Msg::Start { cid, func: func.into(), kind: CallKind::Single, args, window: 0 };
+    timeout(BOUND, ch.send(&start)).await.expect("send in time").expect("send");
+    loop {
+        let msg = timeout(BOUND, ch.recv()).await.expect("reply in time").expect("recv").expect("open");
+        if msg.cid() == Some(cid) {
+            return msg;
+        }
+    }
+}
+
+async fn square(ch: &mut Channel, cid: u64, x: u64) -> u64 {
+    match call(ch, cid, "scenarios::square", &(x,)).await {
+        Msg::Return { value, .. } => rmp_serde::from_slice(&value).expect("decode"),
+        other => panic!("legitimate call failed: {other:?}"),
+    }
+}
+
+/// Waits until the server closes `s` (reads EOF or a reset).
+async fn closed_by_server(mut s: tokio::net::TcpStream) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match timeout(BOUND, s.read(&mut buf)).await.expect("the server must close the connection") {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn raw(addr: &Addr) -> tokio::net::TcpStream {
+    match Stream::connect(addr, Duration::from_secs(5)).await.expect("connect") {
+        Stream::Tcp(s) => s,
+        _ => unreachable!("tcp address"),
+    }
+}
+
+#[test]
+fn an_actor_under_attack_keeps_serving_its_legitimate_peers() {
+    let mut victim = Tree::start("scenarios", &["victim"], &[("ACTOR_TOKEN", TOKEN)]);
+    let line = victim.wait_for_line("VICTIM", BOUND);
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    let addr: Addr = parts[1].parse().expect("victim address");
+    let arbiter: Addr = parts[2].parse().expect("arbiter address");
+    let pid: u32 = parts[3].parse().expect("pid");
+    let token = Secret::from_hex(TOKEN).expect("token");
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let (mut legit, _) = connect(&addr, &hs("legit"), Some(&token)).await.expect("legit connect");
+        let mut cid = 1;
+        let mut next = || {
+            cid += 2;
+            cid
+        };
+        assert_eq!(square(&mut legit, next(), 7).await, 49);
+        let rss_before = rss_kib(pid);
+
+        // Garbage instead of a hello.
+        let mut s = raw(&addr).await;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: victim\r\n\r\n").await.expect("write");
+        closed_by_server(s).await;
+
+        // A 4 GiB length prefix, before and after the handshake.
+        let mut s = raw(&addr).await;
+        s.write_all(&[0xff, 0xff, 0xff, 0xff]).await.expect("write");
+        closed_by_server(s).await;
+        let (ch, _) = connect(&addr, &hs("prefix"), Some(&token)).await.expect("connect");
+        drop(ch);
+        let mut s = raw(&addr).await;
+        s.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).await.expect("write");
+        closed_by_server(s).await;
+        assert_eq!(square(&mut legit, next(), 8).await, 64);
+
+        // Half a frame, then silence: dropped at the handshake timeout.
+        let mut s = raw(&addr).await;
+        s.write_all(&[0, 0, 0, 50, 0x81]).await.expect("write");
+        closed_by_server(s).await;
+
+        // No token, a wrong token: refused with a reason.
+        for secret in [None, Some(Secret::random())] {
+            match connect(&addr, &hs("intruder"), secret.as_ref()).await {
+                Err(HandshakeError::Refused { reason }) => {
+                    assert!(reason.contains("authentication"), "{reason}")
+                }
+                other => panic!("an intruder got in: {:?}", other.map(|(_, u)| u)),
+            }
+        }
+
+        // A thousand connections that never finish the handshake, while the
+        // legitimate peer keeps calling.
+        let mut silent = Vec::new();
+        for _ in 0..1000 {
+            silent.push(raw(&addr).await);
+        }
+        for x in 0..20 {
+            assert_eq!(square(&mut legit, next(), x).await, x * x);
+        }
+        let closes: Vec<_> = silent.into_iter().map(closed_by_server).collect();
+        futures::future::join_all(closes).await;
+
+        // Unknown functions, wrong argument types, cancels for calls it does not own.
+        match call(&mut legit, next(), "no::such::function", &()).await {
+            Msg::Error { error, .. } => assert_eq!(error.kind, ErrorKind::UnknownFunction),
+            other => panic!("{other:?}"),
+        }
+        match call(&mut legit, next(), "scenarios::square", &("seven",)).await {
+            Msg::Error { error, .. } => {
+                assert_eq!(error.kind, ErrorKind::BadArguments);
+                assert!(error.message.contains("(u64,)"), "{}", error.message);
+            }
+            other => panic!("{other:?}"),
+        }
+        for cid in [999_999, 2, 4] {
+            legit.send(&Msg::Cancel { cid, canceller: Uid::new("legit") }).await.expect("send");
+        }
+        let (mut other, _) = connect(&addr, &hs("other"), Some(&token)).await.expect("connect");
+        let c = 1;
+        other.send(&Msg::Cancel { cid: c + 2, canceller: Uid::new("other") }).await.expect("send");
+        assert_eq!(square(&mut other, c, 3).await, 9);
+        assert_eq!(square(&mut legit, next(), 12).await, 144);
+
+        // Registering with the arbiter without the cluster token: refused.
+        match actor::arbiter::ArbiterClient::connect(&arbiter, &hs("root"), None).await {
+            Err(e) => assert!(e.to_string().contains("refused"), "{e}"),
+            Ok(_) => panic!("registered without credentials"),
+        }
+
+        let rss_after = rss_kib(pid);
+        assert!(
+            rss_after < rss_before + 64 * 1024,
+            "the victim grew from {rss_before} KiB to {rss_after} KiB under attack"
+        );
+    });
+    drop(rt);
+    victim.signal(Signal::SIGTERM);
+    let out = victim.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+}
