@@ -536,7 +536,7 @@ impl Conn {
         };
         let conn = self.clone();
         let span = tracing::info_span!("call", %func, cid);
-        let main = self.relation == Peer::Parent && self.actor.is_main();
+        let main = self.relation == Peer::Parent && self.actor.claim_main();
         self.actor.spawn(
             async move {
                 tracing::debug!("started");

@@ -4,6 +4,7 @@
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use actor_arbiter::{ArbiterClient, ArbiterHandle};
@@ -57,6 +58,7 @@ pub(crate) struct Actor {
     pub spawner: Spawner,
     states: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     span: tracing::Span,
+    main_claimed: AtomicBool,
     /// The arbiter connection, or why there is none; set once.
     arbiter: OnceLock<std::result::Result<Arc<ArbiterClient>, String>>,
     arbiter_known: CancellationToken,
@@ -105,6 +107,7 @@ impl Actor {
             spawner: Spawner::start(tokio::runtime::Handle::current())?,
             states: Mutex::new(HashMap::new()),
             span: tracing::info_span!(parent: None, "actor", name = %uid.name, uid = %uid.id),
+            main_claimed: AtomicBool::new(false),
             arbiter: OnceLock::new(),
             arbiter_known: CancellationToken::new(),
             arbiter_addr: OnceLock::new(),
@@ -236,9 +239,11 @@ impl Actor {
         lock(&self.cancellation).ack_to.take()
     }
 
-    /// Whether this actor runs a single main call.
-    pub(crate) fn is_main(&self) -> bool {
-        self.role.as_ref().is_some_and(|r| r.main)
+    /// Whether a call from the parent is this actor's main call: true once,
+    /// for the first, in an actor started with `run_in_actor` (whose parent
+    /// sends the main call before anything else).
+    pub(crate) fn claim_main(&self) -> bool {
+        self.role.as_ref().is_some_and(|r| r.main) && !self.main_claimed.swap(true, Ordering::SeqCst)
     }
 
     /// Whether `func` may be called here.

@@ -6,7 +6,7 @@ use std::io;
 use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use actor_transport::{Msg, Secret, Uid};
+use actor_transport::{CallKind, Msg, Secret, Uid};
 use bytes::Bytes;
 use nix::sys::signal::Signal;
 use serde::Serialize;
@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ChildInit;
-use crate::conn::{Conn, Peer, Role};
+use crate::conn::{Conn, Opened, Peer, Role};
 use crate::error::{Error, Result};
 use crate::local::{self, Actor};
 use crate::portal::{ChildControl, Portal, ResultPortal, ResultSlot};
@@ -100,6 +100,8 @@ fn same_failure(a: &Error, b: &Error) -> bool {
     match (a, b) {
         (Error::Remote(x), Error::Remote(y)) => x == y,
         (Error::ActorCrashed { actor: x, .. }, Error::ActorCrashed { actor: y, .. }) => x == y,
+        // Losing the channel to an actor that crashed is the crash, seen sideways.
+        (Error::ActorCrashed { actor, .. }, Error::Disconnected { peer, .. }) => actor == peer,
         _ => false,
     }
 }
@@ -264,6 +266,18 @@ impl Nursery {
         }
         let conn = Conn::start(channel, uid, Role::Acceptor, Peer::Other, actor.clone());
         tracing::debug!(child = %conn.peer(), pid = proc.pid(), "spawned");
+        // The main call goes out before anyone holds the portal, so it is the
+        // first call the child sees from its parent: that is how it knows it.
+        let main = match main {
+            Some((func, args)) => match conn.open(func, CallKind::Single, args).await {
+                Ok(opened) => Some((func, opened)),
+                Err(e) => {
+                    let _ = proc.kill().await;
+                    return Err(spawn_err(format!("cannot start the main function: {e}")));
+                }
+            },
+            None => None,
+        };
         let control = ChildControl { cancel: inner.kids.child_token(), reaped: CancellationToken::new() };
         let slot = main.as_ref().map(|_| watch::channel(None).0);
         inner
@@ -357,13 +371,17 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    async fn run(self, mut proc: ChildProcess, main: Option<(&'static str, Bytes)>) {
+    async fn run(self, mut proc: ChildProcess, main: Option<(&'static str, Opened)>) {
         let config = &self.nursery.actor.config;
         let has_main = main.is_some();
         let conn = self.conn.clone();
         let main_call = async move {
             match main {
-                Some((func, args)) => conn.call(func, args).await,
+                Some((func, opened)) => {
+                    let done = opened.done.await;
+                    drop(opened.guard);
+                    conn.outcome(func, done)
+                }
                 None => std::future::pending().await,
             }
         };
@@ -371,10 +389,10 @@ impl Supervisor {
         let mut main_done = !has_main;
         let mut delivered = Delivery::Nothing;
         let mut exit_by: Option<tokio::time::Instant> = None;
-        let status = loop {
+        let (status, sent) = loop {
             let deadline = exit_by.unwrap_or_else(|| tokio::time::Instant::now() + config.spawn_timeout);
             tokio::select! {
-                st = proc.wait() => break st,
+                st = proc.wait() => break (st, None),
                 r = &mut main_call, if !main_done => {
                     main_done = true;
                     delivered = self.deliver(r);
@@ -393,7 +411,7 @@ impl Supervisor {
                 delivered = self.deliver(r);
             }
         }
-        self.finish(status, has_main, delivered);
+        self.finish(status, sent, has_main, delivered);
     }
 
     /// Records the main function's outcome.
@@ -415,28 +433,40 @@ impl Supervisor {
         delivery
     }
 
-    /// Cancel request, grace period, SIGTERM, grace period, SIGKILL; always reaps.
-    async fn stop(&self, proc: &mut ChildProcess) -> io::Result<ExitStatus> {
+    /// Cancel request, grace period, SIGTERM, grace period, SIGKILL; always
+    /// reaps. Returns the exit status and the last signal we sent, if any.
+    async fn stop(&self, proc: &mut ChildProcess) -> (io::Result<ExitStatus>, Option<Signal>) {
         let config = &self.nursery.actor.config;
         let child = self.conn.peer();
         self.conn.cancel_actor("cancelled by its nursery");
         if let Ok(st) = tokio::time::timeout(config.cancel_grace, proc.wait()).await {
-            return st;
+            return (st, None);
         }
         tracing::warn!(%child, grace = ?config.cancel_grace, "ignored the cancel request; sending SIGTERM");
         proc.signal_group(Signal::SIGTERM);
         if let Ok(st) = tokio::time::timeout(config.kill_grace, proc.wait()).await {
-            return st;
+            return (st, Some(Signal::SIGTERM));
         }
         tracing::warn!(%child, grace = ?config.kill_grace, "ignored SIGTERM; sending SIGKILL");
-        proc.kill().await
+        (proc.kill().await, Some(Signal::SIGKILL))
     }
 
-    fn finish(self, status: io::Result<ExitStatus>, has_main: bool, delivered: Delivery) {
+    fn finish(
+        self,
+        status: io::Result<ExitStatus>,
+        sent: Option<Signal>,
+        has_main: bool,
+        delivered: Delivery,
+    ) {
+        use std::os::unix::process::ExitStatusExt;
         let child = self.conn.peer().clone();
         let stopped_by_us = self.control.cancel.is_cancelled();
+        // A death by a signal we did not send is a crash even while we were
+        // stopping the child: someone else killed it first.
+        let our_signal = |st: &ExitStatus| sent.is_some_and(|s| st.signal() == Some(s as i32));
         let crash = match &status {
             Err(e) => Some(format!("cannot reap the process: {e}")),
+            Ok(st) if st.signal().is_some() && !our_signal(st) => Some(spawn::describe(*st)),
             Ok(st) if !st.success() && !stopped_by_us => Some(spawn::describe(*st)),
             Ok(_) if !stopped_by_us && delivered == Delivery::Nothing => Some(if has_main {
                 "exited without returning a result (exit status 0)".to_owned()

@@ -192,6 +192,11 @@ impl Tree {
         }
     }
 
+    /// Waits (at most `within`) for `n` stdout lines containing `needle`.
+    pub fn wait_for_lines(&mut self, needle: &str, n: usize, within: Duration) -> Vec<String> {
+        (0..n).map(|_| self.wait_for_line(needle, within)).collect()
+    }
+
     /// Sends `sig` to the root process.
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig).expect("signal root");
