@@ -65,7 +65,7 @@ impl Arbiter {
         }
     }
 
-    fn stop(mut self) {
+    fn stop(self) {
         self.tree.signal(Signal::SIGTERM);
         let out = self.tree.finish(BOUND);
         assert!(out.status.success(), "{out:?}");
