@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use actor_transport::{
     Addr, CallId, CallKind, ChannelError, ErrorKind, HandshakeConfig, HandshakeError, Msg, Receiver,
-    RemoteError, Secret, Sender, Uid, connect,
+    RemoteError, Secret, Sender, TlsConfig, Uid, connect, connect_tls,
 };
 use bytes::Bytes;
 use serde::Serialize;
@@ -178,9 +178,34 @@ impl ArbiterClient {
         handshake: &HandshakeConfig,
         secret: Option<&Secret>,
     ) -> Result<ArbiterClient, ClientError> {
-        let (channel, arbiter) = connect(addr, handshake, secret)
-            .await
-            .map_err(|e| ClientError::Handshake { addr: addr.clone(), source: Box::new(e) })?;
+        ArbiterClient::connect_with(addr, handshake, secret, None).await
+    }
+
+    /// As [`ArbiterClient::connect`], over mutual TLS when `tls` is given (the
+    /// arbiter's certificate is verified against the CA of `tls` for the host of
+    /// `addr`, and ours is presented); plain [`ArbiterClient::connect`] when `None`.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Handshake`] as for [`ArbiterClient::connect`], and also when
+    /// the TLS handshake fails: an arbiter whose certificate does not verify, one
+    /// that does not speak TLS, or one that refuses our certificate.
+    ///
+    /// # Panics
+    ///
+    /// Panics if called outside a tokio runtime.
+    pub async fn connect_with(
+        addr: &Addr,
+        handshake: &HandshakeConfig,
+        secret: Option<&Secret>,
+        tls: Option<&TlsConfig>,
+    ) -> Result<ArbiterClient, ClientError> {
+        let connected = match tls {
+            Some(tls) => connect_tls(addr, handshake, secret, tls).await,
+            None => connect(addr, handshake, secret).await,
+        };
+        let (channel, arbiter) =
+            connected.map_err(|e| ClientError::Handshake { addr: addr.clone(), source: Box::new(e) })?;
         let (sender, receiver) = channel.split();
         let shared =
             Arc::new(Shared { pending: Mutex::new(Pending::default()), closed: CancellationToken::new() });

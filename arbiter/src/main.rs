@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use actor_arbiter::{ArbiterConfig, DEFAULT_ADDR, ENV_ADDR, ENV_LOG, ENV_TOKEN, serve};
-use actor_transport::{Addr, Listener, Secret, Uid};
+use actor_arbiter::server::serve_tls;
+use actor_arbiter::{ArbiterConfig, DEFAULT_ADDR, ENV_ADDR, ENV_LOG, ENV_TOKEN};
+use actor_transport::{Addr, ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, Listener, Secret, TlsConfig, Uid};
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -18,7 +19,10 @@ use tracing_subscriber::EnvFilter;
     name = "arbiter",
     version,
     after_help = "The cluster token may also be given as hex in the ACTOR_TOKEN environment variable; \
-                  --token-file takes precedence. Without a token, any client is admitted."
+                  --token-file takes precedence. Without a token, any client is admitted.\n\n\
+                  With --tls-ca, --tls-cert and --tls-key (all three, or none) the arbiter accepts only \
+                  mutual-TLS connections (clients must present a certificate signed by the CA), and \
+                  may then bind a non-loopback address."
 )]
 struct Args {
     /// Address to listen on: tcp://host:port or unix:///path.
@@ -33,10 +37,25 @@ struct Args {
     #[arg(long, env = ENV_LOG, default_value = "info")]
     log: String,
 
-    /// Allow binding an address other than loopback or a Unix socket. Traffic is
-    /// not encrypted (TLS is not implemented yet).
+    /// Allow binding an address other than loopback or a Unix socket without TLS.
+    /// Traffic is then not encrypted and clients are not authenticated by
+    /// certificate; prefer the --tls-* options.
     #[arg(long)]
     insecure_non_loopback: bool,
+
+    /// PEM file of the CA certificate(s): clients must present a certificate
+    /// signed by it (mutual TLS).
+    #[arg(long, value_name = "PATH", env = ENV_TLS_CA)]
+    tls_ca: Option<PathBuf>,
+
+    /// PEM file of the arbiter's certificate chain, signed by the CA, naming the
+    /// host clients dial (IP or DNS SAN).
+    #[arg(long, value_name = "PATH", env = ENV_TLS_CERT)]
+    tls_cert: Option<PathBuf>,
+
+    /// PEM file of the arbiter's private key.
+    #[arg(long, value_name = "PATH", env = ENV_TLS_KEY)]
+    tls_key: Option<PathBuf>,
 
     /// Clients must finish the handshake within this many milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 5000)]
@@ -56,11 +75,27 @@ fn main() -> ExitCode {
     let ansi = std::io::stderr().is_terminal();
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 
-    if !args.bind.is_local() && !args.insecure_non_loopback {
+    let tls = match load_tls(&args) {
+        Ok(t) => t,
+        Err(msg) => {
+            eprintln!("arbiter: {msg}");
+            return ExitCode::from(2);
+        }
+    };
+    if tls.is_some() && matches!(args.bind, Addr::Unix(_)) {
         eprintln!(
-            "arbiter: refusing to listen on {}: it is not a loopback address, and the arbiter does not \
-             encrypt its traffic yet (TLS will be added later). Pass --insecure-non-loopback to bind it anyway \
-             on a trusted network.",
+            "arbiter: TLS is for TCP addresses, but --bind is the Unix socket {}; bind a tcp:// address or \
+             drop the TLS options",
+            args.bind
+        );
+        return ExitCode::from(2);
+    }
+    if !args.bind.is_local() && tls.is_none() && !args.insecure_non_loopback {
+        eprintln!(
+            "arbiter: refusing to listen on {}: it is not a loopback address, and without TLS the traffic \
+             is not encrypted. Pass --tls-ca, --tls-cert and --tls-key (or set {ENV_TLS_CA}, {ENV_TLS_CERT} \
+             and {ENV_TLS_KEY}) to accept only mutual-TLS clients, or --insecure-non-loopback to bind it \
+             anyway on a trusted network.",
             args.bind
         );
         return ExitCode::from(2);
@@ -80,7 +115,36 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(args, token))
+    runtime.block_on(run(args, token, tls))
+}
+
+/// The TLS configuration from the three `--tls-*` options (or their environment
+/// variables): all three or none. An empty value counts as absent.
+fn load_tls(args: &Args) -> Result<Option<TlsConfig>, String> {
+    let given = |p: &Option<PathBuf>| p.as_ref().filter(|p| !p.as_os_str().is_empty()).cloned();
+    let (ca, cert, key) = (given(&args.tls_ca), given(&args.tls_cert), given(&args.tls_key));
+    match (ca, cert, key) {
+        (None, None, None) => Ok(None),
+        (Some(ca), Some(cert), Some(key)) => {
+            TlsConfig::from_pem_files(&ca, &cert, &key).map(Some).map_err(|e| e.to_string())
+        }
+        (ca, cert, key) => {
+            let missing: Vec<String> = [
+                (ca.is_none(), "--tls-ca", ENV_TLS_CA),
+                (cert.is_none(), "--tls-cert", ENV_TLS_CERT),
+                (key.is_none(), "--tls-key", ENV_TLS_KEY),
+            ]
+            .into_iter()
+            .filter(|(missing, ..)| *missing)
+            .map(|(_, flag, var)| format!("{flag} (or {var})"))
+            .collect();
+            Err(format!(
+                "incomplete TLS configuration: missing {}; give all of --tls-ca, --tls-cert and --tls-key, \
+                 or none",
+                missing.join(" and ")
+            ))
+        }
+    }
 }
 
 fn load_token(args: &Args) -> Result<Option<Secret>, String> {
@@ -103,7 +167,7 @@ fn load_token(args: &Args) -> Result<Option<Secret>, String> {
     Secret::from_hex(hex).map(Some).ok_or_else(|| format!("{origin} does not hold a hex token"))
 }
 
-async fn run(args: Args, token: Option<Secret>) -> ExitCode {
+async fn run(args: Args, token: Option<Secret>, tls: Option<TlsConfig>) -> ExitCode {
     let listener = match Listener::bind(&args.bind).await {
         Ok(l) => l,
         Err(e) => {
@@ -131,7 +195,10 @@ async fn run(args: Args, token: Option<Secret>) -> ExitCode {
         handshake_timeout: Duration::from_millis(args.handshake_timeout_ms),
     };
     let shutdown = CancellationToken::new();
-    let mut server = tokio::spawn(serve(listener, config, shutdown.clone()));
+    if tls.is_some() {
+        tracing::info!("mutual TLS required of every client");
+    }
+    let mut server = tokio::spawn(serve_tls(listener, config, tls, shutdown.clone()));
     let finished = tokio::select! {
         res = &mut server => Some(res),
         _ = sigterm.recv() => {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use actor_transport::{
     Addr, Auth, CallId, CallKind, ChannelConfig, ErrorKind, HandshakeConfig, Listener, Msg, RemoteError,
-    Secret, Sender, Stream, Uid, accept,
+    Secret, Sender, Stream, TlsConfig, Uid, accept,
 };
 use bytes::Bytes;
 use serde::Serialize;
@@ -69,6 +69,25 @@ pub async fn serve(listener: Listener, config: ArbiterConfig, shutdown: Cancella
     serve_registry(listener, config, Arc::new(Registry::new()), shutdown).await
 }
 
+/// As [`serve`], accepting only mutual-TLS connections when `tls` is given: each
+/// accepted connection must complete a TLS handshake with a client certificate
+/// signed by the CA of `tls` (within `config.handshake_timeout`) before the actor
+/// handshake, which then runs inside TLS (and still requires `config.token` if
+/// set). A connection that fails the TLS handshake (plaintext, no certificate, an
+/// untrusted one) is logged in one line and closed. With `None` this is [`serve`].
+///
+/// # Errors
+///
+/// As [`serve`].
+pub async fn serve_tls(
+    listener: Listener,
+    config: ArbiterConfig,
+    tls: Option<TlsConfig>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    serve_registry_tls(listener, config, tls, Arc::new(Registry::new()), shutdown).await
+}
+
 /// As [`serve`], on a registry the caller supplies (and may inspect).
 ///
 /// # Errors
@@ -77,6 +96,22 @@ pub async fn serve(listener: Listener, config: ArbiterConfig, shutdown: Cancella
 pub async fn serve_registry(
     listener: Listener,
     config: ArbiterConfig,
+    registry: Arc<Registry>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    serve_registry_tls(listener, config, None, registry, shutdown).await
+}
+
+/// As [`serve_registry`], accepting only mutual-TLS connections when `tls` is
+/// given (see [`serve_tls`]).
+///
+/// # Errors
+///
+/// As [`serve`].
+pub async fn serve_registry_tls(
+    listener: Listener,
+    config: ArbiterConfig,
+    tls: Option<TlsConfig>,
     registry: Arc<Registry>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
@@ -92,11 +127,18 @@ pub async fn serve_registry(
         },
         uid: config.uid,
         registry,
+        tls,
     });
     let tracker = TaskTracker::new();
     // Cancelled on shutdown and on a fatal accept error: closes every connection.
     let conns = shutdown.child_token();
-    tracing::info!(addr = %listener.local_addr(), uid = %server.uid, auth = config.token.is_some(), "arbiter serving");
+    tracing::info!(
+        addr = %listener.local_addr(),
+        uid = %server.uid,
+        auth = config.token.is_some(),
+        tls = server.tls.is_some(),
+        "arbiter serving"
+    );
     let result = loop {
         tokio::select! {
             biased;
@@ -157,11 +199,25 @@ pub struct ArbiterHandle {
 ///
 /// Panics if called outside a tokio runtime.
 pub async fn spawn_embedded(listener: Listener, config: ArbiterConfig) -> ArbiterHandle {
+    spawn_embedded_tls(listener, config, None).await
+}
+
+/// As [`spawn_embedded`], accepting only mutual-TLS connections when `tls` is
+/// given (see [`serve_tls`]). Never fails.
+///
+/// # Panics
+///
+/// Panics if called outside a tokio runtime.
+pub async fn spawn_embedded_tls(
+    listener: Listener,
+    config: ArbiterConfig,
+    tls: Option<TlsConfig>,
+) -> ArbiterHandle {
     let registry = Arc::new(Registry::new());
     let shutdown = CancellationToken::new();
     let addr = listener.local_addr().clone();
     let uid = config.uid.clone();
-    let task = tokio::spawn(serve_registry(listener, config, registry.clone(), shutdown.clone()));
+    let task = tokio::spawn(serve_registry_tls(listener, config, tls, registry.clone(), shutdown.clone()));
     ArbiterHandle { addr, uid, registry, shutdown, task: Some(task) }
 }
 
@@ -215,6 +271,8 @@ struct Server {
     handshake: HandshakeConfig,
     auth: Auth,
     registry: Arc<Registry>,
+    /// When set, every connection must pass a mutual-TLS handshake first.
+    tls: Option<TlsConfig>,
 }
 
 /// Removes a connection's entries however its task ends.
@@ -252,6 +310,22 @@ enum Next {
 
 impl Server {
     async fn connection(self: Arc<Self>, stream: Stream, shutdown: CancellationToken) {
+        let stream = match &self.tls {
+            None => stream,
+            Some(tls) => {
+                let upgraded = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    res = tls.accept(stream, self.handshake.timeout) => res,
+                };
+                match upgraded {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "refused a connection that failed the TLS handshake");
+                        return;
+                    }
+                }
+            }
+        };
         let auth = self.auth.clone();
         let handshake = tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -537,3 +537,191 @@ async fn the_binary_refuses_non_loopback_without_the_opt_out() {
     assert!(stderr.contains("--insecure-non-loopback") && stderr.contains("TLS"), "{stderr}");
     assert!(out.stdout.is_empty(), "it must not claim to listen: {}", String::from_utf8_lossy(&out.stdout));
 }
+
+// ---------------------------------------------------------------------------
+// Mutual TLS. The certificates come from the `openssl` CLI (the commands
+// documented in actor_transport::tls); without it these tests say so and pass.
+
+/// A scratch directory with a CA and a certificate for 127.0.0.1 and localhost,
+/// or `None` (after saying why) if `openssl` is not installed.
+struct Pki {
+    dir: std::path::PathBuf,
+}
+
+impl Pki {
+    fn new(tag: &str) -> Option<Pki> {
+        if std::process::Command::new("openssl").arg("version").output().is_err() {
+            eprintln!("SKIPPED: `openssl` is not on PATH, so no test certificates can be made");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("arbiter-tls-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let script = r#"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -days 3650 -subj "/CN=test CA" -keyout ca.key -out ca.pem
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -subj "/CN=node" -keyout node.key -out node.csr
+cat > node.ext <<'END'
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth, clientAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+END
+openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+    -days 825 -sha256 -extfile node.ext -out node.pem
+"#;
+        let out = std::process::Command::new("sh")
+            .arg("-ec")
+            .arg(script)
+            .current_dir(&dir)
+            .output()
+            .expect("run sh");
+        assert!(out.status.success(), "openssl failed: {}", String::from_utf8_lossy(&out.stderr));
+        Some(Pki { dir })
+    }
+
+    fn ca(&self) -> std::path::PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    fn cert(&self) -> std::path::PathBuf {
+        self.dir.join("node.pem")
+    }
+
+    fn key(&self) -> std::path::PathBuf {
+        self.dir.join("node.key")
+    }
+
+    fn config(&self) -> actor_transport::TlsConfig {
+        actor_transport::TlsConfig::from_pem_files(&self.ca(), &self.cert(), &self.key()).expect("TLS config")
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn a_tls_arbiter_serves_tls_clients_and_refuses_plaintext_ones() {
+    let Some(pki) = Pki::new("embedded") else { return };
+    let tls = pki.config();
+    let listener = Listener::bind(&Addr::loopback(0)).await.expect("bind loopback port 0");
+    let config = ArbiterConfig::new(Uid::new("arbiter"));
+    let arbiter = actor_arbiter::server::spawn_embedded_tls(listener, config, Some(tls.clone())).await;
+    let addr = arbiter.local_addr().clone();
+
+    let member =
+        within("TLS connect", ArbiterClient::connect_with(&addr, &hs("tls-member"), None, Some(&tls)))
+            .await
+            .expect("a TLS client is admitted");
+    within("register", member.register(&fake_addr(9100))).await.expect("register");
+    let found = within("find", member.find("tls-member")).await.expect("find");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].addr, fake_addr(9100));
+
+    // A plaintext client gets an error, not a hang, and disturbs nobody.
+    let plain = within("plaintext connect", ArbiterClient::connect(&addr, &hs("plain"), None)).await;
+    assert!(matches!(plain, Err(ClientError::Handshake { .. })), "{plain:?}");
+    // So does a client that asks for TLS by name but gets the address wrong.
+    let Addr::Tcp { port, .. } = &addr else { panic!("not tcp") };
+    let by_name = Addr::Tcp { host: "localhost".into(), port: *port };
+    let again =
+        within("TLS by name", ArbiterClient::connect_with(&by_name, &hs("by-name"), None, Some(&tls)))
+            .await
+            .expect("TLS by DNS name");
+    assert_eq!(within("find by another", again.find("tls-member")).await.expect("find").len(), 1);
+    assert_eq!(arbiter.registry().find("tls-member").len(), 1);
+    within("shutdown", arbiter.shutdown()).await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn the_binary_requires_mutual_tls_when_given_certificates() {
+    let Some(pki) = Pki::new("daemon") else { return };
+    let tls = pki.config();
+
+    // From flags, on all interfaces (allowed with TLS), and from the environment.
+    let mut from_flags = arbiter_cmd();
+    from_flags
+        .args(["--bind", "tcp://0.0.0.0:0", "--tls-ca"])
+        .arg(pki.ca())
+        .arg("--tls-cert")
+        .arg(pki.cert())
+        .arg("--tls-key")
+        .arg(pki.key());
+    let mut from_env = arbiter_cmd();
+    from_env
+        .args(["--bind", "tcp://127.0.0.1:0"])
+        .env("ACTOR_TLS_CA", pki.ca())
+        .env("ACTOR_TLS_CERT", pki.cert())
+        .env("ACTOR_TLS_KEY", pki.key());
+    for mut cmd in [from_flags, from_env] {
+        let mut child = cmd.spawn().expect("spawn the arbiter");
+        let Addr::Tcp { port, .. } = listening_addr(&mut child).await else { panic!("not tcp") };
+        let addr = Addr::loopback(port);
+        let c = within("TLS connect", ArbiterClient::connect_with(&addr, &hs("tls-user"), None, Some(&tls)))
+            .await
+            .expect("a TLS client is admitted");
+        within("register", c.register(&fake_addr(9200))).await.expect("register");
+        assert_eq!(within("find", c.find("tls-user")).await.expect("find").len(), 1);
+        let plain = within("plaintext", ArbiterClient::connect(&addr, &hs("plain"), None)).await;
+        assert!(matches!(plain, Err(ClientError::Handshake { .. })), "{plain:?}");
+        // The arbiter logs the refusal in one line (once it has closed the socket).
+        let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+        let logged = within("the refusal is logged", async {
+            while let Some(line) = stderr.next_line().await.expect("read stderr") {
+                if line.contains("failed the TLS handshake") {
+                    return line;
+                }
+            }
+            panic!("stderr ended without logging the refused plaintext client");
+        })
+        .await;
+        assert!(logged.contains("does not speak TLS"), "{logged}");
+        sigterm(&child);
+        assert!(within("exit", child.wait()).await.expect("wait").success());
+    }
+
+    // Some but not all TLS options, or TLS on a Unix socket: clear startup errors.
+    let out = within(
+        "partial TLS options",
+        arbiter_cmd().args(["--bind", "tcp://127.0.0.1:0", "--tls-ca"]).arg(pki.ca()).output(),
+    )
+    .await
+    .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("incomplete TLS configuration"), "{stderr}");
+    assert!(stderr.contains("--tls-cert") && stderr.contains("--tls-key"), "{stderr}");
+    let sock = pki.dir.join("arbiter.sock");
+    let out = within(
+        "TLS on a unix socket",
+        arbiter_cmd()
+            .arg("--bind")
+            .arg(format!("unix://{}", sock.display()))
+            .env("ACTOR_TLS_CA", pki.ca())
+            .env("ACTOR_TLS_CERT", pki.cert())
+            .env("ACTOR_TLS_KEY", pki.key())
+            .output(),
+    )
+    .await
+    .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("TLS is for TCP"), "{stderr}");
+    // A certificate file that is not one.
+    let out = within(
+        "bad certificate file",
+        arbiter_cmd()
+            .args(["--bind", "tcp://127.0.0.1:0", "--tls-ca"])
+            .arg(pki.ca())
+            .arg("--tls-cert")
+            .arg(pki.key())
+            .arg("--tls-key")
+            .arg(pki.key())
+            .output(),
+    )
+    .await
+    .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("holds no PEM certificate"), "{stderr}");
+}

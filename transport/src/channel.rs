@@ -125,6 +125,11 @@ impl Channel {
                 let (r, w) = s.into_split();
                 Channel::new(r, w, config)
             }
+            Stream::Tls(s) => {
+                // One TLS session serves both directions: split behind a lock.
+                let (r, w) = tokio::io::split(*s);
+                Channel::new(r, w, config)
+            }
         }
     }
 
@@ -222,24 +227,42 @@ impl Sender {
     ///
     /// Cancel-safe: a message is either queued whole or not at all.
     pub async fn send(&self, msg: &Msg) -> Result<(), ChannelError> {
+        // Fast path, without registering for a wake-up: there is room.
+        if self.try_queue(msg, false)? {
+            return Ok(());
+        }
         loop {
             let space = self.shared.wake_senders.notified();
             tokio::pin!(space);
+            // Register before checking again, so a wake-up in between is not lost.
             space.as_mut().enable();
-            {
-                let mut st = self.shared.lock();
-                if let Some(reason) = &st.closed {
-                    return Err(ChannelError::Closed { reason: reason.clone() });
-                }
-                if st.buf.len() < self.shared.high_water {
-                    encode_frame(msg, self.shared.max_frame, &mut st.buf)?;
-                    drop(st);
-                    self.shared.wake_writer.notify_one();
-                    return Ok(());
-                }
+            if self.try_queue(msg, false)? {
+                return Ok(());
             }
             space.await;
         }
+    }
+
+    /// Queues `msg` if the channel is open and (unless `force`) below its
+    /// high-water mark; `Ok(false)` if there was no room.
+    fn try_queue(&self, msg: &Msg, force: bool) -> Result<bool, ChannelError> {
+        let mut st = self.shared.lock();
+        if let Some(reason) = &st.closed {
+            return Err(ChannelError::Closed { reason: reason.clone() });
+        }
+        if !force && st.buf.len() >= self.shared.high_water {
+            return Ok(false);
+        }
+        let was_empty = st.buf.is_empty();
+        encode_frame(msg, self.shared.max_frame, &mut st.buf)?;
+        drop(st);
+        // Whoever queues into an empty buffer wakes the writer. A non-empty buffer
+        // means the writer has a wake-up pending or is running, and it takes the
+        // whole buffer before it waits again.
+        if was_empty {
+            self.shared.wake_writer.notify_one();
+        }
+        Ok(true)
     }
 
     /// Encodes `msg` into the write buffer without waiting for space.
@@ -252,14 +275,7 @@ impl Sender {
     ///
     /// As [`Sender::send`].
     pub fn send_now(&self, msg: &Msg) -> Result<(), ChannelError> {
-        let mut st = self.shared.lock();
-        if let Some(reason) = &st.closed {
-            return Err(ChannelError::Closed { reason: reason.clone() });
-        }
-        encode_frame(msg, self.shared.max_frame, &mut st.buf)?;
-        drop(st);
-        self.shared.wake_writer.notify_one();
-        Ok(())
+        self.try_queue(msg, true).map(|_| ())
     }
 
     /// Stops accepting messages, writes what is already queued, then shuts the

@@ -10,7 +10,8 @@
 //! - [`addr`]: `tcp://host:port` and `unix:///path` addresses ([`Addr`]),
 //! - [`handshake`]: the hello exchange that checks protocol versions and proves
 //!   possession of a shared secret without sending it ([`connect`], [`accept`]),
-//! - [`listener`]: a listener with a deep accept backlog ([`Listener`]).
+//! - [`listener`]: a listener with a deep accept backlog ([`Listener`]),
+//! - [`tls`]: mutual TLS from PEM files ([`TlsConfig`], [`connect_tls`]).
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod addr;
@@ -18,6 +19,7 @@ pub mod channel;
 pub mod codec;
 pub mod handshake;
 pub mod listener;
+pub mod tls;
 pub mod wire;
 
 pub use addr::{Addr, AddrParseError};
@@ -25,4 +27,5 @@ pub use channel::{Channel, ChannelConfig, ChannelError, Receiver, Sender};
 pub use codec::{DEFAULT_MAX_FRAME, FrameCodec, FrameError};
 pub use handshake::{Auth, HandshakeConfig, HandshakeError, Secret, accept, accept_on, connect, connect_on};
 pub use listener::{Listener, Stream};
+pub use tls::{ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, TlsConfig, TlsError, connect_tls};
 pub use wire::{CallId, CallKind, ErrorKind, Msg, PROTOCOL_VERSION, RemoteError, Uid};

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
 
 use crate::addr::Addr;
+use crate::tls::{TlsConfig, server_name};
 
 /// The accept backlog. tokio's default (128) drops SYNs when hundreds of children
 /// connect back at once, costing a one-second retransmit.
@@ -19,6 +20,9 @@ pub enum Stream {
     Tcp(TcpStream),
     /// A Unix domain socket.
     Unix(UnixStream),
+    /// Mutual TLS over TCP, after a completed TLS handshake: the client side from
+    /// [`Stream::connect_tls`], the server side from [`TlsConfig::accept`].
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
 }
 
 impl Stream {
@@ -44,6 +48,36 @@ impl Stream {
                 format!("connecting to {addr} timed out after {timeout:?}"),
             )
         })?
+    }
+
+    /// Connects to the TCP address `addr` and runs the client side of the TLS
+    /// handshake with `tls`, verifying the server's certificate for the host of
+    /// `addr`; the whole is bounded by `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a Unix-socket address (TLS is for TCP) or a host that is
+    /// neither a DNS name nor an IP address; the connect error; `TimedOut`; or the
+    /// TLS failure, as [`TlsConfig::connect`].
+    pub async fn connect_tls(addr: &Addr, timeout: Duration, tls: &TlsConfig) -> io::Result<Stream> {
+        let Addr::Tcp { host, .. } = addr else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "cannot use TLS with {addr}: TLS is for TCP addresses; a Unix socket stays on this host"
+                ),
+            ));
+        };
+        // Check the name first, so a bad one fails without any traffic.
+        server_name(host)?;
+        let start = tokio::time::Instant::now();
+        let stream = Stream::connect(addr, timeout).await?;
+        tls.connect(stream, host, timeout.saturating_sub(start.elapsed())).await
+    }
+
+    /// Whether this is a TLS stream.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
     }
 }
 
