@@ -8,7 +8,12 @@
 //! ```
 //!
 //! `serve` registers as `calculator` and serves until SIGTERM or Ctrl-C, then
-//! leaves the registry; `call` finds it by name and multiplies remotely.
+//! leaves the registry; `call` finds it by name and multiplies remotely;
+//! `list` prints the registry.
+//!
+//! Across hosts, give each program its host's address to listen on
+//! (`ACTOR_BIND=tcp://10.0.0.5:0`) and the cluster's TLS files
+//! (`ACTOR_TLS_CA`, `ACTOR_TLS_CERT`, `ACTOR_TLS_KEY`): see the README.
 
 use std::time::Duration;
 
@@ -37,8 +42,17 @@ fn main() -> actor::Result<()> {
                 Ok(())
             })
         }
+        Some("list") => {
+            let config = actor::Config::from_env()?.name("lister");
+            actor::run_with(config, async {
+                for entry in actor::list_actors().await? {
+                    println!("registered: {} at {}", entry.uid, entry.addr);
+                }
+                Ok(())
+            })
+        }
         _ => {
-            eprintln!("usage: standalone_actor serve | call A B");
+            eprintln!("usage: standalone_actor serve | call A B | list");
             std::process::exit(2)
         }
     }

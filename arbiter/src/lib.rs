@@ -33,7 +33,10 @@ pub mod server;
 
 pub use client::{ArbiterClient, ClientError, is_arbiter, probe};
 pub use registry::{ConnId, Entry, Registry, RegistryError};
-pub use server::{ArbiterConfig, ArbiterHandle, serve, serve_registry, spawn_embedded};
+pub use server::{
+    ArbiterConfig, ArbiterHandle, serve, serve_registry, serve_registry_tls, serve_tls, spawn_embedded,
+    spawn_embedded_tls,
+};
 
 /// Registers the caller (its handshake uid, under `uid.name`) at an address.
 /// Arguments `(addr: Addr,)`, result `()`.

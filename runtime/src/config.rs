@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use actor_transport::{Addr, Secret};
+use actor_transport::{Addr, Secret, TlsConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -18,6 +18,12 @@ pub const ENV_NAME: &str = "ACTOR_NAME";
 /// Environment variable holding the arbiter's address (default
 /// `tcp://127.0.0.1:1616`).
 pub const ENV_ARBITER: &str = actor_arbiter::ENV_ADDR;
+/// Environment variable holding the address the root actor listens on
+/// (default `tcp://127.0.0.1:0`).
+pub const ENV_BIND: &str = "ACTOR_BIND";
+/// Environment variable that, set to `1`, allows listening on a non-loopback
+/// address without TLS.
+pub const ENV_INSECURE: &str = "ACTOR_INSECURE";
 
 /// How the root actor runs, and what it hands down to every actor it spawns.
 ///
@@ -38,6 +44,11 @@ pub struct Config {
     pub arbiter: Addr,
     /// Host an arbiter at `arbiter` when nothing listens there (default true).
     pub embed_arbiter: bool,
+    /// Mutual TLS for every connection of the tree (from `ACTOR_TLS_CA`,
+    /// `ACTOR_TLS_CERT`, `ACTOR_TLS_KEY`); `None` means plaintext.
+    pub tls: Option<TlsConfig>,
+    /// Allow listening on a non-loopback address without TLS.
+    pub insecure_non_loopback: bool,
     /// After asking an actor to cancel, how long to wait before SIGTERM (2 s).
     pub cancel_grace: Duration,
     /// After SIGTERM, how long to wait before SIGKILL (1 s).
@@ -57,6 +68,8 @@ impl Default for Config {
             token: None,
             arbiter: Addr::loopback(1616),
             embed_arbiter: true,
+            tls: None,
+            insecure_non_loopback: false,
             cancel_grace: Duration::from_secs(2),
             kill_grace: Duration::from_secs(1),
             spawn_timeout: Duration::from_secs(10),
@@ -66,13 +79,14 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The defaults, overridden by `ACTOR_NAME`, `ACTOR_LOG`, `ACTOR_TOKEN`
-    /// and `ACTOR_ARBITER`.
+    /// The defaults, overridden by `ACTOR_NAME`, `ACTOR_LOG`, `ACTOR_TOKEN`,
+    /// `ACTOR_ARBITER`, `ACTOR_BIND`, `ACTOR_INSECURE` and `ACTOR_TLS_*`.
     ///
     /// # Errors
     ///
     /// [`Error::Codec`] if `ACTOR_TOKEN` is set but is not an even-length hex
-    /// string, or `ACTOR_ARBITER` is not an address.
+    /// string, or `ACTOR_ARBITER` or `ACTOR_BIND` is not an address;
+    /// [`Error::Config`] if the TLS files cannot be loaded.
     pub fn from_env() -> Result<Config> {
         let mut c = Config::default();
         if let Ok(name) = std::env::var(ENV_NAME) {
@@ -94,6 +108,12 @@ impl Config {
                 .parse()
                 .map_err(|e| Error::codec(format!("the {ENV_ARBITER} environment variable"), e))?;
         }
+        if let Ok(addr) = std::env::var(ENV_BIND) {
+            c.bind =
+                addr.parse().map_err(|e| Error::codec(format!("the {ENV_BIND} environment variable"), e))?;
+        }
+        c.insecure_non_loopback = std::env::var(ENV_INSECURE).is_ok_and(|v| v == "1");
+        c.tls = TlsConfig::from_env().map_err(|e| Error::Config(e.to_string()))?;
         Ok(c)
     }
 
@@ -101,6 +121,31 @@ impl Config {
     pub fn arbiter(mut self, addr: Addr) -> Self {
         self.arbiter = addr;
         self
+    }
+
+    /// Uses mutual TLS for every connection of the tree. Children get the
+    /// same files, so the configuration must come from files.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Sets where the root actor listens.
+    pub fn bind(mut self, addr: Addr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// Refuses a configuration that would listen beyond this host in plaintext.
+    pub(crate) fn check_exposure(&self) -> Result<()> {
+        if !self.bind.is_local() && self.tls.is_none() && !self.insecure_non_loopback {
+            return Err(Error::Config(format!(
+                "refusing to listen on {} without TLS: set ACTOR_TLS_CA, ACTOR_TLS_CERT and ACTOR_TLS_KEY \
+                 (or ACTOR_INSECURE=1 to accept plaintext beyond this host)",
+                self.bind
+            )));
+        }
+        Ok(())
     }
 
     /// Sets the root actor's name.
@@ -158,6 +203,9 @@ pub(crate) struct ChildInit {
     pub state: Option<serde_bytes::ByteBuf>,
     /// The arbiter the tree uses, if any.
     pub arbiter: Option<Addr>,
+    /// Where the child listens (the parent's host, port 0).
+    pub bind: Addr,
+    pub insecure_non_loopback: bool,
 }
 
 impl ChildInit {
@@ -180,14 +228,23 @@ impl ChildInit {
             expose,
             state: state.map(serde_bytes::ByteBuf::from),
             arbiter,
+            bind: match &config.bind {
+                Addr::Tcp { host, .. } => Addr::Tcp { host: host.clone(), port: 0 },
+                Addr::Unix(_) => Addr::loopback(0),
+            },
+            insecure_non_loopback: config.insecure_non_loopback,
         }
     }
 
-    pub(crate) fn config(&self, name: &str) -> Config {
+    /// The child's configuration; `tls` is what the child loaded from the
+    /// environment its parent gave it.
+    pub(crate) fn config(&self, name: &str, tls: Option<TlsConfig>) -> Config {
         Config {
             name: name.to_owned(),
             log: self.log.clone(),
-            bind: Addr::loopback(0),
+            bind: self.bind.clone(),
+            tls,
+            insecure_non_loopback: self.insecure_non_loopback,
             token: self.token.as_deref().and_then(Secret::from_hex),
             arbiter: self.arbiter.clone().unwrap_or_else(|| Addr::loopback(1616)),
             embed_arbiter: false,

@@ -25,8 +25,9 @@ pub(crate) async fn connect_or_host(
     let addr = actor.config.arbiter.clone();
     let hs = actor.handshake_config();
     let token = actor.config.token.as_ref();
+    let tls = actor.config.tls.as_ref();
     for _ in 0..3 {
-        match ArbiterClient::connect(&addr, &hs, token).await {
+        match ArbiterClient::connect_with(&addr, &hs, token, tls).await {
             Ok(client) => return Ok((client, None)),
             Err(ClientError::Handshake { source, .. }) if refused(&source) && actor.config.embed_arbiter => {}
             Err(e) => return Err(arbiter_error(&addr, e)),
@@ -40,11 +41,12 @@ pub(crate) async fn connect_or_host(
         let mut config = ArbiterConfig::new(Uid::new("arbiter"));
         config.token = actor.config.token.clone();
         config.handshake_timeout = actor.config.handshake_timeout;
-        let handle = actor_arbiter::spawn_embedded(listener, config).await;
+        let handle = actor_arbiter::spawn_embedded_tls(listener, config, actor.config.tls.clone()).await;
         let hosted = handle.local_addr().clone();
         tracing::info!(addr = %hosted, "hosting an embedded arbiter");
-        let client =
-            ArbiterClient::connect(&hosted, &hs, token).await.map_err(|e| arbiter_error(&hosted, e))?;
+        let client = ArbiterClient::connect_with(&hosted, &hs, token, tls)
+            .await
+            .map_err(|e| arbiter_error(&hosted, e))?;
         return Ok((client, Some(handle)));
     }
     Err(Error::Arbiter(format!("cannot reach or host an arbiter at {addr}")))
@@ -67,9 +69,14 @@ fn arbiter_error(addr: &Addr, e: ClientError) -> Error {
 
 /// Connects to the arbiter at `addr` and registers this actor there.
 pub(crate) async fn register(actor: &Actor, addr: &Addr) -> Result<ArbiterClient> {
-    let client = ArbiterClient::connect(addr, &actor.handshake_config(), actor.config.token.as_ref())
-        .await
-        .map_err(|e| arbiter_error(addr, e))?;
+    let client = ArbiterClient::connect_with(
+        addr,
+        &actor.handshake_config(),
+        actor.config.token.as_ref(),
+        actor.config.tls.as_ref(),
+    )
+    .await
+    .map_err(|e| arbiter_error(addr, e))?;
     client.register(&actor.listen).await.map_err(|e| Error::Arbiter(e.to_string()))?;
     Ok(client)
 }
@@ -85,8 +92,7 @@ async fn connect_to(actor: &Arc<Actor>, entry: &Entry) -> Result<Portal> {
     if let Some(conn) = actor.peer_conn(&entry.uid) {
         return Ok(Portal::new(conn, None));
     }
-    let (channel, peer) =
-        actor_transport::connect(&entry.addr, &actor.handshake_config(), actor.config.token.as_ref()).await?;
+    let (channel, peer) = actor.connect(&entry.addr, actor.config.token.as_ref()).await?;
     if peer != entry.uid {
         return Err(Error::Arbiter(format!(
             "{} is registered at {} but `{peer}` answered there",

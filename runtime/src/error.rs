@@ -80,6 +80,8 @@ pub enum Error {
     State(String),
     /// The arbiter could not be reached, hosted, or asked.
     Arbiter(String),
+    /// The configuration is invalid or unsafe (e.g. plaintext beyond this host).
+    Config(String),
     /// A local I/O failure (binding a listener, spawning a process).
     Io(Arc<std::io::Error>),
     /// An application error raised locally: see [`Error::app`] and [`Error::msg`].
@@ -257,6 +259,7 @@ impl Error {
             Error::State(_) => "actor::Error::State",
             Error::Io(_) => "actor::Error::Io",
             Error::Arbiter(_) => "actor::Error::Arbiter",
+            Error::Config(_) => "actor::Error::Config",
             Error::App(_) => "actor::Error::App",
         }
     }
@@ -289,6 +292,7 @@ impl fmt::Display for Error {
             Error::State(reason) => write!(f, "actor-local state: {reason}"),
             Error::Io(e) => write!(f, "i/o error: {e}"),
             Error::Arbiter(reason) => write!(f, "arbiter: {reason}"),
+            Error::Config(reason) => write!(f, "configuration: {reason}"),
             Error::App(a) => {
                 write!(f, "{}", a.message)?;
                 for c in &a.causes {

@@ -97,7 +97,7 @@ impl Actor {
         role: Option<ChildRole>,
     ) -> Result<Arc<Actor>> {
         let actor = Arc::new(Actor {
-            listen: listener.local_addr().clone(),
+            listen: advertised(listener.local_addr()),
             config,
             role,
             token: CancellationToken::new(),
@@ -287,6 +287,20 @@ impl Actor {
         }
     }
 
+    /// Connects to the actor at `addr` over the tree's transport (TLS when
+    /// configured) and runs the handshake; returns the channel and the peer's uid.
+    pub(crate) async fn connect(
+        &self,
+        addr: &Addr,
+        secret: Option<&Secret>,
+    ) -> std::result::Result<(Channel, Uid), actor_transport::HandshakeError> {
+        let hs = self.handshake_config();
+        match &self.config.tls {
+            Some(tls) => actor_transport::connect_tls(addr, &hs, secret, tls).await,
+            None => actor_transport::connect(addr, &hs, secret).await,
+        }
+    }
+
     /// Expects child `uid` to connect back proving `token`; the returned
     /// receiver gets its channel.
     pub(crate) fn expect_child(&self, uid: &Uid, token: Secret) -> oneshot::Receiver<Channel> {
@@ -330,6 +344,18 @@ impl Actor {
     }
 }
 
+/// The address to give others for a listener: an unspecified host (`0.0.0.0`,
+/// `::`) is not an address anyone can connect to, so it is advertised as
+/// loopback; bind a specific address to be reachable from other hosts.
+fn advertised(bound: &Addr) -> Addr {
+    match bound {
+        Addr::Tcp { host, port } if host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified()) => {
+            Addr::loopback(*port)
+        }
+        other => other.clone(),
+    }
+}
+
 async fn accept_loop(actor: Arc<Actor>, listener: Listener) {
     loop {
         let (stream, from) = match listener.accept().await {
@@ -345,6 +371,16 @@ async fn accept_loop(actor: Arc<Actor>, listener: Listener) {
         tokio::spawn(
             async move {
                 let config = actor2.handshake_config();
+                let stream = match &actor2.config.tls {
+                    Some(tls) => match tls.accept(stream, config.timeout).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!(%from, error = %e, "refused a connection that failed the TLS handshake");
+                            return;
+                        }
+                    },
+                    None => stream,
+                };
                 match actor_transport::accept(stream, &config, |uid| actor2.auth_for(uid)).await {
                     Ok((channel, peer)) => actor2.admit(channel, peer),
                     Err(e @ actor_transport::HandshakeError::Closed) => {

@@ -230,6 +230,7 @@ impl Nursery {
             .env(spawn::ENV_TOKEN, token.to_hex())
             .env(spawn::ENV_PPID, std::process::id().to_string())
             .envs(b.env.iter().map(|(k, v)| (k, v)))
+            .envs(tls_env(actor.config.tls.as_ref()).map_err(&spawn_err)?)
             .stdin(std::process::Stdio::null());
         let mut proc = match actor.spawner.spawn(cmd).await {
             Ok(p) => p,
@@ -292,6 +293,21 @@ impl Nursery {
         actor.spawn(inner.supervisors.track_future(sup.run(proc, main)));
         Ok((Portal::new(conn, Some(control)), slot))
     }
+}
+
+/// The environment that gives a child the tree's TLS files.
+fn tls_env(
+    tls: Option<&actor_transport::TlsConfig>,
+) -> std::result::Result<Vec<(&'static str, std::path::PathBuf)>, String> {
+    let Some(tls) = tls else { return Ok(Vec::new()) };
+    let (ca, cert, key) = tls
+        .paths()
+        .ok_or("a TLS configuration loaded from memory cannot be handed to children; load it from files")?;
+    Ok(vec![
+        (actor_transport::ENV_TLS_CA, ca.to_path_buf()),
+        (actor_transport::ENV_TLS_CERT, cert.to_path_buf()),
+        (actor_transport::ENV_TLS_KEY, key.to_path_buf()),
+    ])
 }
 
 /// Options for one actor; from [`Nursery::actor`].

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use actor_transport::{Addr, HandshakeConfig, Listener, Msg, Secret, Uid};
+use actor_transport::{Addr, HandshakeConfig, Listener, Msg, Secret, TlsConfig, Uid};
 use bytes::Bytes;
 use tracing::Instrument;
 
@@ -68,6 +68,7 @@ async fn run_root<F, T>(config: Config, main: F) -> Result<T>
 where
     F: Future<Output = Result<T>>,
 {
+    config.check_exposure()?;
     let listener = Listener::bind(&config.bind).await?;
     let actor = Actor::install(Uid::new(config.name.clone()), config, listener, None)?;
     spawn::reap_orphans();
@@ -191,13 +192,17 @@ async fn child_main(spec: SpawnSpec) -> i32 {
 }
 
 async fn child_setup(spec: SpawnSpec) -> Result<(std::sync::Arc<Actor>, std::sync::Arc<Conn>)> {
-    let listener = Listener::bind(&Addr::loopback(0)).await?;
+    // TLS comes through the environment: the parent channel needs it before Init.
+    let tls = TlsConfig::from_env().map_err(|e| Error::Config(e.to_string()))?;
     let hs = HandshakeConfig {
         uid: spec.uid.clone(),
         timeout: Duration::from_secs(10),
         channel: Default::default(),
     };
-    let (mut channel, parent) = actor_transport::connect(&spec.parent, &hs, Some(&spec.token)).await?;
+    let (mut channel, parent) = match &tls {
+        Some(tls) => actor_transport::connect_tls(&spec.parent, &hs, Some(&spec.token), tls).await?,
+        None => actor_transport::connect(&spec.parent, &hs, Some(&spec.token)).await?,
+    };
     let init = match tokio::time::timeout(hs.timeout, channel.recv()).await {
         Ok(Ok(Some(Msg::Init { config }))) => config,
         Ok(Ok(other)) => {
@@ -213,7 +218,9 @@ async fn child_setup(spec: SpawnSpec) -> Result<(std::sync::Arc<Actor>, std::syn
     };
     let init: ChildInit = crate::registry::decode(&init, || "the parent's Init message".into())?;
     logging::init(init.log.as_deref());
-    let config = init.config(&spec.uid.name);
+    let config = init.config(&spec.uid.name, tls);
+    config.check_exposure()?;
+    let listener = Listener::bind(&config.bind).await?;
     let role = ChildRole {
         main: init.main,
         expose: init.expose.map(|v| v.into_iter().collect::<HashSet<_>>()),
