@@ -179,9 +179,113 @@ async fn throughput(n: &actor::Nursery, size: usize, count: u64) -> actor::Resul
     p.cancel_actor().await
 }
 
+/// Portal round trips and `find_actor` lookups in one tree; prints medians
+/// for the `tls` section's parent process to read.
+async fn portal_rtt_only() -> actor::Result<()> {
+    actor::open_nursery(|n| async move {
+        let p = n.start_actor("echo_daemon").await?;
+        for _ in 0..1_000 {
+            p.run(echo, (1,)).await?;
+        }
+        let mut rtt = Vec::new();
+        for i in 0..20_000u64 {
+            let t = Instant::now();
+            std::hint::black_box(p.run(echo, (i,)).await?);
+            rtt.push(t.elapsed());
+        }
+        actor::wait_for_actor("echo_daemon").await?;
+        let mut find = Vec::new();
+        for _ in 0..2_000 {
+            let t = Instant::now();
+            std::hint::black_box(actor::find_actor("echo_daemon").await?);
+            find.push(t.elapsed());
+        }
+        println!("PORTAL_RTT_NS {}", summary(rtt).0.as_nanos());
+        println!("FIND_NS {}", summary(find).0.as_nanos());
+        Ok(())
+    })
+    .await
+}
+
+/// Writes a test CA and a certificate for 127.0.0.1; returns the TLS env.
+fn test_pki(dir: &std::path::Path) -> Vec<(&'static str, std::path::PathBuf)> {
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().expect("CA key");
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).expect("leaf params");
+    leaf.subject_alt_names.push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate().expect("leaf key");
+    let cert = leaf.signed_by(&key, &ca, &ca_key).expect("sign");
+    let files = [("ca.pem", ca.pem()), ("node.pem", cert.pem()), ("node.key", key.serialize_pem())];
+    for (name, pem) in &files {
+        std::fs::write(dir.join(name), pem).expect("write PEM");
+    }
+    vec![
+        ("ACTOR_TLS_CA", dir.join("ca.pem")),
+        ("ACTOR_TLS_CERT", dir.join("node.pem")),
+        ("ACTOR_TLS_KEY", dir.join("node.key")),
+    ]
+}
+
+/// Runs `portal_rtt_only` as separate trees, plaintext and TLS alternately.
+fn tls_section() {
+    println!("== portal round trip: mutual TLS vs plaintext (separate trees, alternating)");
+    let dir = std::env::temp_dir().join(format!("actor-bench-pki-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let tls_env = test_pki(&dir);
+    let run = |tls: bool| -> (u128, u128) {
+        let mut cmd = std::process::Command::new(std::env::current_exe().expect("current_exe"));
+        cmd.arg("portal_rtt_only").env("ACTOR_ARBITER", "tcp://127.0.0.1:0");
+        if tls {
+            cmd.envs(tls_env.iter().cloned());
+        }
+        let out = cmd.output().expect("run a tree");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let get = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().parse::<u128>().ok())
+                .unwrap_or_else(|| panic!("no {key} in {text} / {}", String::from_utf8_lossy(&out.stderr)))
+        };
+        (get("PORTAL_RTT_NS "), get("FIND_NS "))
+    };
+    let (mut plain, mut tls) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        plain.push(run(false));
+        tls.push(run(true));
+    }
+    let med = |v: &mut Vec<u128>| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let (mut p_rtt, mut p_find): (Vec<u128>, Vec<u128>) = plain.into_iter().unzip();
+    let (mut t_rtt, mut t_find): (Vec<u128>, Vec<u128>) = tls.into_iter().unzip();
+    let (pr, tr, pf, tf) = (med(&mut p_rtt), med(&mut t_rtt), med(&mut p_find), med(&mut t_find));
+    println!("plaintext portal round trip: median {:>7.1} us", pr as f64 / 1e3);
+    println!("mutual TLS portal round trip: median {:>7.1} us", tr as f64 / 1e3);
+    println!("  ratio: {:.2}x   target <= 1.15x", tr as f64 / pr as f64);
+    println!(
+        "find_actor (cached connection): plaintext {:.1} us, TLS {:.1} us",
+        pf as f64 / 1e3,
+        tf as f64 / 1e3
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 fn main() -> actor::Result<()> {
     // `cargo bench` passes `--bench`; any other argument picks one section.
     let only = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    if only.as_deref() == Some("portal_rtt_only") {
+        return actor::run(portal_rtt_only());
+    }
+    if only.as_deref() == Some("tls") {
+        tls_section();
+        return Ok(());
+    }
+    let run_tls = only.is_none();
     let run = move |section: &str| only.as_deref().is_none_or(|o| o == section);
     actor::run(async move {
         if run("spawn") {
@@ -200,7 +304,11 @@ fn main() -> actor::Result<()> {
             Ok(())
         })
         .await
-    })
+    })?;
+    if run_tls {
+        tls_section();
+    }
+    Ok(())
 }
 
 async fn spawn_section() -> actor::Result<()> {
