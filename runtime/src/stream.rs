@@ -1,11 +1,13 @@
 //! Typed stream halves, shared by remote streams and contexts on both sides.
 
+use std::any::{Any, TypeId};
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use actor_transport::CallId;
+use bytes::Bytes;
 use futures::Stream;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -87,7 +89,7 @@ pub struct StreamReceiver<T> {
     _item: PhantomData<fn() -> T>,
 }
 
-impl<T: DeserializeOwned> StreamReceiver<T> {
+impl<T: DeserializeOwned + 'static> StreamReceiver<T> {
     pub(crate) fn new(
         conn: Arc<Conn>,
         cid: CallId,
@@ -123,7 +125,7 @@ impl<T: DeserializeOwned> StreamReceiver<T> {
     }
 }
 
-impl<T: DeserializeOwned> Stream for StreamReceiver<T> {
+impl<T: DeserializeOwned + 'static> Stream for StreamReceiver<T> {
     type Item = Result<T>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Result<T>>> {
@@ -139,7 +141,7 @@ impl<T: DeserializeOwned> Stream for StreamReceiver<T> {
                     this.conn.grant(this.cid, this.consumed);
                     this.consumed = 0;
                 }
-                Poll::Ready(Some(decode(&bytes, || format!("a stream item from `{}`", this.conn.peer()))))
+                Poll::Ready(Some(decode_item(bytes, || format!("a stream item from `{}`", this.conn.peer()))))
             }
             Poll::Ready(Some(Incoming::Stop)) => {
                 this.finished = true;
@@ -151,6 +153,20 @@ impl<T: DeserializeOwned> Stream for StreamReceiver<T> {
             }
         }
     }
+}
+
+/// Decodes a stream item; a `Bytes` item shares the received buffer instead of
+/// being copied out of it.
+fn decode_item<T: DeserializeOwned + 'static>(bytes: Bytes, what: impl FnOnce() -> String) -> Result<T> {
+    if TypeId::of::<T>() == TypeId::of::<Bytes>() {
+        let mut shared = actor_transport::bin_payload(&bytes);
+        if let Some(item) = (&mut shared as &mut dyn Any).downcast_mut::<Option<T>>() {
+            if let Some(item) = item.take() {
+                return Ok(item);
+            }
+        }
+    }
+    decode(&bytes, what)
 }
 
 /// What a remote stream function yields through: its last parameter.

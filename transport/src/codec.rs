@@ -7,10 +7,14 @@
 use std::io;
 use std::marker::PhantomData;
 
-use bytes::{Buf, BufMut, BytesMut};
+use std::any::{Any, TypeId};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::codec::{Decoder, Encoder};
+
+use crate::wire::Msg;
 
 /// The default maximum payload size of one frame: 16 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -126,7 +130,55 @@ pub fn encode_frame<T: Serialize + ?Sized>(
     Ok(())
 }
 
-impl<T: DeserializeOwned> Decoder for FrameCodec<T> {
+/// Frames at least this large are split off the read buffer and shared rather
+/// than decoded in place, so a large stream item reaches the application
+/// without being copied. Smaller ones are cheaper to copy than to share.
+const SHARE_AT: usize = 1024;
+
+/// The canonical encoding of a `Msg::Yield` up to its call id.
+const YIELD_HEAD: &[u8] = b"\x81\xa5Yield\x92";
+
+/// Reads a msgpack unsigned integer; returns it and its encoded length.
+fn read_uint(b: &[u8]) -> Option<(u64, usize)> {
+    let be = |n: usize| b.get(1..1 + n).map(|d| d.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)));
+    match *b.first()? {
+        x @ 0x00..=0x7f => Some((u64::from(x), 1)),
+        0xcc => Some((be(1)?, 2)),
+        0xcd => Some((be(2)?, 3)),
+        0xce => Some((be(4)?, 5)),
+        0xcf => Some((be(8)?, 9)),
+        _ => None,
+    }
+}
+
+/// Reads a msgpack `bin` header; returns the payload length and header length.
+fn read_bin_len(b: &[u8]) -> Option<(usize, usize)> {
+    let be = |n: usize| b.get(1..1 + n).map(|d| d.iter().fold(0usize, |acc, x| (acc << 8) | usize::from(*x)));
+    match *b.first()? {
+        0xc4 => Some((be(1)?, 2)),
+        0xc5 => Some((be(2)?, 3)),
+        0xc6 => Some((be(4)?, 5)),
+        _ => None,
+    }
+}
+
+/// If `doc` is exactly one msgpack `bin`, its payload, shared with `doc`.
+pub fn bin_payload(doc: &Bytes) -> Option<Bytes> {
+    let (len, head) = read_bin_len(doc)?;
+    (doc.len() == head + len).then(|| doc.slice(head..))
+}
+
+/// Decodes a canonically encoded `Msg::Yield` without copying its value;
+/// `None` for anything else (which then takes the general path).
+fn shared_yield(frame: &Bytes) -> Option<Msg> {
+    let rest = frame.strip_prefix(YIELD_HEAD)?;
+    let (cid, used) = read_uint(rest)?;
+    let start = YIELD_HEAD.len() + used;
+    let value = bin_payload(&frame.slice(start..))?;
+    Some(Msg::Yield { cid, value })
+}
+
+impl<T: DeserializeOwned + 'static> Decoder for FrameCodec<T> {
     type Item = T;
     type Error = FrameError;
 
@@ -150,6 +202,16 @@ impl<T: DeserializeOwned> Decoder for FrameCodec<T> {
             return Ok(None);
         }
         self.state = State::Head;
+        if n >= SHARE_AT && TypeId::of::<T>() == TypeId::of::<Msg>() {
+            let frame = src.split_to(n).freeze();
+            let mut fast = shared_yield(&frame);
+            if let Some(item) = (&mut fast as &mut dyn Any).downcast_mut::<Option<T>>() {
+                if item.is_some() {
+                    return Ok(item.take());
+                }
+            }
+            return decode_value(&frame).map(Some);
+        }
         // Decode in place, then drop the payload: cheaper than `split_to`, which
         // turns the buffer into a shared one and costs two atomic operations and
         // a handle per frame.
@@ -254,6 +316,36 @@ mod tests {
         let mut garbage = BytesMut::from(&[0, 0, 0, 3, 0xc1, 0xc1, 0xc1][..]);
         let mut codec = FrameCodec::<Msg>::default();
         assert!(matches!(codec.decode(&mut garbage), Err(FrameError::Decode(_))));
+    }
+
+    #[test]
+    fn large_yields_are_shared_and_equal_to_the_general_decoding() {
+        for (cid, len) in [(0u64, 1024usize), (127, 5000), (128, 70_000), (70_000, 2000), (u64::MAX, 1500)] {
+            let msg = Msg::Yield { cid, value: vec![7u8; len].into() };
+            let mut buf = frame(&msg);
+            let mut codec = FrameCodec::<Msg>::default();
+            let decoded = codec.decode(&mut buf).unwrap().unwrap();
+            assert_eq!(decoded, msg);
+            let payload = rmp_serde::to_vec(&msg).unwrap();
+            assert_eq!(shared_yield(&Bytes::from(payload.clone())), Some(msg.clone()));
+            assert_eq!(decode_value::<Msg>(&payload).unwrap(), msg);
+        }
+        // Not a yield, or not canonical: the general path decides.
+        let other = Msg::Return { cid: 1, value: vec![1u8; 4000].into() };
+        assert_eq!(shared_yield(&Bytes::from(rmp_serde::to_vec(&other).unwrap())), None);
+        let mut buf = frame(&other);
+        assert_eq!(FrameCodec::<Msg>::default().decode(&mut buf).unwrap(), Some(other));
+        let mut truncated = rmp_serde::to_vec(&Msg::Yield { cid: 1, value: vec![0u8; 2000].into() }).unwrap();
+        truncated.pop();
+        assert_eq!(shared_yield(&Bytes::from(truncated)), None);
+    }
+
+    #[test]
+    fn bin_payload_takes_exactly_one_bin() {
+        let doc = Bytes::from(rmp_serde::to_vec(&serde_bytes::Bytes::new(&[1, 2, 3])).unwrap());
+        assert_eq!(bin_payload(&doc).as_deref(), Some(&[1u8, 2, 3][..]));
+        assert_eq!(bin_payload(&Bytes::from_static(b"\xc4\x05\x01")), None);
+        assert_eq!(bin_payload(&Bytes::from_static(b"\x01")), None);
     }
 
     #[test]

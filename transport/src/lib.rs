@@ -24,7 +24,7 @@ pub mod wire;
 
 pub use addr::{Addr, AddrParseError};
 pub use channel::{Channel, ChannelConfig, ChannelError, Receiver, Sender};
-pub use codec::{DEFAULT_MAX_FRAME, FrameCodec, FrameError};
+pub use codec::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, bin_payload};
 pub use handshake::{Auth, HandshakeConfig, HandshakeError, Secret, accept, accept_on, connect, connect_on};
 pub use listener::{Listener, Stream};
 pub use tls::{ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, TlsConfig, TlsError, connect_tls};
