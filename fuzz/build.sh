@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds the actor-transport fuzz targets; given SECONDS, also fuzzes each target
+# for that long (a crash, a leak, a >64 MiB allocation or a 10 s input fails).
+#
+#   fuzz/build.sh            # build only
+#   fuzz/build.sh 60         # build, then fuzz every target for 60 s
+#
+# cargo-fuzz passes nightly-only rustc flags (-Zsanitizer=address, sancov). On a
+# stable toolchain they are accepted with RUSTC_BOOTSTRAP=1, which this script
+# sets; FUZZ_TOOLCHAIN=nightly (or any rustup toolchain name) picks another
+# toolchain. cargo-fuzz itself is installed from crates.io if missing. Build
+# output goes to $CARGO_TARGET_DIR if set, else fuzz/target; the corpus grows in
+# fuzz/corpus/<target>, crashing inputs land in fuzz/artifacts/<target>.
+set -euo pipefail
+
+secs="${1:-0}"
+if ! [[ "$secs" =~ ^[0-9]+$ ]]; then
+    echo "usage: $0 [SECONDS]" >&2
+    exit 2
+fi
+cd "$(dirname "$0")"
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "installing cargo-fuzz" >&2
+    cargo install cargo-fuzz --locked
+fi
+
+export RUSTC_BOOTSTRAP=1
+toolchain=()
+if [[ -n "${FUZZ_TOOLCHAIN:-}" ]]; then
+    toolchain=("+${FUZZ_TOOLCHAIN}")
+fi
+
+targets=$(cargo ${toolchain[@]+"${toolchain[@]}"} fuzz list)
+for t in $targets; do
+    echo "== building $t" >&2
+    cargo ${toolchain[@]+"${toolchain[@]}"} fuzz build "$t"
+done
+
+if (( secs > 0 )); then
+    for t in $targets; do
+        echo "== fuzzing $t for ${secs}s" >&2
+        cargo ${toolchain[@]+"${toolchain[@]}"} fuzz run "$t" -- \
+            -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=64 -print_final_stats=1
+    done
+fi
