@@ -76,3 +76,10 @@ fn a_stalled_stream_does_not_stall_another_on_the_same_portal() {
     assert_eq!(flowed, 10_000, "{out}");
     assert_eq!(stalled, window, "the stalled producer holds exactly one window: {out}");
 }
+
+#[test]
+fn a_broadcast_stream_reaches_every_local_subscriber() {
+    let out = scenario("broadcast");
+    let sum: u64 = (0..2_000).sum();
+    assert!(out.contains(&format!("BROADCAST [(2000, {sum}), (2000, {sum}), (2000, {sum})]")), "{out}");
+}

@@ -62,7 +62,7 @@ pub use portal::{Portal, ResultPortal};
 pub use registry::{RemoteContextFn, RemoteFn, RemoteStreamFn, is_registered};
 pub use run::{run, run_with, serve};
 pub use state::{State, state};
-pub use stream::{StreamReceiver, StreamSender, Yielder};
+pub use stream::{StreamReceiver, StreamSender, Subscriber, Yielder};
 
 /// The uid of the actor running in this process.
 ///

@@ -8,7 +8,7 @@ use std::task::{Context as TaskContext, Poll};
 
 use actor_transport::CallId;
 use bytes::Bytes;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
@@ -121,7 +121,7 @@ impl<T: DeserializeOwned + 'static> StreamReceiver<T> {
     ///
     /// Cancel-safe.
     pub async fn recv(&mut self) -> Option<Result<T>> {
-        futures::StreamExt::next(self).await
+        self.next().await
     }
 }
 
@@ -201,5 +201,79 @@ impl<T: Serialize> Yielder<T> {
 impl<T> Clone for Yielder<T> {
     fn clone(&self) -> Self {
         Yielder(self.0.clone())
+    }
+}
+
+impl<T: DeserializeOwned + Clone + Send + 'static> StreamReceiver<T> {
+    /// Shares this stream among `subscribers` local consumers (tractor's
+    /// `subscribe`): every [`Subscriber`] gets every item, in order, and the
+    /// stream's error if it fails.
+    ///
+    /// Flow control still holds: items are taken from the remote producer only
+    /// as fast as the slowest subscriber reads them (each may be `buffer` items
+    /// behind the fastest). A subscriber that is dropped stops holding the
+    /// others back; once all are dropped the remote producer is cancelled.
+    ///
+    /// # Panics
+    ///
+    /// Panics if called outside a tokio runtime.
+    pub fn broadcast(self, buffer: usize, subscribers: usize) -> Vec<Subscriber<T>> {
+        let (txs, subs): (Vec<_>, Vec<_>) = (0..subscribers)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(buffer.max(1));
+                (tx, Subscriber { rx })
+            })
+            .unzip();
+        tokio::spawn(forward(self, txs));
+        subs
+    }
+}
+
+/// One consumer of a broadcast stream ([`StreamReceiver::broadcast`]); a
+/// [`futures::Stream`] of `Result<T>`.
+pub struct Subscriber<T> {
+    rx: mpsc::Receiver<Result<T>>,
+}
+
+impl<T> Subscriber<T> {
+    /// The next item; `None` once the stream has ended.
+    ///
+    /// # Errors
+    ///
+    /// The stream's error, as every subscriber sees it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Result<T>> {
+        self.rx.recv().await
+    }
+}
+
+impl<T> Stream for Subscriber<T> {
+    type Item = Result<T>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Result<T>>> {
+        self.get_mut().rx.poll_recv(cx)
+    }
+}
+
+/// Feeds every subscriber; returns (dropping the source, which cancels the
+/// producer) when the stream ends or no subscriber is left.
+async fn forward<T: DeserializeOwned + Clone + Send + 'static>(
+    mut source: StreamReceiver<T>,
+    mut subscribers: Vec<mpsc::Sender<Result<T>>>,
+) {
+    while !subscribers.is_empty() {
+        let Some(item) = source.next().await else { return };
+        let mut gone = Vec::new();
+        for (i, tx) in subscribers.iter().enumerate() {
+            if tx.send(item.clone()).await.is_err() {
+                gone.push(i);
+            }
+        }
+        for i in gone.into_iter().rev() {
+            subscribers.swap_remove(i);
+        }
     }
 }
