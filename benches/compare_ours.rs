@@ -26,46 +26,16 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
+
+mod shared;
+
+use shared::{echo, produce, raw_echo_server};
 
 #[actor::remote]
 async fn trivial(i: u64) -> actor::Result<u64> {
     Ok(i)
-}
-
-#[actor::remote]
-async fn echo(x: u64) -> actor::Result<u64> {
-    Ok(x)
-}
-
-/// Serves one raw TCP connection that echoes 12-byte frames: the floor under
-/// any round trip between these two processes.
-#[actor::remote]
-async fn raw_echo_server() -> actor::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(actor::Error::app)?;
-    let port = listener.local_addr().map_err(actor::Error::app)?.port();
-    tokio::spawn(async move {
-        let Ok((mut s, _)) = listener.accept().await else { return };
-        let _ = s.set_nodelay(true);
-        let mut buf = [0u8; 12];
-        while s.read_exact(&mut buf).await.is_ok() {
-            if s.write_all(&buf).await.is_err() {
-                break;
-            }
-        }
-    });
-    Ok(port)
-}
-
-#[actor::remote]
-async fn produce(count: u64, size: usize, out: actor::Yielder<Bytes>) -> actor::Result<()> {
-    let item = Bytes::from(vec![7u8; size]);
-    for _ in 0..count {
-        out.send(item.clone()).await?;
-    }
-    Ok(())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -217,11 +187,7 @@ async fn stream(portal: &actor::Portal) -> actor::Result<()> {
 }
 
 fn main() -> actor::Result<()> {
-    // Never the default arbiter port 1616: an ephemeral one unless the caller chose.
-    let mut config = actor::Config::from_env()?;
-    if std::env::var_os(actor::ENV_ARBITER).is_none() {
-        config = config.arbiter(actor::Addr::loopback(0));
-    }
+    let config = shared::config_with_ephemeral_arbiter()?;
     // `cargo bench` passes `--bench`; other arguments pick workloads (default all).
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let want = move |w: &str| only.is_empty() || only.iter().any(|o| o == w);

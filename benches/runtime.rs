@@ -7,46 +7,16 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+mod shared;
+
+use shared::{echo, produce, raw_echo_server, summary};
 
 #[actor::remote]
 async fn trivial() -> actor::Result<u32> {
     Ok(42)
-}
-
-#[actor::remote]
-async fn echo(x: u64) -> actor::Result<u64> {
-    Ok(x)
-}
-
-/// Serves one raw TCP connection: echoes 8-byte frames (round-trip baseline).
-#[actor::remote]
-async fn raw_echo_server() -> actor::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(actor::Error::app)?;
-    let port = listener.local_addr().map_err(actor::Error::app)?.port();
-    tokio::spawn(async move {
-        let Ok((mut s, _)) = listener.accept().await else { return };
-        let _ = s.set_nodelay(true);
-        let mut buf = [0u8; 12];
-        while s.read_exact(&mut buf).await.is_ok() {
-            if s.write_all(&buf).await.is_err() {
-                break;
-            }
-        }
-    });
-    Ok(port)
-}
-
-/// Streams `count` items of `size` bytes.
-#[actor::remote]
-async fn produce(count: u64, size: usize, out: actor::Yielder<Bytes>) -> actor::Result<()> {
-    let item = Bytes::from(vec![7u8; size]);
-    for _ in 0..count {
-        out.send(item.clone()).await?;
-    }
-    Ok(())
 }
 
 /// Raw baseline: connects to `port` and writes `count` length-prefixed frames
@@ -63,15 +33,6 @@ async fn raw_produce(port: u16, count: u64, size: usize) -> actor::Result<()> {
     }
     w.flush().await.map_err(actor::Error::app)?;
     Ok(())
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p) as usize]
-}
-
-fn summary(mut v: Vec<Duration>) -> (Duration, Duration) {
-    v.sort();
-    (percentile(&v, 0.5), percentile(&v, 0.99))
 }
 
 async fn spawn_to_result(parallel: usize, rounds: usize) -> actor::Result<Vec<Duration>> {

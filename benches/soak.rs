@@ -25,7 +25,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+mod shared;
+
+use shared::{echo, produce};
 
 /// Items per stream in phase 2.
 const STREAM_ITEMS: u64 = 20_000;
@@ -37,20 +39,6 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 #[actor::remote]
 async fn trivial(i: u64) -> actor::Result<u64> {
     Ok(i * 2 + 1)
-}
-
-#[actor::remote]
-async fn echo(x: u64) -> actor::Result<u64> {
-    Ok(x)
-}
-
-#[actor::remote]
-async fn produce(count: u64, size: usize, out: actor::Yielder<Bytes>) -> actor::Result<()> {
-    let item = Bytes::from(vec![7u8; size]);
-    for _ in 0..count {
-        out.send(item.clone()).await?;
-    }
-    Ok(())
 }
 
 struct Args {
@@ -352,11 +340,7 @@ fn mib(kib: u64) -> String {
 }
 
 fn main() -> actor::Result<()> {
-    // Never the default arbiter port 1616: an ephemeral one unless the caller chose.
-    let mut config = actor::Config::from_env()?;
-    if std::env::var_os(actor::ENV_ARBITER).is_none() {
-        config = config.arbiter(actor::Addr::loopback(0));
-    }
+    let config = shared::config_with_ephemeral_arbiter()?;
     // Spawned actors get no arguments (and never get past `run_with`).
     let args = parse_args().map_err(|e| {
         actor::Error::msg(format!("{e}; usage: soak [--actors N] [--wave W] [--stream-secs S]"))
@@ -397,7 +381,7 @@ fn main() -> actor::Result<()> {
 
         let mut waves = p1.wave_ms.clone();
         waves.sort_by(f64::total_cmp);
-        let pct = |q: f64| waves.get(((waves.len().max(1) - 1) as f64 * q) as usize).copied().unwrap_or(0.0);
+        let pct = |q: f64| if waves.is_empty() { 0.0 } else { shared::percentile(&waves, q) };
         let secs2 = p2.elapsed.as_secs_f64().max(1e-9);
 
         println!();

@@ -29,14 +29,17 @@
 //! `--bench` on the command line (as under `cargo test --benches`) it runs a
 //! quick smoke version and judges no targets.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use actor_transport::{Channel, ChannelConfig, Msg, Stream};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+mod common;
+
+use common::{PeerProcess, Result, Stats, channel_round_trips, env_or, print_comparison};
 
 const PEER_ENV: &str = "CHANNEL_BENCH_PEER";
 
@@ -51,9 +54,6 @@ const CHANNEL_ECHO: u8 = b'e';
 const RAW_SINK: u8 = b'S';
 const CHANNEL_SINK: u8 = b's';
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Result<T, E = BoxError> = std::result::Result<T, E>;
-
 fn main() -> Result<()> {
     if std::env::var_os(PEER_ENV).is_some() {
         return peer();
@@ -61,71 +61,22 @@ fn main() -> Result<()> {
     let full = std::env::args().any(|a| a == "--bench");
     let secs: f64 = env_or("CHANNEL_BENCH_SECS", if full { 3.0 } else { 0.2 });
     let round_trips: usize = env_or("CHANNEL_BENCH_ROUND_TRIPS", if full { 20_000 } else { 400 });
-    let mut child = PeerProcess::spawn()?;
-    let port = child.port;
+    let (mut child, port) = spawn_peer()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let res = rt.block_on(parent(port, Duration::from_secs_f64(secs), round_trips, full));
     child.stop();
     res
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 // ---------------------------------------------------------------------------
 // The parent: drives the measurements.
 
-/// The peer process, killed if still running when dropped.
-struct PeerProcess {
-    child: Child,
-    port: u16,
-}
-
-impl PeerProcess {
-    fn spawn() -> Result<PeerProcess> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .env(PEER_ENV, "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or("no peer stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let port = match line.trim().parse() {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("peer did not report its port ({e}): {line:?}").into());
-            }
-        };
-        Ok(PeerProcess { child, port })
-    }
-
-    /// Closes the peer's stdin (its signal to exit) and reaps it, killing it if
-    /// it has not exited within a few seconds.
-    fn stop(&mut self) {
-        drop(self.child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PeerProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+/// Starts the peer; returns it with the port it listens on.
+fn spawn_peer() -> Result<(PeerProcess, u16)> {
+    let (child, line) = PeerProcess::spawn(PEER_ENV, &[])?;
+    match line.trim().parse() {
+        Ok(port) => Ok((child, port)),
+        Err(e) => Err(format!("peer did not report its port ({e}): {line:?}").into()),
     }
 }
 
@@ -171,23 +122,7 @@ async fn latency(port: u16, round_trips: usize, judge: bool) -> Result<()> {
     drop(chan);
     let (r, c) = (Stats::of(&mut raw_ns), Stats::of(&mut chan_ns));
     println!("round trip, 32 B payload, {} round trips each (interleaved blocks of {block})", raw_ns.len());
-    println!("  {:<24}{:>10}{:>10}{:>10}{:>10}", "", "median", "p99", "mean", "min");
-    println!(
-        "  {:<24}{:>7.1} us{:>7.1} us{:>7.1} us{:>7.1} us",
-        "raw TCP frames", r.p50, r.p99, r.mean, r.min
-    );
-    println!(
-        "  {:<24}{:>7.1} us{:>7.1} us{:>7.1} us{:>7.1} us",
-        "Channel, Msg::Yield", c.p50, c.p99, c.mean, c.min
-    );
-    println!(
-        "  {:<24}{:>9.2}x{:>9.2}x{:>9.2}x{:>9.2}x",
-        "ratio channel/raw",
-        c.p50 / r.p50,
-        c.p99 / r.p99,
-        c.mean / r.mean,
-        c.min / r.min
-    );
+    print_comparison(24, ("raw TCP frames", &r), ("Channel, Msg::Yield", &c), "ratio channel/raw");
     let ratio = c.p50 / r.p50;
     if judge {
         println!();
@@ -247,23 +182,6 @@ async fn throughput(port: u16, run_for: Duration, judge: bool) -> Result<()> {
     Ok(())
 }
 
-struct Stats {
-    p50: f64,
-    p99: f64,
-    mean: f64,
-    min: f64,
-}
-
-impl Stats {
-    /// Percentiles of samples in nanoseconds, reported in microseconds.
-    fn of(ns: &mut [u64]) -> Stats {
-        ns.sort_unstable();
-        let at = |q: f64| ns[((ns.len() - 1) as f64 * q).round() as usize] as f64 / 1e3;
-        let mean = ns.iter().sum::<u64>() as f64 / ns.len() as f64 / 1e3;
-        Stats { p50: at(0.5), p99: at(0.99), mean, min: ns[0] as f64 / 1e3 }
-    }
-}
-
 fn thousands(rate: f64) -> String {
     let n = rate.round() as u64;
     let s = n.to_string();
@@ -306,25 +224,6 @@ impl RawEcho {
         }
         Ok(())
     }
-}
-
-async fn channel_round_trips(
-    chan: &mut Channel,
-    payload: &Bytes,
-    n: usize,
-    out: &mut Vec<u64>,
-) -> Result<()> {
-    for i in 0..n as u64 {
-        let t = Instant::now();
-        chan.send(&Msg::Yield { cid: i, value: payload.clone() }).await?;
-        let reply = chan.recv().await?;
-        out.push(t.elapsed().as_nanos() as u64);
-        match reply {
-            Some(Msg::Yield { cid, value }) if cid == i && value == *payload => {}
-            other => return Err(format!("channel echo returned {other:?}").into()),
-        }
-    }
-    Ok(())
 }
 
 /// Streams raw frames for `run_for`, then an empty frame; returns messages/s
@@ -379,12 +278,7 @@ async fn channel_throughput(stream: TcpStream, payload: &Bytes, run_for: Duratio
 // The peer process.
 
 fn peer() -> Result<()> {
-    // Exit as soon as the parent closes our stdin (or dies).
-    std::thread::spawn(|| {
-        let mut sink = Vec::new();
-        let _ = std::io::stdin().read_to_end(&mut sink);
-        std::process::exit(0);
-    });
+    common::exit_when_stdin_closes();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;

@@ -28,24 +28,24 @@
 //! (as under `cargo test --benches`) it runs a quick smoke version and judges no
 //! targets.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use actor_transport::{Addr, Channel, ChannelConfig, Listener, Msg, Stream, TlsConfig};
+use actor_transport::{Addr, Channel, ChannelConfig, Listener, Stream, TlsConfig};
 use bytes::Bytes;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
     SanType,
 };
 
+mod common;
+
+use common::{PeerProcess, Result, Stats, channel_round_trips, env_or, print_comparison};
+
 const PEER_ENV: &str = "TLS_BENCH_PEER";
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Result<T, E = BoxError> = std::result::Result<T, E>;
 
 fn main() -> Result<()> {
     if std::env::var_os(PEER_ENV).is_some() {
@@ -55,16 +55,11 @@ fn main() -> Result<()> {
     let round_trips: usize = env_or("TLS_BENCH_ROUND_TRIPS", if full { 20_000 } else { 400 });
     let handshakes: usize = env_or("TLS_BENCH_HANDSHAKES", if full { 300 } else { 10 });
     let pki = Pki::new()?;
-    let mut child = PeerProcess::spawn(&pki)?;
-    let (plain_port, tls_port) = (child.plain_port, child.tls_port);
+    let (mut child, plain_port, tls_port) = spawn_peer(&pki)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let res = rt.block_on(parent(&pki, plain_port, tls_port, round_trips, handshakes, full));
     child.stop();
     res
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 // ---------------------------------------------------------------------------
@@ -123,60 +118,18 @@ impl Drop for Pki {
 // ---------------------------------------------------------------------------
 // The parent: drives the measurements.
 
-/// The peer process, killed if still running when dropped.
-struct PeerProcess {
-    child: Child,
-    plain_port: u16,
-    tls_port: u16,
-}
-
-impl PeerProcess {
-    fn spawn(pki: &Pki) -> Result<PeerProcess> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .env(PEER_ENV, "1")
-            .env("ACTOR_TLS_CA", pki.dir.join("ca.pem"))
-            .env("ACTOR_TLS_CERT", pki.dir.join("peer.pem"))
-            .env("ACTOR_TLS_KEY", pki.dir.join("peer.key"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or("no peer stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let ports: Vec<u16> = line.split_whitespace().filter_map(|p| p.parse().ok()).collect();
-        match ports.as_slice() {
-            [plain, tls] => Ok(PeerProcess { child, plain_port: *plain, tls_port: *tls }),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(format!("peer did not report its two ports: {line:?}").into())
-            }
-        }
-    }
-
-    /// Closes the peer's stdin (its signal to exit) and reaps it, killing it if
-    /// it has not exited within a few seconds.
-    fn stop(&mut self) {
-        drop(self.child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PeerProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+/// Starts the peer with its certificate; returns it with its plain and TLS ports.
+fn spawn_peer(pki: &Pki) -> Result<(PeerProcess, u16, u16)> {
+    let envs = [
+        ("ACTOR_TLS_CA", pki.dir.join("ca.pem")),
+        ("ACTOR_TLS_CERT", pki.dir.join("peer.pem")),
+        ("ACTOR_TLS_KEY", pki.dir.join("peer.key")),
+    ];
+    let (child, line) = PeerProcess::spawn(PEER_ENV, &envs)?;
+    let ports: Vec<u16> = line.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+    match ports.as_slice() {
+        [plain, tls] => Ok((child, *plain, *tls)),
+        _ => Err(format!("peer did not report its two ports: {line:?}").into()),
     }
 }
 
@@ -210,13 +163,13 @@ async fn latency(pki: &Pki, plain: &Addr, tls: &Addr, round_trips: usize, judge:
         Channel::from_stream(Stream::connect_tls(tls, TIMEOUT, &config).await?, &ChannelConfig::default());
     let payload = Bytes::from(vec![0xa5u8; 32]);
     let warm = (round_trips / 10).max(100);
-    round_trip(&mut p, &payload, warm, &mut Vec::new()).await?;
-    round_trip(&mut t, &payload, warm, &mut Vec::new()).await?;
+    channel_round_trips(&mut p, &payload, warm, &mut Vec::new()).await?;
+    channel_round_trips(&mut t, &payload, warm, &mut Vec::new()).await?;
     let mut plain_ns = Vec::with_capacity(blocks * block);
     let mut tls_ns = Vec::with_capacity(blocks * block);
     for _ in 0..blocks {
-        round_trip(&mut p, &payload, block, &mut plain_ns).await?;
-        round_trip(&mut t, &payload, block, &mut tls_ns).await?;
+        channel_round_trips(&mut p, &payload, block, &mut plain_ns).await?;
+        channel_round_trips(&mut t, &payload, block, &mut tls_ns).await?;
     }
     p.sender().close().await;
     t.sender().close().await;
@@ -225,17 +178,11 @@ async fn latency(pki: &Pki, plain: &Addr, tls: &Addr, round_trips: usize, judge:
         "round trip, Msg::Yield with a 32 B payload, {} round trips each (interleaved blocks of {block})",
         plain_ns.len()
     );
-    println!("  {:<28}{:>10}{:>10}{:>10}{:>10}", "", "median", "p99", "mean", "min");
-    for (label, s) in [("Channel over plain TCP", &ps), ("Channel over mutual TLS", &ts)] {
-        println!("  {:<28}{:>7.1} us{:>7.1} us{:>7.1} us{:>7.1} us", label, s.p50, s.p99, s.mean, s.min);
-    }
-    println!(
-        "  {:<28}{:>9.2}x{:>9.2}x{:>9.2}x{:>9.2}x",
+    print_comparison(
+        28,
+        ("Channel over plain TCP", &ps),
+        ("Channel over mutual TLS", &ts),
         "ratio TLS/plain",
-        ts.p50 / ps.p50,
-        ts.p99 / ps.p99,
-        ts.mean / ps.mean,
-        ts.min / ps.min
     );
     let ratio = ts.p50 / ps.p50;
     if judge {
@@ -297,55 +244,16 @@ async fn setup(pki: &Pki, plain: &Addr, tls: &Addr, n: usize) -> Result<()> {
 
 async fn first_echo(stream: Stream, payload: &Bytes) -> Result<()> {
     let mut ch = Channel::from_stream(stream, &ChannelConfig::default());
-    round_trip(&mut ch, payload, 1, &mut Vec::new()).await?;
+    channel_round_trips(&mut ch, payload, 1, &mut Vec::new()).await?;
     ch.sender().close().await;
     Ok(())
-}
-
-async fn round_trip(chan: &mut Channel, payload: &Bytes, n: usize, out: &mut Vec<u64>) -> Result<()> {
-    for i in 0..n as u64 {
-        let t = Instant::now();
-        chan.send(&Msg::Yield { cid: i, value: payload.clone() }).await?;
-        let reply = chan.recv().await?;
-        out.push(t.elapsed().as_nanos() as u64);
-        match reply {
-            Some(Msg::Yield { cid, value }) if cid == i && value == *payload => {}
-            other => return Err(format!("echo returned {other:?}").into()),
-        }
-    }
-    Ok(())
-}
-
-struct Stats {
-    p50: f64,
-    p99: f64,
-    mean: f64,
-    min: f64,
-}
-
-impl Stats {
-    /// Percentiles of samples in nanoseconds, reported in microseconds.
-    fn of(ns: &mut [u64]) -> Stats {
-        if ns.is_empty() {
-            return Stats { p50: f64::NAN, p99: f64::NAN, mean: f64::NAN, min: f64::NAN };
-        }
-        ns.sort_unstable();
-        let at = |q: f64| ns[((ns.len() - 1) as f64 * q).round() as usize] as f64 / 1e3;
-        let mean = ns.iter().sum::<u64>() as f64 / ns.len() as f64 / 1e3;
-        Stats { p50: at(0.5), p99: at(0.99), mean, min: ns[0] as f64 / 1e3 }
-    }
 }
 
 // ---------------------------------------------------------------------------
 // The peer process.
 
 fn peer() -> Result<()> {
-    // Exit as soon as the parent closes our stdin (or dies).
-    std::thread::spawn(|| {
-        let mut sink = Vec::new();
-        let _ = std::io::stdin().read_to_end(&mut sink);
-        std::process::exit(0);
-    });
+    common::exit_when_stdin_closes();
     let tls =
         TlsConfig::from_env()?.ok_or("the peer needs ACTOR_TLS_CA, ACTOR_TLS_CERT and ACTOR_TLS_KEY")?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

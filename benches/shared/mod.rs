@@ -1,0 +1,69 @@
+//! Remote functions and helpers shared by the root benchmarks (`runtime`,
+//! `compare_ours`, `soak`), included by each with `mod shared;`. Each bench is
+//! an actor program whose spawned actors are re-executions of the same binary,
+//! so the remote functions here are compiled into, and registered by, every
+//! bench that includes this module. Cargo does not build this file as a bench
+//! of its own (only `benches/*.rs` and `benches/*/main.rs` are discovered).
+
+// Each bench uses only some of what is here.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+#[actor::remote]
+pub async fn echo(x: u64) -> actor::Result<u64> {
+    Ok(x)
+}
+
+/// Serves one raw TCP connection that echoes 12-byte frames: the round-trip
+/// baseline, the floor under any round trip between these two processes.
+#[actor::remote]
+pub async fn raw_echo_server() -> actor::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(actor::Error::app)?;
+    let port = listener.local_addr().map_err(actor::Error::app)?.port();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = listener.accept().await else { return };
+        let _ = s.set_nodelay(true);
+        let mut buf = [0u8; 12];
+        while s.read_exact(&mut buf).await.is_ok() {
+            if s.write_all(&buf).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(port)
+}
+
+/// Streams `count` items of `size` bytes.
+#[actor::remote]
+pub async fn produce(count: u64, size: usize, out: actor::Yielder<Bytes>) -> actor::Result<()> {
+    let item = Bytes::from(vec![7u8; size]);
+    for _ in 0..count {
+        out.send(item.clone()).await?;
+    }
+    Ok(())
+}
+
+/// The configuration from the environment, but never the default arbiter port
+/// 1616: an ephemeral one unless the caller chose (`ACTOR_ARBITER`).
+pub fn config_with_ephemeral_arbiter() -> actor::Result<actor::Config> {
+    let mut config = actor::Config::from_env()?;
+    if std::env::var_os(actor::ENV_ARBITER).is_none() {
+        config = config.arbiter(actor::Addr::loopback(0));
+    }
+    Ok(config)
+}
+
+/// The `p` quantile (0.0 to 1.0) of sorted, non-empty samples: the sample at
+/// index `(len - 1) * p`, rounded down.
+pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> T {
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
+}
+
+/// Median and p99 of non-empty samples.
+pub fn summary<T: Copy + Ord>(mut v: Vec<T>) -> (T, T) {
+    v.sort();
+    (percentile(&v, 0.5), percentile(&v, 0.99))
+}
