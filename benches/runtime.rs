@@ -40,10 +40,10 @@ async fn spawn_to_result(parallel: usize, rounds: usize) -> actor::Result<Vec<Du
     for _ in 0..rounds {
         let t = Instant::now();
         actor::open_nursery(|n| async move {
-            let mut portals = Vec::new();
-            for i in 0..parallel {
-                portals.push(n.run_in_actor(format!("w{i}"), trivial, ()).await?);
-            }
+            // All spawns in flight at once: the children start and connect back
+            // concurrently.
+            let spawns = (0..parallel).map(|i| n.run_in_actor(format!("w{i}"), trivial, ()));
+            let portals = futures::future::try_join_all(spawns).await?;
             for p in &portals {
                 p.result().await?;
             }
