@@ -152,6 +152,12 @@ pub enum HandshakeError {
     /// The peer closed the connection during the handshake.
     #[error("peer closed the connection during the handshake")]
     Closed,
+    /// The peer answered with TLS records: it is a TLS listener and we spoke
+    /// plaintext (configure TLS on this side too).
+    #[error(
+        "the peer speaks TLS but this side does not: configure TLS (ACTOR_TLS_CA, ACTOR_TLS_CERT, ACTOR_TLS_KEY)"
+    )]
+    PeerSpeaksTls,
     /// The channel failed (bad frame, write error).
     #[error("{0}")]
     Channel(#[from] ChannelError),
@@ -308,7 +314,27 @@ async fn acceptor(
 }
 
 async fn next(channel: &mut Channel) -> Result<Msg, HandshakeError> {
-    channel.recv().await?.ok_or(HandshakeError::Closed)
+    match channel.recv().await {
+        Ok(Some(msg)) => Ok(msg),
+        Ok(None) => Err(HandshakeError::Closed),
+        Err(e) if looks_like_tls(&e) => Err(HandshakeError::PeerSpeaksTls),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether a frame error is a TLS record read as a length prefix: a content
+/// type of handshake (0x16) or alert (0x15) followed by version 3.x.
+fn looks_like_tls(e: &ChannelError) -> bool {
+    match e {
+        ChannelError::Frame(f) => match **f {
+            crate::codec::FrameError::TooLarge { len, .. } => {
+                let b = (len as u32).to_be_bytes();
+                matches!(b[0], 0x15 | 0x16) && b[1] == 0x03
+            }
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 fn mac(secret: &Secret, nonce_a: &[u8], nonce_c: &[u8], connector: &Uid) -> Hmac<Sha256> {
@@ -338,6 +364,14 @@ fn random_bytes() -> [u8; NONCE_LEN] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_records_read_as_frames_are_recognised() {
+        let tls_alert = ChannelError::from(crate::codec::FrameError::TooLarge { len: 0x1503_0300, max: 16 });
+        let random = ChannelError::from(crate::codec::FrameError::TooLarge { len: 0xffff_ffff, max: 16 });
+        assert!(looks_like_tls(&tls_alert));
+        assert!(!looks_like_tls(&random));
+    }
 
     #[test]
     fn secret_hex_round_trip_and_redaction() {

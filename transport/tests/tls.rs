@@ -342,9 +342,9 @@ async fn a_plaintext_client_against_a_tls_listener_is_refused_on_both_sides() {
         "a plaintext client was admitted by a TLS listener",
     );
     eprintln!("plaintext client sees: {err}");
-    // Whatever the exact symptom (the TLS alert read as a frame, or EOF), it is
-    // a handshake error, not a hang.
-    assert!(!matches!(err, HandshakeError::Timeout(_)), "{err}");
+    // The TLS alert read as a frame is recognised; a server that hangs up
+    // before its alert arrives leaves only EOF. Either way: no hang.
+    assert!(matches!(err, HandshakeError::PeerSpeaksTls | HandshakeError::Closed), "{err}");
     match within("server", server).await.expect("server task") {
         ServerEnd::TlsRefused(e) => {
             let text = e.to_string();
