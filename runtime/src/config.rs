@@ -21,6 +21,9 @@ pub const ENV_ARBITER: &str = actor_arbiter::ENV_ADDR;
 /// Environment variable holding the address the root actor listens on
 /// (default `tcp://127.0.0.1:0`).
 pub const ENV_BIND: &str = "ACTOR_BIND";
+/// Environment variable setting how many threads the root actor's runtime
+/// uses (default 1).
+pub const ENV_THREADS: &str = "ACTOR_THREADS";
 /// Environment variable that, set to `1`, allows listening on a non-loopback
 /// address without TLS.
 pub const ENV_INSECURE: &str = "ACTOR_INSECURE";
@@ -49,6 +52,10 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Allow listening on a non-loopback address without TLS.
     pub insecure_non_loopback: bool,
+    /// Threads of the root actor's runtime (default 1: everything of the root
+    /// runs on one thread, as in every child; blocking work belongs in
+    /// `tokio::task::spawn_blocking` or a plain `#[actor::remote] fn`).
+    pub threads: usize,
     /// After asking an actor to cancel, how long to wait before SIGTERM (2 s).
     pub cancel_grace: Duration,
     /// After SIGTERM, how long to wait before SIGKILL (1 s).
@@ -70,6 +77,7 @@ impl Default for Config {
             embed_arbiter: true,
             tls: None,
             insecure_non_loopback: false,
+            threads: 1,
             cancel_grace: Duration::from_secs(2),
             kill_grace: Duration::from_secs(1),
             spawn_timeout: Duration::from_secs(10),
@@ -80,12 +88,14 @@ impl Default for Config {
 
 impl Config {
     /// The defaults, overridden by `ACTOR_NAME`, `ACTOR_LOG`, `ACTOR_TOKEN`,
-    /// `ACTOR_ARBITER`, `ACTOR_BIND`, `ACTOR_INSECURE` and `ACTOR_TLS_*`.
+    /// `ACTOR_ARBITER`, `ACTOR_BIND`, `ACTOR_INSECURE`, `ACTOR_THREADS` and
+    /// `ACTOR_TLS_*`.
     ///
     /// # Errors
     ///
     /// [`Error::Codec`] if `ACTOR_TOKEN` is set but is not an even-length hex
-    /// string, or `ACTOR_ARBITER` or `ACTOR_BIND` is not an address;
+    /// string, `ACTOR_ARBITER` or `ACTOR_BIND` is not an address, or
+    /// `ACTOR_THREADS` is not a number;
     /// [`Error::Config`] if the TLS files cannot be loaded.
     pub fn from_env() -> Result<Config> {
         let mut c = Config::default();
@@ -113,6 +123,12 @@ impl Config {
                 addr.parse().map_err(|e| Error::codec(format!("the {ENV_BIND} environment variable"), e))?;
         }
         c.insecure_non_loopback = std::env::var(ENV_INSECURE).is_ok_and(|v| v == "1");
+        if let Ok(n) = std::env::var(ENV_THREADS) {
+            c.threads = n
+                .trim()
+                .parse()
+                .map_err(|e| Error::codec(format!("the {ENV_THREADS} environment variable"), e))?;
+        }
         c.tls = TlsConfig::from_env().map_err(|e| Error::Config(e.to_string()))?;
         Ok(c)
     }
@@ -245,6 +261,7 @@ impl ChildInit {
             bind: self.bind.clone(),
             tls,
             insecure_non_loopback: self.insecure_non_loopback,
+            threads: 1,
             token: self.token.as_deref().and_then(Secret::from_hex),
             arbiter: self.arbiter.clone().unwrap_or_else(|| Addr::loopback(1616)),
             embed_arbiter: false,

@@ -180,8 +180,15 @@ impl Error {
 
     /// Converts this error into the wire form sent by actor `me` to its caller.
     /// Remote errors are wrapped as relayed (both sources stay visible) and get
-    /// `me` appended to their relay path.
+    /// `me` appended to their relay path. Nesting is capped so that an error
+    /// relayed through a very deep tree still fits the decoder's depth limit.
     pub(crate) fn to_remote(&self, me: &Uid) -> RemoteError {
+        let mut e = self.to_remote_unbounded(me);
+        cap_nesting(&mut e, MAX_NESTING);
+        e
+    }
+
+    fn to_remote_unbounded(&self, me: &Uid) -> RemoteError {
         let relay = |r: &RemoteError| {
             let mut r = r.clone();
             r.relay_path.push(me.clone());
@@ -205,7 +212,7 @@ impl Error {
                     "actor::Error::Group",
                     format!("{} actors failed", errors.len()),
                 );
-                e.nested = errors.iter().map(|x| x.to_remote(me)).collect();
+                e.nested = errors.iter().map(|x| x.to_remote_unbounded(me)).collect();
                 e
             }
             Error::Cancelled { canceller, reason } => {
@@ -262,6 +269,28 @@ impl Error {
             Error::Config(_) => "actor::Error::Config",
             Error::App(_) => "actor::Error::App",
         }
+    }
+}
+
+/// How many levels of nested remote errors travel; deeper ones are summarised.
+/// Each level costs a few msgpack nesting levels, and decoders refuse
+/// documents nested deeper than 64.
+const MAX_NESTING: usize = 12;
+
+/// Replaces what lies deeper than `budget` levels by a one-line summary in the
+/// deepest kept error's causes.
+fn cap_nesting(e: &mut RemoteError, budget: usize) {
+    if budget == 0 {
+        if !e.nested.is_empty() {
+            let origin = e.origin().src.clone();
+            let n = e.nested.len();
+            e.nested.clear();
+            e.causes.push(format!("{n} deeper error(s) omitted; the first arose in `{origin}`"));
+        }
+        return;
+    }
+    for inner in &mut e.nested {
+        cap_nesting(inner, budget - 1);
     }
 }
 
@@ -371,6 +400,19 @@ mod tests {
     fn app_of_an_actor_error_is_identity() {
         let e = Error::app(Error::NotRunning);
         assert!(matches!(e, Error::NotRunning));
+    }
+
+    #[test]
+    fn very_deep_relays_are_capped_and_still_decode() {
+        let mut e = Error::from(RemoteError::new(Uid::new("leaf"), ErrorKind::Application, "T", "deep"));
+        for i in 0..100 {
+            e = Error::Remote(Box::new(e.to_remote(&Uid::new(format!("relay{i}")))));
+        }
+        let wire = e.to_remote(&Uid::new("root"));
+        let bytes = rmp_serde::to_vec(&wire).unwrap();
+        let back: RemoteError = actor_transport::codec::decode_value(&bytes).unwrap();
+        assert_eq!(back, wire);
+        assert!(e.to_string().contains("omitted"), "{e}");
     }
 
     #[test]

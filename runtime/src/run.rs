@@ -60,7 +60,12 @@ where
         run_child(spec)
     }
     logging::init(config.log.as_deref());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // One thread per actor, like the children (and like tractor's trio actors):
+    // no cross-thread wake-ups on the hot paths. ACTOR_THREADS opts in to more.
+    let rt = match config.threads {
+        0 | 1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
+    };
     rt.block_on(run_root(config, main))
 }
 

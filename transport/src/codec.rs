@@ -198,7 +198,10 @@ impl<T: DeserializeOwned + 'static> Decoder for FrameCodec<T> {
             State::Data(n) => n,
         };
         if src.len() < n {
-            src.reserve(n - src.len());
+            // No reservation for the announced length: the buffer grows only
+            // with bytes that actually arrive, so a peer that announces large
+            // frames and trickles (a thousand of them, before authenticating)
+            // costs what it sends, not what it claims.
             return Ok(None);
         }
         self.state = State::Head;
