@@ -110,7 +110,7 @@ pub struct Tree {
     child: Child,
     stdout: mpsc::Receiver<String>,
     stdout_seen: Vec<String>,
-    stderr: std::thread::JoinHandle<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 /// What a finished tree printed and how its root ended.
@@ -166,7 +166,7 @@ impl Tree {
             let _ = err.read_to_string(&mut s);
             s
         });
-        Tree { tag, child, stdout: rx, stdout_seen: Vec::new(), stderr }
+        Tree { tag, child, stdout: rx, stdout_seen: Vec::new(), stderr: Some(stderr) }
     }
 
     pub fn pid(&self) -> u32 {
@@ -224,7 +224,7 @@ impl Tree {
         while let Ok(l) = self.stdout.recv_timeout(Duration::from_secs(2)) {
             stdout_lines.push(l);
         }
-        let stderr = self.stderr.join().unwrap_or_default();
+        let stderr = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
         Finished { status, stdout: stdout_lines.join("\n"), stderr }
     }
 
@@ -237,6 +237,32 @@ impl Tree {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Tree {
+    /// A test that panics before `finish` still takes its tree down with it.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill_all();
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let left = tagged(&self.tag);
+            if left.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            for (pid, _) in left {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Orphans of the killed tree were re-parented here: reap them now, or
+        // they outlive this test process as zombies under init.
+        reap_orphans();
     }
 }
 
