@@ -34,6 +34,10 @@ use crate::registry::{self, Failure, Handler};
 /// way: 1 MiB, several round trips' worth at loopback speed.
 pub const STREAM_WINDOW: u32 = 1024 * 1024;
 
+/// How many calls one peer may have running in this actor at once; more are
+/// refused, so a peer cannot grow our task count without bound.
+const MAX_SERVED_CALLS: usize = 65_536;
+
 /// What one item of `len` encoded bytes costs in credit.
 pub(crate) fn item_cost(len: usize, window: u32) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX).clamp(1, window.max(1))
@@ -132,6 +136,8 @@ impl Call {
 #[derive(Default)]
 struct Tables {
     calls: HashMap<CallId, Call>,
+    /// How many of `calls` the peer started and we are serving.
+    served: usize,
     closed: Option<String>,
 }
 
@@ -526,6 +532,15 @@ impl Conn {
                 drop(t);
                 return refuse(ErrorKind::Protocol, "protocol", format!("call id {cid} is already in use"));
             }
+            if t.served >= MAX_SERVED_CALLS {
+                drop(t);
+                return refuse(
+                    ErrorKind::Protocol,
+                    "actor::TooManyCalls",
+                    format!("more than {MAX_SERVED_CALLS} concurrent calls on one channel"),
+                );
+            }
+            t.served += 1;
             t.calls.insert(cid, call);
         }
         let io = ServedIo { conn: self.clone(), cid, shared, items };
@@ -545,7 +560,11 @@ impl Conn {
                     r = served => Some(r),
                     _ = token.cancelled() => None,
                 };
-                let call = conn.tables().calls.remove(&cid);
+                let call = {
+                    let mut t = conn.tables();
+                    t.served = t.served.saturating_sub(1);
+                    t.calls.remove(&cid)
+                };
                 let canceller = call.as_ref().and_then(|c| c.canceller.clone());
                 if let Some(call) = call {
                     let e =
