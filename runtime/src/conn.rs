@@ -401,8 +401,12 @@ impl Conn {
         call.end(error, done);
     }
 
-    /// Routes one message. `Err` means the peer broke the protocol.
+    /// Routes one message. `Err` means the peer broke the protocol (or stopped
+    /// reading what we must answer).
     fn dispatch(self: &Arc<Self>, msg: Msg) -> std::result::Result<(), String> {
+        if self.sender.is_closed() {
+            return Err("our side of the channel is closed (the peer stopped reading)".into());
+        }
         match msg {
             Msg::Start { cid, func, kind, args, window } => self.start_served(cid, func, kind, args, window),
             Msg::Return { cid, value } if self.ours(cid) => self.finish(cid, Done::Return(value)),

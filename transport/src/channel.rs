@@ -67,6 +67,10 @@ impl From<FrameError> for ChannelError {
     }
 }
 
+/// How many high-water marks of forced messages ([`Sender::send_now`]) may
+/// queue before the channel is closed as unread.
+const FORCED_SLACK: usize = 16;
+
 type BoxRead = Pin<Box<dyn AsyncRead + Send>>;
 type BoxWrite = Pin<Box<dyn AsyncWrite + Send>>;
 
@@ -253,6 +257,16 @@ impl Sender {
         if !force && st.buf.len() >= self.shared.high_water {
             return Ok(false);
         }
+        if force && st.buf.len() >= self.shared.high_water.saturating_mul(FORCED_SLACK) {
+            // Only a peer that stopped reading lets forced messages pile up this
+            // far: close rather than buffer for it without bound.
+            let reason = "the peer stopped reading".to_owned();
+            st.closed = Some(reason.clone());
+            drop(st);
+            self.shared.wake_writer.notify_one();
+            self.shared.wake_senders.notify_waiters();
+            return Err(ChannelError::Closed { reason });
+        }
         let was_empty = st.buf.is_empty();
         encode_frame(msg, self.shared.max_frame, &mut st.buf)?;
         drop(st);
@@ -273,7 +287,9 @@ impl Sender {
     ///
     /// # Errors
     ///
-    /// As [`Sender::send`].
+    /// As [`Sender::send`]; and [`ChannelError::Closed`] once forced messages
+    /// pile up to 16 times the high-water mark: the peer has stopped reading,
+    /// and the channel is closed rather than buffering for it without bound.
     pub fn send_now(&self, msg: &Msg) -> Result<(), ChannelError> {
         self.try_queue(msg, true).map(|_| ())
     }

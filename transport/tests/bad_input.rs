@@ -789,3 +789,38 @@ async fn oversized_outgoing_message_is_refused_and_channel_stays_usable() {
     within("send small", sending.send(&Msg::Stop { cid: 1 })).await.expect("still usable");
     assert_eq!(within("recv", receiving.recv()).await.expect("recv"), Some(Msg::Stop { cid: 1 }));
 }
+
+/// A peer that sends requests but never reads the answers cannot make forced
+/// replies (`send_now`) pile up without bound: the channel closes instead.
+#[tokio::test]
+async fn forced_messages_to_a_peer_that_never_reads_close_the_channel() {
+    let listener = actor_transport::Listener::bind(&actor_transport::Addr::loopback(0)).await.expect("bind");
+    let addr = listener.local_addr().clone();
+    // The peer accepts and then never reads a byte.
+    let silent = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.expect("accept");
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        drop(stream);
+    });
+    let stream =
+        actor_transport::Stream::connect(&addr, std::time::Duration::from_secs(5)).await.expect("connect");
+    let config = actor_transport::ChannelConfig { write_high_water: 4096, ..Default::default() };
+    let channel = actor_transport::Channel::from_stream(stream, &config);
+    let msg = actor_transport::Msg::Yield { cid: 1, value: bytes::Bytes::from(vec![0u8; 1024]) };
+    let mut sent = 0u64;
+    let err = loop {
+        match channel.sender().send_now(&msg) {
+            Ok(()) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(sent < 1_000_000, "forced messages kept queueing for a peer that never reads");
+        if sent % 64 == 0 {
+            tokio::task::yield_now().await;
+        }
+    };
+    assert!(
+        matches!(err, actor_transport::ChannelError::Closed { ref reason } if reason.contains("stopped reading")),
+        "{err}"
+    );
+    silent.abort();
+}
