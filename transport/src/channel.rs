@@ -113,8 +113,9 @@ impl Channel {
         Channel { sender, receiver }
     }
 
-    /// Builds a channel over a connected [`Stream`], using owned halves (no lock
-    /// between reading and writing).
+    /// Builds a channel over a connected [`Stream`]. TCP and Unix sockets split
+    /// into owned halves (no lock between reading and writing); a TLS session
+    /// serves both directions, so its halves share a lock.
     ///
     /// # Panics
     ///
