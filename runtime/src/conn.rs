@@ -118,11 +118,19 @@ impl Call {
     }
 
     /// Ends the call on our side: wakes every half with `error`.
-    fn end(mut self, error: Error, done: Done) {
-        let _ = self.shared.ended.set(error.clone());
+    ///
+    /// `error` is built only when something can still read it (a stream half
+    /// or a pending `started`), which a finished single call never has: that
+    /// keeps its allocation off the path of every ordinary call.
+    fn end(mut self, error: impl FnOnce(&Done) -> Error, done: Done) {
         self.shared.credit.close();
-        if let Some(tx) = self.started.take() {
-            let _ = tx.send(Err(error));
+        let started = self.started.take();
+        if started.is_some() || Arc::strong_count(&self.shared) > 1 {
+            let error = error(&done);
+            let _ = self.shared.ended.set(error.clone());
+            if let Some(tx) = started {
+                let _ = tx.send(Err(error));
+            }
         }
         if let Some(tx) = self.done.take() {
             let _ = tx.send(done);
@@ -161,6 +169,20 @@ pub(crate) struct Opened {
     pub started: Option<oneshot::Receiver<Result<Bytes>>>,
     pub done: oneshot::Receiver<Done>,
     pub guard: CallGuard,
+}
+
+impl Opened {
+    /// Waits for a single call's result. Dropping the future cancels the call.
+    pub(crate) async fn result(self, func: &str) -> Result<Bytes> {
+        let Opened { done, guard, shared, .. } = self;
+        // A single call has no stream halves: with this handle gone nobody can
+        // read why the call ended, so the reader need not spell it out.
+        drop(shared);
+        let done = done.await;
+        let conn = guard.conn().clone();
+        drop(guard);
+        conn.outcome(func, done)
+    }
 }
 
 impl Conn {
@@ -255,10 +277,7 @@ impl Conn {
     /// Calls `func` in the peer and waits for its result. Dropping the future
     /// cancels the remote call.
     pub(crate) async fn call(self: &Arc<Self>, func: &str, args: Bytes) -> Result<Bytes> {
-        let opened = self.open(func, CallKind::Single, args).await?;
-        let done = opened.done.await;
-        drop(opened.guard);
-        self.outcome(func, done)
+        self.open(func, CallKind::Single, args).await?.result(func).await
     }
 
     /// Turns a call's end into its result.
@@ -312,7 +331,7 @@ impl Conn {
     /// Cancels our call `cid` if it is still running.
     pub(crate) fn cancel_call(&self, cid: CallId) {
         if let Some(call) = self.tables().calls.remove(&cid) {
-            let e = Error::Cancelled {
+            let e = |_: &Done| Error::Cancelled {
                 canceller: Some(self.actor.uid.clone()),
                 reason: "cancelled by the caller".into(),
             };
@@ -366,7 +385,7 @@ impl Conn {
             std::mem::take(&mut t.calls)
         };
         for (_, call) in calls {
-            call.end(self.disconnected(reason.clone()), Done::Closed(reason.clone()));
+            call.end(|_| self.disconnected(reason.clone()), Done::Closed(reason.clone()));
         }
         self.closed.cancel();
         if self.relation == Peer::Parent {
@@ -379,7 +398,7 @@ impl Conn {
     /// Ends our call `cid` with `done`.
     fn finish(&self, cid: CallId, done: Done) {
         let Some(mut call) = self.tables().calls.remove(&cid) else { return };
-        let error = match &done {
+        let error = |done: &Done| match done {
             Done::Return(_) => {
                 Error::Disconnected { peer: self.peer.clone(), reason: "the call returned".into() }
             }
@@ -445,7 +464,10 @@ impl Conn {
                     // A stream call ends with its Stop.
                     if let Some(call) = t.calls.remove(&cid) {
                         drop(t);
-                        call.end(self.disconnected("the stream ended".into()), Done::Return(Bytes::new()));
+                        call.end(
+                            |_| self.disconnected("the stream ended".into()),
+                            Done::Return(Bytes::new()),
+                        );
                     }
                 }
             }
@@ -571,8 +593,10 @@ impl Conn {
                 };
                 let canceller = call.as_ref().and_then(|c| c.canceller.clone());
                 if let Some(call) = call {
-                    let e =
-                        Error::Cancelled { canceller: canceller.clone(), reason: "the call ended".into() };
+                    let e = |_: &Done| Error::Cancelled {
+                        canceller: canceller.clone(),
+                        reason: "the call ended".into(),
+                    };
                     call.end(e, Done::Closed(String::new()));
                 }
                 let me = &conn.actor.uid;

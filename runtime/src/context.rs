@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::conn::{CallGuard, Conn, Done, Incoming, ServedIo, Shared};
 use crate::error::{Error, Result};
 use crate::registry::{decode, encode};
-use crate::stream::{StreamReceiver, StreamSender};
+use crate::stream::{StreamReceiver, StreamSender, halves};
 
 /// The remote task's side of a context: its last parameter.
 ///
@@ -68,10 +68,7 @@ impl<S: Serialize, Out: Serialize, In: DeserializeOwned + 'static> Context<S, Ou
             return Err(Error::msg("call `started` before opening the context's stream"));
         }
         let items = self.items.take().ok_or_else(|| Error::msg("the context's stream was already taken"))?;
-        Ok((
-            StreamSender::new(self.conn.clone(), self.cid, self.shared.clone()),
-            StreamReceiver::new(self.conn.clone(), self.cid, self.shared.clone(), items, None),
-        ))
+        Ok(halves(&self.conn, self.cid, &self.shared, items))
     }
 }
 
@@ -114,11 +111,7 @@ impl<Tx: Serialize, Rx: DeserializeOwned + 'static, R: DeserializeOwned> Context
     /// An error if the stream was already taken.
     pub fn stream(&mut self) -> Result<(StreamSender<Tx>, StreamReceiver<Rx>)> {
         let items = self.items.take().ok_or_else(|| Error::msg("the context's stream was already taken"))?;
-        let conn = self.conn().clone();
-        Ok((
-            StreamSender::new(conn.clone(), self.cid, self.shared.clone()),
-            StreamReceiver::new(conn, self.cid, self.shared.clone(), items, None),
-        ))
+        Ok(halves(self.guard.conn(), self.cid, &self.shared, items))
     }
 
     /// Waits for the remote task to finish and returns its result.

@@ -390,14 +390,9 @@ impl Supervisor {
     async fn run(self, mut proc: ChildProcess, main: Option<(&'static str, Opened)>) {
         let config = &self.nursery.actor.config;
         let has_main = main.is_some();
-        let conn = self.conn.clone();
         let main_call = async move {
             match main {
-                Some((func, opened)) => {
-                    let done = opened.done.await;
-                    drop(opened.guard);
-                    conn.outcome(func, done)
-                }
+                Some((func, opened)) => opened.result(func).await,
                 None => std::future::pending().await,
             }
         };

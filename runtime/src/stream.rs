@@ -71,6 +71,19 @@ impl<T: Serialize> StreamSender<T> {
     }
 }
 
+/// Both halves of a context's bidirectional stream on call `cid`.
+pub(crate) fn halves<Tx: Serialize, Rx: DeserializeOwned + 'static>(
+    conn: &Arc<Conn>,
+    cid: CallId,
+    shared: &Arc<Shared>,
+    items: mpsc::UnboundedReceiver<Incoming>,
+) -> (StreamSender<Tx>, StreamReceiver<Rx>) {
+    (
+        StreamSender::new(conn.clone(), cid, shared.clone()),
+        StreamReceiver::new(conn.clone(), cid, shared.clone(), items, None),
+    )
+}
+
 /// The receiving half of a stream; a [`futures::Stream`] of `Result<T>`.
 ///
 /// Reading grants the sender more credit. A stream that ends normally yields

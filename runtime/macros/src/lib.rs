@@ -34,6 +34,38 @@ pub fn remote(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
+/// The serve function and registry entry of a stream or context function: its
+/// last, special parameter (the yielder or context) is handed over by the
+/// library, the others are decoded from the call's arguments.
+fn with_io(
+    name: &syn::Ident,
+    remote_trait: proc_macro2::TokenStream,
+    serve: proc_macro2::TokenStream,
+    variant: proc_macro2::TokenStream,
+    arg_names: &[syn::Ident],
+    arg_types: &[Box<syn::Type>],
+) -> proc_macro2::TokenStream {
+    quote! {
+        fn __actor_serve(
+            args: ::actor::__private::Bytes,
+            io: ::actor::__private::ServedIo,
+        ) -> ::actor::__private::Served {
+            ::actor::__private::#serve(
+                <#name as ::actor::#remote_trait>::NAME,
+                args,
+                io,
+                |(#(#arg_names,)*): (#(#arg_types,)*), special| #name::call_local(#(#arg_names,)* special),
+            )
+        }
+        ::actor::__private::inventory::submit! {
+            ::actor::__private::Registration::new(
+                <#name as ::actor::#remote_trait>::NAME,
+                ::actor::__private::Handler::#variant(__actor_serve),
+            )
+        }
+    }
+}
+
 /// The last path segment of a type, e.g. `Yielder` for `actor::Yielder<u64>`.
 fn last_segment(ty: &syn::Type) -> Option<String> {
     match ty {
@@ -94,25 +126,14 @@ fn expand(func: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
                     const NAME: &'static str = #name_const;
                 }
             },
-            quote! {
-                fn __actor_serve(
-                    args: ::actor::__private::Bytes,
-                    io: ::actor::__private::ServedIo,
-                ) -> ::actor::__private::Served {
-                    ::actor::__private::serve_stream(
-                        <#name as ::actor::RemoteStreamFn>::NAME,
-                        args,
-                        io,
-                        |(#(#arg_names,)*): (#(#arg_types,)*), y| #name::call_local(#(#arg_names,)* y),
-                    )
-                }
-                ::actor::__private::inventory::submit! {
-                    ::actor::__private::Registration::new(
-                        <#name as ::actor::RemoteStreamFn>::NAME,
-                        ::actor::__private::Handler::Stream(__actor_serve),
-                    )
-                }
-            },
+            with_io(
+                name,
+                quote!(RemoteStreamFn),
+                quote!(serve_stream),
+                quote!(Stream),
+                &arg_names,
+                &arg_types,
+            ),
         ),
         (Some(_), Some(ty)) => (
             quote! {
@@ -125,25 +146,14 @@ fn expand(func: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
                     const NAME: &'static str = #name_const;
                 }
             },
-            quote! {
-                fn __actor_serve(
-                    args: ::actor::__private::Bytes,
-                    io: ::actor::__private::ServedIo,
-                ) -> ::actor::__private::Served {
-                    ::actor::__private::serve_context(
-                        <#name as ::actor::RemoteContextFn>::NAME,
-                        args,
-                        io,
-                        |(#(#arg_names,)*): (#(#arg_types,)*), c| #name::call_local(#(#arg_names,)* c),
-                    )
-                }
-                ::actor::__private::inventory::submit! {
-                    ::actor::__private::Registration::new(
-                        <#name as ::actor::RemoteContextFn>::NAME,
-                        ::actor::__private::Handler::Context(__actor_serve),
-                    )
-                }
-            },
+            with_io(
+                name,
+                quote!(RemoteContextFn),
+                quote!(serve_context),
+                quote!(Context),
+                &arg_names,
+                &arg_types,
+            ),
         ),
         _ => {
             let serve = if sig.asyncness.is_some() { quote!(serve_async) } else { quote!(serve_blocking) };
