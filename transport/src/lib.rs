@@ -10,6 +10,8 @@
 //! - [`addr`]: `tcp://host:port` and `unix:///path` addresses ([`Addr`]),
 //! - [`handshake`]: the hello exchange that checks protocol versions and proves
 //!   possession of a shared secret without sending it ([`connect`], [`accept`]),
+//! - [`session`]: the call protocol of one channel as a state machine without
+//!   IO ([`Session`]), with per-call flow control ([`flow`]),
 //! - [`listener`]: a listener with a deep accept backlog ([`Listener`]),
 //! - [`tls`]: mutual TLS from PEM files ([`TlsConfig`], [`connect_tls`]).
 #![warn(missing_docs, unreachable_pub)]
@@ -17,15 +19,19 @@
 pub mod addr;
 pub mod channel;
 pub mod codec;
+pub mod flow;
 pub mod handshake;
 pub mod listener;
+pub mod session;
 pub mod tls;
 pub mod wire;
 
 pub use addr::{Addr, AddrParseError};
 pub use channel::{Channel, ChannelConfig, ChannelError, Receiver, Sender};
 pub use codec::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, bin_payload};
+pub use flow::{FlowControl, Unclaimed, item_cost};
 pub use handshake::{Auth, HandshakeConfig, HandshakeError, Secret, accept, accept_on, connect, connect_on};
 pub use listener::{Listener, Stream};
+pub use session::{CallApp, Completion, End, Incoming, Limits, Session, SessionError, Side, Violation};
 pub use tls::{ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, TlsConfig, TlsError, connect_tls};
 pub use wire::{CallId, CallKind, ErrorKind, Msg, PROTOCOL_VERSION, RemoteError, Uid};

@@ -1,0 +1,201 @@
+//! Flow control for one call: the window both ends agreed on, what we may
+//! still send, what the peer may still send us, and when to grant it more.
+//!
+//! Counted in bytes of item payload. An item costs its encoded length, at
+//! least 1 and at most the whole window, so an item larger than the window
+//! still passes, alone. The receiver grants credit as its application
+//! *consumes* items, not as they arrive, and only once at least half a window
+//! is unclaimed (h2's and quinn's rule): few `Credit` messages, and a stream
+//! nobody reads holds at most one window of memory.
+
+use thiserror::Error;
+
+/// What one item of `len` encoded bytes costs in a call with `window`.
+pub fn item_cost(len: usize, window: u32) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX).clamp(1, window.max(1))
+}
+
+/// A peer broke the flow-control rules of a call.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum FlowError {
+    /// The peer sent an item costing more than the credit it had.
+    #[error("the peer sent an item costing {cost} with only {allowance} of credit")]
+    BeyondCredit {
+        /// The item's cost.
+        cost: u32,
+        /// What the peer was allowed.
+        allowance: u64,
+    },
+    /// The peer granted credit that would let us exceed the window.
+    #[error(
+        "the peer granted {granted} of credit with {available} already available in a window of {window}"
+    )]
+    CreditOverflow {
+        /// The grant.
+        granted: u32,
+        /// Our credit before it.
+        available: u64,
+        /// The call's window.
+        window: u32,
+    },
+}
+
+/// Both directions of one call's flow control.
+#[derive(Clone, Debug)]
+pub struct FlowControl {
+    window: u32,
+    /// Cost we may still send before the peer grants more.
+    send: u64,
+    /// Cost the peer may still send us before we grant more.
+    recv: u64,
+}
+
+impl FlowControl {
+    /// A call with `window` bytes each way, all of it available.
+    pub fn new(window: u32) -> Self {
+        let window = window.max(1);
+        FlowControl { window, send: u64::from(window), recv: u64::from(window) }
+    }
+
+    /// The call's window.
+    pub fn window(&self) -> u32 {
+        self.window
+    }
+
+    /// The cost of an item of `len` bytes in this call.
+    pub fn cost(&self, len: usize) -> u32 {
+        item_cost(len, self.window)
+    }
+
+    /// What we may still send.
+    pub fn send_credit(&self) -> u64 {
+        self.send
+    }
+
+    /// Spends the credit for an item of `len` bytes; `false` (nothing spent)
+    /// when there is not enough: wait for the peer's next grant.
+    pub fn try_send(&mut self, len: usize) -> bool {
+        let cost = u64::from(self.cost(len));
+        if self.send < cost {
+            return false;
+        }
+        self.send -= cost;
+        true
+    }
+
+    /// The peer granted `credit` more.
+    ///
+    /// # Errors
+    ///
+    /// [`FlowError::CreditOverflow`] if that would let us have more than a
+    /// window in flight: the peer granted what it never received.
+    pub fn granted(&mut self, credit: u32) -> Result<(), FlowError> {
+        let after = self.send + u64::from(credit);
+        if after > u64::from(self.window) {
+            return Err(FlowError::CreditOverflow {
+                granted: credit,
+                available: self.send,
+                window: self.window,
+            });
+        }
+        self.send = after;
+        Ok(())
+    }
+
+    /// The peer sent an item of `len` bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`FlowError::BeyondCredit`] if it had not enough credit for it.
+    pub fn received(&mut self, len: usize) -> Result<(), FlowError> {
+        let cost = self.cost(len);
+        if self.recv < u64::from(cost) {
+            return Err(FlowError::BeyondCredit { cost, allowance: self.recv });
+        }
+        self.recv -= u64::from(cost);
+        Ok(())
+    }
+
+    /// We grant the peer `credit` more (what our application consumed),
+    /// never beyond the window. Returns what was actually granted.
+    pub fn grant(&mut self, credit: u32) -> u32 {
+        let room = u64::from(self.window) - self.recv;
+        let credit = u64::from(credit).min(room);
+        self.recv += credit;
+        // `credit <= room <= window`, which is a u32.
+        u32::try_from(credit).unwrap_or(self.window)
+    }
+}
+
+/// The receiving application's tally of consumed items, kept beside the
+/// consumer so reading an item takes no lock: it says when a grant is due.
+#[derive(Clone, Debug)]
+pub struct Unclaimed {
+    window: u32,
+    consumed: u32,
+}
+
+impl Unclaimed {
+    /// A tally for a call with `window`.
+    pub fn new(window: u32) -> Self {
+        Unclaimed { window: window.max(1), consumed: 0 }
+    }
+
+    /// The application consumed an item of `len` bytes. Returns the credit to
+    /// grant once at least half a window is unclaimed.
+    pub fn consumed(&mut self, len: usize) -> Option<u32> {
+        self.consumed = self.consumed.saturating_add(item_cost(len, self.window));
+        if self.consumed >= self.window / 2 { Some(std::mem::take(&mut self.consumed)) } else { None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costs_are_clamped_to_one_and_the_window() {
+        assert_eq!(item_cost(0, 100), 1);
+        assert_eq!(item_cost(50, 100), 50);
+        assert_eq!(item_cost(5000, 100), 100);
+        assert_eq!(item_cost(usize::MAX, 100), 100);
+    }
+
+    #[test]
+    fn sending_stops_at_the_window_and_resumes_on_grants() {
+        let mut f = FlowControl::new(100);
+        assert!(f.try_send(60));
+        assert!(!f.try_send(60), "only 40 left");
+        assert_eq!(f.send_credit(), 40);
+        f.granted(60).expect("back to a full window");
+        assert!(f.try_send(1000), "an item larger than the window passes alone");
+        assert_eq!(f.send_credit(), 0);
+    }
+
+    #[test]
+    fn a_grant_beyond_the_window_is_an_error() {
+        let mut f = FlowControl::new(100);
+        assert!(f.try_send(10));
+        assert!(f.granted(11).is_err());
+        f.granted(10).expect("exactly the window");
+        assert!(f.granted(1).is_err());
+    }
+
+    #[test]
+    fn receiving_beyond_the_allowance_is_an_error() {
+        let mut f = FlowControl::new(100);
+        f.received(100).expect("a full window");
+        assert_eq!(f.received(0), Err(FlowError::BeyondCredit { cost: 1, allowance: 0 }));
+        assert_eq!(f.grant(500), 100, "never more than the window");
+        f.received(30).expect("granted");
+    }
+
+    #[test]
+    fn grants_come_in_half_windows() {
+        let mut u = Unclaimed::new(100);
+        assert_eq!(u.consumed(30), None);
+        assert_eq!(u.consumed(30), Some(60));
+        assert_eq!(u.consumed(49), None);
+        assert_eq!(u.consumed(1), Some(50));
+    }
+}
