@@ -49,6 +49,7 @@ fn cancelling_a_context_from_the_caller_is_not_an_error() {
     let out = scenario("context_cancel");
     assert!(out.contains("STARTED running"), "{out}");
     assert!(out.contains("CANCELLED OK; callee stopped true"), "{out}");
+    assert!(out.contains("CANCELLER IS ME true"), "{out}");
 }
 
 #[test]

@@ -1,62 +1,31 @@
-//! One channel to one peer: the call table, the reader task that routes
-//! messages, and the tasks serving the peer's calls.
-//!
-//! Both sides may start calls. The connecting side numbers its calls with odd
-//! ids and the accepting side with even ids, so the two never collide and the
-//! parity of an id says whose call it is. A `Start` with the wrong parity or a
-//! reused id is answered with an `Error`; a peer that sends stream items beyond
-//! the credit it was given, or handshake messages after the handshake, broke
-//! the protocol and the channel is closed.
-//!
-//! Flow control is per call and per direction, counted in bytes of item
-//! payload: `Start.window` is the receive window of both ends of that call. An
-//! item costs its encoded length (at least 1, at most the whole window, so an
-//! item larger than the window still passes, alone). A sender holds one
-//! semaphore permit per byte it may still send; the receiver grants credit as
-//! the application consumes items (half a window at a time), so memory per
-//! stream stays bounded by the window and a stalled stream stalls nobody else.
+//! One channel to one peer, as the application sees it: start calls, send
+//! and grant stream items, cancel. The protocol itself (call ids, call
+//! states, flow control, limits) is the transport's [`Session`]; this is its
+//! thin driver: it holds the session behind a lock, hands each call's events
+//! to the tasks using the call ([`CallIo`]), and writes what the session says
+//! to send. The task reading the channel lives in [`link`](crate::link).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use actor_transport::{CallId, CallKind, Channel, ErrorKind, Msg, Receiver, RemoteError, Sender, Uid};
+use actor_transport::session::Incoming as Arrival;
+use actor_transport::{
+    CallApp, CallId, CallKind, ChannelError, Completion, End, Limits, Msg, RemoteError, Sender, Session,
+    SessionError, Side, Uid, Violation,
+};
 use bytes::Bytes;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::error::{Error, Result};
-use crate::local::Actor;
-use crate::registry::{self, Failure, Handler};
 
 /// Bytes of items a receiver lets a sender have in flight on one call, each
 /// way: 1 MiB, several round trips' worth at loopback speed.
 pub const STREAM_WINDOW: u32 = 1024 * 1024;
 
-/// How many calls one peer may have running in this actor at once; more are
-/// refused, so a peer cannot grow our task count without bound.
-const MAX_SERVED_CALLS: usize = 65_536;
-
-/// What one item of `len` encoded bytes costs in credit.
-pub(crate) fn item_cost(len: usize, window: u32) -> u32 {
-    u32::try_from(len).unwrap_or(u32::MAX).clamp(1, window.max(1))
-}
-
-/// Which end of the channel we are: decides the parity of our call ids.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Role {
-    Connector,
-    Acceptor,
-}
-
-/// Our relation to the peer, which decides what its control messages may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Peer {
-    /// Our parent: it may cancel us, and losing it cancels us.
-    Parent,
-    /// Our child or any other actor: it may call our functions.
-    Other,
+/// The bounds every channel of this runtime enforces on its peer.
+pub(crate) fn limits() -> Limits {
+    Limits { window: STREAM_WINDOW, ..Limits::default() }
 }
 
 /// What arrives for a stream's receiving end.
@@ -65,7 +34,7 @@ pub(crate) enum Incoming {
     Stop,
 }
 
-/// How a call ended, for the caller.
+/// How one of our calls ended, for the caller.
 pub(crate) enum Done {
     Return(Bytes),
     Failed(Box<RemoteError>),
@@ -73,91 +42,125 @@ pub(crate) enum Done {
     Closed(String),
 }
 
-/// Per-call state shared by the call's stream halves and the reader task.
+/// Per-call state shared by the call's stream halves.
 pub(crate) struct Shared {
-    /// Permits to send items; closed when the call ends.
-    pub credit: Semaphore,
     /// Why the call ended, once it has (read by halves that find it closed).
     pub ended: OnceLock<Error>,
+    /// Woken when the peer grants credit, or the call ends.
+    pub credit: Notify,
     /// The call's window, in bytes.
     pub window: u32,
 }
 
-struct Call {
-    kind: CallKind,
-    shared: Arc<Shared>,
-    /// Items from the peer, for the receiving half.
-    items: Option<mpsc::UnboundedSender<Incoming>>,
-    /// How many more items the peer may send us.
-    allowance: u64,
-    /// Outbound: the context's first value.
-    started: Option<oneshot::Sender<Result<Bytes>>>,
-    /// Outbound: the final outcome.
-    done: Option<oneshot::Sender<Done>>,
-    /// Inbound: cancels the serving task; and who asked.
-    token: Option<CancellationToken>,
-    canceller: Option<Uid>,
+/// The two ends of a channel, for the errors a call reports.
+struct Ends {
+    me: Uid,
+    peer: Uid,
 }
 
-impl Call {
-    fn new(kind: CallKind, window: u32) -> Call {
-        Call {
-            kind,
-            shared: Arc::new(Shared {
-                credit: Semaphore::new(window as usize),
-                ended: OnceLock::new(),
-                window,
-            }),
-            items: None,
-            allowance: u64::from(window),
-            started: None,
-            done: None,
-            token: None,
-            canceller: None,
+impl Ends {
+    fn disconnected(&self, reason: impl Into<String>) -> Error {
+        Error::Disconnected { peer: self.peer.clone(), reason: reason.into() }
+    }
+
+    fn cancelled_by_us(&self) -> Error {
+        Error::Cancelled { canceller: Some(self.me.clone()), reason: "cancelled by the caller".into() }
+    }
+}
+
+/// The application side of one call: where the session delivers its events.
+pub(crate) struct CallIo {
+    ends: Arc<Ends>,
+    shared: Arc<Shared>,
+    items: Option<mpsc::UnboundedSender<Incoming>>,
+    /// Our context call: its first value.
+    started: Option<oneshot::Sender<Result<Bytes>>>,
+    /// Our call: how it ended.
+    done: Option<oneshot::Sender<Done>>,
+    /// A served call: cancels its task.
+    token: Option<CancellationToken>,
+}
+
+impl CallApp for CallIo {
+    fn started(&mut self, value: Bytes) {
+        if let Some(tx) = self.started.take() {
+            let _ = tx.send(Ok(value));
         }
     }
 
-    /// Ends the call on our side: wakes every half with `error`.
-    ///
-    /// `error` is built only when something can still read it (a stream half
-    /// or a pending `started`), which a finished single call never has: that
-    /// keeps its allocation off the path of every ordinary call.
-    fn end(mut self, error: impl FnOnce(&Done) -> Error, done: Done) {
-        self.shared.credit.close();
-        let started = self.started.take();
-        if started.is_some() || Arc::strong_count(&self.shared) > 1 {
-            let error = error(&done);
-            let _ = self.shared.ended.set(error.clone());
-            if let Some(tx) = started {
-                let _ = tx.send(Err(error));
-            }
+    fn item(&mut self, value: Bytes) {
+        if let Some(items) = &self.items {
+            let _ = items.send(Incoming::Item(value));
         }
-        if let Some(tx) = self.done.take() {
-            let _ = tx.send(done);
+    }
+
+    fn stopped(&mut self) {
+        if let Some(items) = self.items.take() {
+            let _ = items.send(Incoming::Stop);
         }
+    }
+
+    fn credit(&mut self) {
+        self.shared.credit.notify_waiters();
+    }
+
+    fn cancel_requested(&mut self, _canceller: &Uid) {
         if let Some(t) = &self.token {
             t.cancel();
         }
     }
-}
 
-#[derive(Default)]
-struct Tables {
-    calls: HashMap<CallId, Call>,
-    /// How many of `calls` the peer started and we are serving.
-    served: usize,
-    closed: Option<String>,
+    fn ended(mut self, end: End) {
+        // The reason is spelled out only when something can still read it (a
+        // stream half or a pending `started`), which a finished single call
+        // never has: that keeps an allocation off every ordinary call.
+        if self.started.is_some() || Arc::strong_count(&self.shared) > 1 {
+            let error = match &end {
+                End::Returned(_) => self.ends.disconnected("the call returned"),
+                End::Failed(e) => Error::Remote(e.clone()),
+                End::CancelAcked | End::Abandoned => self.ends.cancelled_by_us(),
+                End::Completed => self.ends.disconnected("the call ended"),
+                End::Closed(r) => self.ends.disconnected(r.clone()),
+            };
+            let _ = self.shared.ended.set(error.clone());
+            if let Some(tx) = self.started.take() {
+                let error = match end {
+                    End::Returned(_) => Error::msg("the context returned without calling `started`"),
+                    _ => error,
+                };
+                let _ = tx.send(Err(error));
+            }
+        }
+        if let (End::Returned(_), Some(items)) = (&end, self.items.take()) {
+            let _ = items.send(Incoming::Stop);
+        }
+        self.shared.credit.notify_waiters();
+        if let Some(t) = &self.token {
+            t.cancel();
+        }
+        if let Some(tx) = self.done.take() {
+            let done = match end {
+                End::Returned(v) => Done::Return(v),
+                End::Failed(e) => Done::Failed(e),
+                End::CancelAcked | End::Abandoned | End::Completed => Done::CancelAcked,
+                End::Closed(r) => Done::Closed(r),
+            };
+            let _ = tx.send(done);
+        }
+    }
 }
 
 /// A live channel to one peer.
 pub(crate) struct Conn {
-    peer: Uid,
-    pub(crate) actor: Arc<Actor>,
-    relation: Peer,
+    ends: Arc<Ends>,
     sender: Sender,
-    next_cid: AtomicU64,
-    tables: Mutex<Tables>,
+    session: Mutex<Session<CallIo>>,
     closed: CancellationToken,
+    /// Whether the peer proved it belongs to the tree (its spawn token, the
+    /// tree's secret, or a certificate the tree trusts).
+    trusted: bool,
+    /// The peer said it cancelled itself (`CancelActorAck`).
+    cancel_acked: AtomicBool,
 }
 
 /// A call we started: its channels, and a guard that cancels it if dropped
@@ -176,7 +179,7 @@ impl Opened {
     pub(crate) async fn result(self, func: &str) -> Result<Bytes> {
         let Opened { done, guard, shared, .. } = self;
         // A single call has no stream halves: with this handle gone nobody can
-        // read why the call ended, so the reader need not spell it out.
+        // read why the call ended, so the session need not spell it out.
         drop(shared);
         let done = done.await;
         let conn = guard.conn().clone();
@@ -186,91 +189,90 @@ impl Opened {
 }
 
 impl Conn {
-    /// Starts serving `channel`: spawns its reader task.
-    pub(crate) fn start(
-        channel: Channel,
-        peer: Uid,
-        role: Role,
-        relation: Peer,
-        actor: Arc<Actor>,
-    ) -> Arc<Conn> {
-        let (sender, receiver) = channel.split();
-        let first = match role {
-            Role::Connector => 1,
-            Role::Acceptor => 2,
-        };
-        let conn = Arc::new(Conn {
-            peer,
-            actor,
-            relation,
+    /// A connection over `sender`, for actor `me` talking to `peer`, on our
+    /// end `side`. The caller reads the channel and feeds [`Conn::handle`].
+    pub(crate) fn new(sender: Sender, me: Uid, peer: Uid, side: Side, trusted: bool) -> Conn {
+        let session = Session::new(side, me.clone(), limits());
+        Conn {
+            ends: Arc::new(Ends { me, peer }),
             sender,
-            next_cid: AtomicU64::new(first),
-            tables: Mutex::new(Tables::default()),
+            session: Mutex::new(session),
             closed: CancellationToken::new(),
-        });
-        let span = tracing::debug_span!(parent: &conn.actor.span(), "conn", peer = %conn.peer);
-        // Untracked: a reader runs until its peer goes, which may outlive teardown.
-        tokio::spawn(conn.clone().read_loop(receiver).instrument(span));
-        conn
+            trusted,
+            cancel_acked: AtomicBool::new(false),
+        }
     }
 
     pub(crate) fn peer(&self) -> &Uid {
-        &self.peer
+        &self.ends.peer
     }
 
     pub(crate) fn sender(&self) -> &Sender {
         &self.sender
     }
 
-    fn tables(&self) -> MutexGuard<'_, Tables> {
-        self.tables.lock().unwrap_or_else(|p| p.into_inner())
+    /// Whether the peer proved it belongs to the tree.
+    pub(crate) fn trusted(&self) -> bool {
+        self.trusted
     }
 
-    fn ours(&self, cid: CallId) -> bool {
-        cid % 2 == self.next_cid.load(Ordering::Relaxed) % 2
+    /// Whether the peer announced that it cancelled itself.
+    pub(crate) fn cancel_acked(&self) -> bool {
+        self.cancel_acked.load(Ordering::SeqCst)
     }
 
-    fn disconnected(&self, reason: String) -> Error {
-        Error::Disconnected { peer: self.peer.clone(), reason }
+    fn session(&self) -> MutexGuard<'_, Session<CallIo>> {
+        self.session.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether the reader has stopped.
+    /// Whether the channel has closed.
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.is_cancelled()
     }
 
-    /// Resolves once the reader has stopped (peer gone or channel broken).
+    /// Resolves once the channel has closed (peer gone or channel broken).
     pub(crate) async fn closed(&self) {
         self.closed.cancelled().await;
     }
 
+    fn new_shared(window: u32) -> Arc<Shared> {
+        Arc::new(Shared { ended: OnceLock::new(), credit: Notify::new(), window })
+    }
+
     /// Starts a call of `func` in the peer.
     pub(crate) async fn open(self: &Arc<Self>, func: &str, kind: CallKind, args: Bytes) -> Result<Opened> {
-        let cid = self.next_cid.fetch_add(2, Ordering::Relaxed);
-        let mut call = Call::new(kind, STREAM_WINDOW);
+        let shared = Conn::new_shared(STREAM_WINDOW);
         let (done_tx, done) = oneshot::channel();
-        call.done = Some(done_tx);
-        let items = (kind != CallKind::Single).then(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            call.items = Some(tx);
-            rx
-        });
-        let started = (kind == CallKind::Context).then(|| {
-            let (tx, rx) = oneshot::channel();
-            call.started = Some(tx);
-            rx
-        });
-        let shared = call.shared.clone();
-        {
-            let mut t = self.tables();
-            if let Some(reason) = &t.closed {
-                return Err(self.disconnected(reason.clone()));
+        let (items_tx, items) = match kind {
+            CallKind::Single => (None, None),
+            _ => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
             }
-            t.calls.insert(cid, call);
-        }
+        };
+        let (started_tx, started) = match kind {
+            CallKind::Context => {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+            _ => (None, None),
+        };
+        let io = CallIo {
+            ends: self.ends.clone(),
+            shared: shared.clone(),
+            items: items_tx,
+            started: started_tx,
+            done: Some(done_tx),
+            token: None,
+        };
+        let (cid, start) = self.session().open(func, kind, args, io).map_err(|e| self.session_error(e))?;
         let guard = CallGuard { conn: self.clone(), cid };
-        let start = Msg::Start { cid, func: func.to_owned(), kind, args, window: STREAM_WINDOW };
-        self.sender.send(&start).await?;
+        if let Err(e) = self.sender.send(&start).await {
+            // The guard takes the call out of the table; the peer ignores the
+            // Cancel for a call it never saw.
+            drop(guard);
+            return Err(self.send_error(&format!("the call of `{func}`"), e));
+        }
         Ok(Opened { cid, shared, items, started, done, guard })
     }
 
@@ -290,343 +292,209 @@ impl Conn {
             Ok(Done::Return(v)) => Ok(v),
             Ok(Done::Failed(e)) => Err(Error::Remote(e)),
             Ok(Done::CancelAcked) => Err(Error::Cancelled {
-                canceller: Some(self.actor.uid.clone()),
+                canceller: Some(self.ends.me.clone()),
                 reason: format!("call of `{func}` cancelled"),
             }),
-            Ok(Done::Closed(reason)) => Err(self.disconnected(reason)),
-            Err(_) => Err(self.disconnected("the call was dropped".into())),
+            Ok(Done::Closed(reason)) => Err(self.ends.disconnected(reason)),
+            Err(_) => Err(self.ends.disconnected("the call was dropped")),
+        }
+    }
+
+    fn session_error(&self, e: SessionError) -> Error {
+        match e {
+            SessionError::Closed(reason) => self.ends.disconnected(reason),
+            other => Error::msg(other),
+        }
+    }
+
+    /// An error from writing `what`: a message too large for a frame says
+    /// so, naming the limit.
+    fn send_error(&self, what: &str, e: ChannelError) -> Error {
+        match e {
+            ChannelError::Closed { reason } => self.ends.disconnected(reason),
+            ChannelError::Frame(f) => Error::Codec { what: what.to_owned(), reason: f.to_string() },
+            other => Error::Channel(other),
         }
     }
 
     /// Sends one item on call `cid`, waiting for credit.
     pub(crate) async fn send_item(&self, cid: CallId, shared: &Shared, value: Bytes) -> Result<()> {
-        match shared.credit.acquire_many(item_cost(value.len(), shared.window)).await {
-            Ok(permit) => permit.forget(),
-            Err(_) => return Err(self.ended(shared)),
-        }
-        self.sender.send(&Msg::Yield { cid, value }).await?;
-        Ok(())
+        let msg = loop {
+            let credit = shared.credit.notified();
+            tokio::pin!(credit);
+            // Registered before trying, so a grant in between is not missed.
+            credit.as_mut().enable();
+            let attempt = self.session().send_item(cid, value.clone());
+            match attempt {
+                Ok(msg) => break msg,
+                Err(SessionError::NoCredit(_)) => credit.await,
+                Err(SessionError::NotOpen(_) | SessionError::Closed(_)) => return Err(self.ended(shared)),
+                Err(e) => return Err(Error::msg(e)),
+            }
+        };
+        self.sender.send(&msg).await.map_err(|e| self.send_error("a stream item", e))
     }
 
     /// Tells the peer we send no more items on call `cid`.
-    pub(crate) async fn send_stop(&self, cid: CallId) -> Result<()> {
-        Ok(self.sender.send(&Msg::Stop { cid }).await?)
+    pub(crate) async fn send_stop(&self, cid: CallId, shared: &Shared) -> Result<()> {
+        let stop = self.session().send_stop(cid);
+        let msg = match stop {
+            Ok(msg) => msg,
+            Err(SessionError::NotOpen(_) | SessionError::Closed(_)) => return Err(self.ended(shared)),
+            Err(e) => return Err(Error::msg(e)),
+        };
+        self.sender.send(&msg).await.map_err(|e| self.send_error("the end of a stream", e))
+    }
+
+    /// Sends a served context's first value.
+    pub(crate) async fn send_started(&self, cid: CallId, shared: &Shared, value: Bytes) -> Result<()> {
+        let started = self.session().send_started(cid, value);
+        let msg = match started {
+            Ok(msg) => msg,
+            Err(SessionError::NotOpen(_) | SessionError::Closed(_)) => return Err(self.ended(shared)),
+            Err(e) => return Err(Error::msg(e)),
+        };
+        self.sender.send(&msg).await.map_err(|e| self.send_error("the context's first value", e))
     }
 
     /// Why call items can no longer flow.
     pub(crate) fn ended(&self, shared: &Shared) -> Error {
-        shared.ended.get().cloned().unwrap_or_else(|| self.disconnected("the call ended".into()))
+        shared.ended.get().cloned().unwrap_or_else(|| self.ends.disconnected("the call ended"))
     }
 
-    /// Grants the peer `n` more items on call `cid`.
+    /// Grants the peer `n` more bytes of items on call `cid`.
     pub(crate) fn grant(&self, cid: CallId, n: u32) {
-        if let Some(call) = self.tables().calls.get_mut(&cid) {
-            call.allowance += u64::from(n);
-        } else {
-            return;
-        }
-        let _ = self.sender.send_now(&Msg::Credit { cid, credit: n });
-    }
-
-    /// Cancels our call `cid` if it is still running.
-    pub(crate) fn cancel_call(&self, cid: CallId) {
-        if let Some(call) = self.tables().calls.remove(&cid) {
-            let e = |_: &Done| Error::Cancelled {
-                canceller: Some(self.actor.uid.clone()),
-                reason: "cancelled by the caller".into(),
-            };
-            call.end(e, Done::CancelAcked);
-            let _ = self.sender.send_now(&Msg::Cancel { cid, canceller: self.actor.uid.clone() });
+        let credit = self.session().grant(cid, n);
+        if let Some(msg) = credit {
+            self.send_control(&msg);
         }
     }
 
-    /// Sends `Cancel` for our call `cid` and keeps waiting for its outcome.
+    /// Gives up on our call `cid` if it is still running; the peer is asked
+    /// to cancel it.
+    pub(crate) fn abandon(&self, cid: CallId) {
+        let cancel = self.session().abandon(cid);
+        if let Some(msg) = cancel {
+            self.send_control(&msg);
+        }
+    }
+
+    /// Asks the peer to cancel our call `cid` and keeps waiting for its outcome.
     pub(crate) fn request_cancel(&self, cid: CallId) {
-        let _ = self.sender.send_now(&Msg::Cancel { cid, canceller: self.actor.uid.clone() });
+        let cancel = self.session().request_cancel(cid);
+        if let Some(msg) = cancel {
+            self.send_control(&msg);
+        }
     }
 
-    /// Asks the peer actor to cancel itself.
+    /// Asks the peer actor, our child, to cancel itself.
     pub(crate) fn cancel_actor(&self, reason: &str) {
-        let msg = Msg::CancelActor { canceller: self.actor.uid.clone(), reason: reason.to_owned() };
-        if let Err(e) = self.sender.send_now(&msg) {
-            tracing::debug!(error = %e, "cannot send CancelActor");
+        self.send_control(&Msg::CancelActor { canceller: self.ends.me.clone(), reason: reason.to_owned() });
+    }
+
+    /// Queues a small control message that must not wait for the peer.
+    fn send_control(&self, msg: &Msg) {
+        if let Err(e) = self.sender.send_now(msg) {
+            tracing::debug!(peer = %self.ends.peer, error = %e, msg = msg.name(), "cannot send");
         }
     }
 
-    async fn read_loop(self: Arc<Self>, mut receiver: Receiver) {
-        let reason = loop {
-            match receiver.recv().await {
-                Ok(Some(msg)) => {
-                    if let Err(reason) = self.dispatch(msg) {
-                        tracing::warn!(peer = %self.peer, %reason, "protocol violation, closing the channel");
-                        break reason;
-                    }
-                }
-                Ok(None) => break "the peer closed the channel".to_owned(),
-                Err(e) => {
-                    // A reset from a peer that died is reported by its supervisor;
-                    // a malformed frame is the peer's fault and worth a warning.
-                    if e.is_io() {
-                        tracing::debug!(peer = %self.peer, error = %e, "channel broke");
-                    } else {
-                        tracing::warn!(peer = %self.peer, error = %e, "closing the channel after a bad frame");
-                    }
-                    break e.to_string();
-                }
+    /// Takes one message from the peer; what is not part of an open call is
+    /// returned for the reader to act on.
+    ///
+    /// # Errors
+    ///
+    /// The peer's [`Violation`] of the protocol.
+    pub(crate) fn handle(&self, msg: Msg) -> std::result::Result<Option<Arrival>, Violation> {
+        let (arrival, replies) = {
+            let mut session = self.session();
+            let arrival = session.handle(msg)?;
+            let mut replies = Vec::new();
+            while let Some(m) = session.poll_transmit() {
+                replies.push(m);
             }
+            (arrival, replies)
         };
-        self.shutdown(reason);
+        for m in &replies {
+            self.send_control(m);
+        }
+        if matches!(arrival, Some(Arrival::CancelActorAck)) {
+            self.cancel_acked.store(true, Ordering::SeqCst);
+        }
+        Ok(arrival)
     }
 
-    fn shutdown(&self, reason: String) {
-        let calls = {
-            let mut t = self.tables();
-            t.closed = Some(reason.clone());
-            std::mem::take(&mut t.calls)
+    /// Admits the peer's call `cid`: returns the handles its serving task
+    /// uses, and the token that cancels that task.
+    pub(crate) fn admit(
+        &self,
+        cid: CallId,
+        kind: CallKind,
+        window: u32,
+        token: CancellationToken,
+    ) -> (Arc<Shared>, Option<mpsc::UnboundedReceiver<Incoming>>) {
+        let shared = Conn::new_shared(window);
+        let (tx, rx) = match kind {
+            CallKind::Context => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            }
+            _ => (None, None),
         };
-        for (_, call) in calls {
-            call.end(|_| self.disconnected(reason.clone()), Done::Closed(reason.clone()));
-        }
-        self.closed.cancel();
-        if self.relation == Peer::Parent {
-            self.actor.cancel(None, format!("lost the channel to the parent: {reason}"));
-        }
-        let sender = self.sender.clone();
-        tokio::spawn(async move { sender.close().await });
+        let io = CallIo {
+            ends: self.ends.clone(),
+            shared: shared.clone(),
+            items: tx,
+            started: None,
+            done: None,
+            token: Some(token),
+        };
+        self.session().admit(cid, kind, window, io);
+        (shared, rx)
     }
 
-    /// Ends our call `cid` with `done`.
-    fn finish(&self, cid: CallId, done: Done) {
-        let Some(mut call) = self.tables().calls.remove(&cid) else { return };
-        let error = |done: &Done| match done {
-            Done::Return(_) => {
-                Error::Disconnected { peer: self.peer.clone(), reason: "the call returned".into() }
-            }
-            Done::Failed(e) => Error::Remote(e.clone()),
-            Done::CancelAcked => Error::Cancelled {
-                canceller: Some(self.actor.uid.clone()),
-                reason: "cancelled by the caller".into(),
-            },
-            Done::Closed(r) => self.disconnected(r.clone()),
-        };
-        if let (Done::Return(_), Some(tx)) = (&done, call.started.take()) {
-            let _ = tx.send(Err(Error::msg("the context returned without calling `started`")));
-        }
-        if let (Done::Return(_), Some(items)) = (&done, &call.items) {
-            let _ = items.send(Incoming::Stop);
-        }
-        // `end` records the error before the item sender is dropped, so a
-        // receiver that sees its channel close always finds the reason.
-        call.end(error, done);
+    /// Refuses the peer's call `cid` with `error`.
+    pub(crate) fn refuse(&self, cid: CallId, error: RemoteError) {
+        let msg = self.session().refuse(cid, error);
+        self.send_control(&msg);
     }
 
-    /// Routes one message. `Err` means the peer broke the protocol (or stopped
-    /// reading what we must answer).
-    fn dispatch(self: &Arc<Self>, msg: Msg) -> std::result::Result<(), String> {
-        if self.sender.is_closed() {
-            return Err("our side of the channel is closed (the peer stopped reading)".into());
-        }
-        match msg {
-            Msg::Start { cid, func, kind, args, window } => self.start_served(cid, func, kind, args, window),
-            Msg::Return { cid, value } if self.ours(cid) => self.finish(cid, Done::Return(value)),
-            Msg::Error { cid, error } if self.ours(cid) => self.finish(cid, Done::Failed(error)),
-            Msg::CancelAck { cid } if self.ours(cid) => self.finish(cid, Done::CancelAcked),
-            Msg::Started { cid, value } if self.ours(cid) => {
-                if let Some(tx) = self.tables().calls.get_mut(&cid).and_then(|c| c.started.take()) {
-                    let _ = tx.send(Ok(value));
-                }
-            }
-            Msg::Yield { cid, value } => {
-                let mut t = self.tables();
-                if let Some(call) = t.calls.get_mut(&cid) {
-                    let cost = u64::from(item_cost(value.len(), call.shared.window));
-                    if call.allowance < cost {
-                        return Err(format!("the peer sent an item on call {cid} beyond its credit"));
-                    }
-                    call.allowance -= cost;
-                    if let Some(items) = &call.items {
-                        let _ = items.send(Incoming::Item(value));
-                    }
-                }
-            }
-            Msg::Stop { cid } => {
-                let mut t = self.tables();
-                let stream_ended = match t.calls.get_mut(&cid) {
-                    Some(call) => {
-                        if let Some(items) = call.items.take() {
-                            let _ = items.send(Incoming::Stop);
-                        }
-                        call.kind == CallKind::Stream && self.ours(cid)
-                    }
-                    None => false,
-                };
-                if stream_ended {
-                    // A stream call ends with its Stop.
-                    if let Some(call) = t.calls.remove(&cid) {
-                        drop(t);
-                        call.end(
-                            |_| self.disconnected("the stream ended".into()),
-                            Done::Return(Bytes::new()),
-                        );
-                    }
-                }
-            }
-            Msg::Credit { cid, credit } => {
-                if let Some(call) = self.tables().calls.get(&cid) {
-                    if call.shared.credit.available_permits() + credit as usize > Semaphore::MAX_PERMITS / 2 {
-                        return Err(format!("the peer granted absurd credit on call {cid}"));
-                    }
-                    call.shared.credit.add_permits(credit as usize);
-                }
-            }
-            Msg::Cancel { cid, canceller } => {
-                if !self.ours(cid) {
-                    if let Some(call) = self.tables().calls.get_mut(&cid) {
-                        call.canceller = Some(canceller);
-                        if let Some(t) = &call.token {
-                            t.cancel();
-                        }
-                    }
-                }
-            }
-            Msg::CancelActor { canceller, reason } => {
-                if self.relation != Peer::Parent {
-                    return Err(format!("`{}` may not cancel this actor: only its parent may", self.peer));
-                }
-                self.actor.cancel_by_parent(canceller, reason, self.sender.clone());
-            }
-            Msg::StartAck { .. } | Msg::CancelActorAck => {}
-            // Replies for calls we did not start: a confused peer; nothing to route.
-            Msg::Return { .. } | Msg::Error { .. } | Msg::CancelAck { .. } | Msg::Started { .. } => {}
-            other @ (Msg::Hello { .. }
-            | Msg::Auth { .. }
-            | Msg::Welcome
-            | Msg::Refused { .. }
-            | Msg::Init { .. }) => {
-                return Err(format!("unexpected {} after the handshake", other.name()));
-            }
-        }
-        Ok(())
+    /// Who asked to cancel served call `cid`, if the peer did.
+    pub(crate) fn canceller(&self, cid: CallId) -> Option<Uid> {
+        self.session().canceller(cid).cloned()
     }
 
-    fn start_served(self: &Arc<Self>, cid: CallId, func: String, kind: CallKind, args: Bytes, window: u32) {
-        let me = &self.actor.uid;
-        let refuse = |kind, type_name: &str, message: String| {
-            let e = RemoteError::new(me.clone(), kind, type_name, message);
-            let _ = self.sender.send_now(&Msg::Error { cid, error: Box::new(e) });
-        };
-        if self.ours(cid) {
-            return refuse(ErrorKind::Protocol, "protocol", format!("call id {cid} has this side's parity"));
-        }
-        let Some(handler) = registry::lookup(&func) else {
-            return refuse(
-                ErrorKind::UnknownFunction,
-                "actor::UnknownFunction",
-                format!("no function `{func}` is registered in actor `{me}`"),
-            );
-        };
-        if handler.kind() != kind {
-            return refuse(
-                ErrorKind::Protocol,
-                "actor::WrongCallKind",
-                format!("`{func}` is a {:?} function but was called as {kind:?}", handler.kind()),
-            );
-        }
-        if !self.actor.exposes(&func) {
-            return refuse(
-                ErrorKind::NotExposed,
-                "actor::NotExposed",
-                format!("actor `{me}` does not expose `{func}`"),
-            );
-        }
-        let token = self.actor.token().child_token();
-        // The caller chooses the window; keep a hostile choice within sane bounds.
-        let mut call = Call::new(kind, window.clamp(1024, 16 * 1024 * 1024));
-        call.token = Some(token.clone());
-        let items = (kind == CallKind::Context).then(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            call.items = Some(tx);
-            rx
-        });
-        let shared = call.shared.clone();
-        {
-            let mut t = self.tables();
-            if t.closed.is_some() {
-                return;
-            }
-            if t.calls.contains_key(&cid) {
-                drop(t);
-                return refuse(ErrorKind::Protocol, "protocol", format!("call id {cid} is already in use"));
-            }
-            if t.served >= MAX_SERVED_CALLS {
-                drop(t);
-                return refuse(
-                    ErrorKind::Protocol,
-                    "actor::TooManyCalls",
-                    format!("more than {MAX_SERVED_CALLS} concurrent calls on one channel"),
+    /// A served call ended as `how`: sends the peer its last message. A reply
+    /// too large for a frame becomes an error naming the limit, so the caller
+    /// is never left waiting.
+    pub(crate) async fn complete(&self, cid: CallId, func: &str, how: Completion) {
+        let last = self.session().complete(cid, how);
+        let Some(msg) = last else { return };
+        match self.sender.send(&msg).await {
+            Ok(()) => {}
+            Err(ChannelError::Frame(e)) => {
+                let mut error = RemoteError::new(
+                    self.ends.me.clone(),
+                    actor_transport::ErrorKind::Protocol,
+                    "actor::FrameTooLarge",
+                    format!("cannot send the {} of `{func}`: {e}", msg.name()),
                 );
-            }
-            t.served += 1;
-            t.calls.insert(cid, call);
-        }
-        let io = ServedIo { conn: self.clone(), cid, shared, items };
-        let served = match handler {
-            Handler::Single(f) => f(args),
-            Handler::Stream(f) => f(args, io),
-            Handler::Context(f) => f(args, io),
-        };
-        let conn = self.clone();
-        let span = tracing::info_span!("call", %func, cid);
-        let main = self.relation == Peer::Parent && self.actor.claim_main();
-        self.actor.spawn(
-            async move {
-                tracing::debug!("started");
-                let outcome = tokio::select! {
-                    biased;
-                    r = served => Some(r),
-                    _ = token.cancelled() => None,
-                };
-                let call = {
-                    let mut t = conn.tables();
-                    t.served = t.served.saturating_sub(1);
-                    t.calls.remove(&cid)
-                };
-                let canceller = call.as_ref().and_then(|c| c.canceller.clone());
-                if let Some(call) = call {
-                    let e = |_: &Done| Error::Cancelled {
-                        canceller: canceller.clone(),
-                        reason: "the call ended".into(),
-                    };
-                    call.end(e, Done::Closed(String::new()));
-                }
-                let me = &conn.actor.uid;
-                let msg = match outcome {
-                    Some(Ok(_)) if kind == CallKind::Stream => Msg::Stop { cid },
-                    Some(Ok(value)) => Msg::Return { cid, value },
-                    Some(Err(failure)) => Msg::Error { cid, error: Box::new(failure_to_remote(failure, me)) },
-                    None if canceller.is_some() => Msg::CancelAck { cid },
-                    None => {
-                        let (canceller, reason) = conn.actor.cancel_reason();
-                        let mut e = RemoteError::new(
-                            me.clone(),
-                            ErrorKind::Cancelled,
-                            "actor::Error::Cancelled",
-                            reason,
-                        );
-                        e.canceller = canceller;
-                        Msg::Error { cid, error: Box::new(e) }
-                    }
-                };
-                tracing::debug!(reply = msg.name(), "finished");
-                if let Err(e) = conn.sender.send(&msg).await {
+                error.causes.push(e.to_string());
+                if let Err(e) = self.sender.send(&Msg::Error { cid, error: Box::new(error) }).await {
                     tracing::debug!(error = %e, "cannot send the reply");
                 }
-                if main {
-                    conn.actor.cancel(None, "its main function returned".into());
-                }
             }
-            .instrument(span),
-        );
+            Err(e) => tracing::debug!(error = %e, "cannot send the reply"),
+        }
+    }
+
+    /// Closes the connection: every open call ends with `reason`, and the
+    /// channel is shut once what is queued is written.
+    pub(crate) fn close(&self, reason: &str) {
+        self.session().close(reason);
+        self.closed.cancel();
+        let sender = self.sender.clone();
+        tokio::spawn(async move { sender.close().await });
     }
 }
 
@@ -637,16 +505,6 @@ pub struct ServedIo {
     pub(crate) cid: CallId,
     pub(crate) shared: Arc<Shared>,
     pub(crate) items: Option<mpsc::UnboundedReceiver<Incoming>>,
-}
-
-fn failure_to_remote(failure: Failure, me: &Uid) -> RemoteError {
-    match failure {
-        Failure::BadArguments(msg) => {
-            RemoteError::new(me.clone(), ErrorKind::BadArguments, "actor::BadArguments", msg)
-        }
-        Failure::Panicked(msg) => RemoteError::new(me.clone(), ErrorKind::Panic, "panic", msg),
-        Failure::Failed(e) => e.to_remote(me),
-    }
 }
 
 /// Cancels our call if dropped while the call is still running: the caller
@@ -665,6 +523,6 @@ impl CallGuard {
 impl Drop for CallGuard {
     fn drop(&mut self) {
         // A no-op when the call has already ended.
-        self.conn.cancel_call(self.cid);
+        self.conn.abandon(self.cid);
     }
 }

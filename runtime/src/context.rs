@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use actor_transport::{CallId, Msg};
+use actor_transport::CallId;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
@@ -51,7 +51,7 @@ impl<S: Serialize, Out: Serialize, In: DeserializeOwned + 'static> Context<S, Ou
             return Err(Error::msg("`started` was already called on this context"));
         }
         let value = encode(&first, || "the context's first value".into())?;
-        self.conn.sender().send(&Msg::Started { cid: self.cid, value }).await?;
+        self.conn.send_started(self.cid, &self.shared, value).await?;
         self.started = true;
         Ok(())
     }
@@ -82,9 +82,27 @@ pub struct ContextHandle<Tx, Rx, R> {
     cid: CallId,
     shared: Arc<Shared>,
     items: Option<mpsc::UnboundedReceiver<Incoming>>,
-    done: oneshot::Receiver<Done>,
+    done: Ending,
     guard: CallGuard,
     _types: PhantomData<fn(Tx) -> (Rx, R)>,
+}
+
+/// How the remote task ended: still to be heard, or heard by `cancel`.
+enum Ending {
+    Pending(oneshot::Receiver<Done>),
+    Heard(std::result::Result<Done, oneshot::error::RecvError>),
+}
+
+impl Ending {
+    async fn wait(&mut self) -> &std::result::Result<Done, oneshot::error::RecvError> {
+        if let Ending::Pending(rx) = self {
+            *self = Ending::Heard(rx.await);
+        }
+        match self {
+            Ending::Heard(done) => done,
+            Ending::Pending(_) => unreachable!("set just above"),
+        }
+    }
 }
 
 impl<Tx: Serialize, Rx: DeserializeOwned + 'static, R: DeserializeOwned> ContextHandle<Tx, Rx, R> {
@@ -96,7 +114,7 @@ impl<Tx: Serialize, Rx: DeserializeOwned + 'static, R: DeserializeOwned> Context
         done: oneshot::Receiver<Done>,
         guard: CallGuard,
     ) -> Self {
-        ContextHandle { func, cid, shared, items, done, guard, _types: PhantomData }
+        ContextHandle { func, cid, shared, items, done: Ending::Pending(done), guard, _types: PhantomData }
     }
 
     fn conn(&self) -> &Arc<Conn> {
@@ -114,36 +132,45 @@ impl<Tx: Serialize, Rx: DeserializeOwned + 'static, R: DeserializeOwned> Context
         Ok(halves(self.guard.conn(), self.cid, &self.shared, items))
     }
 
-    /// Waits for the remote task to finish and returns its result.
+    /// Waits for the remote task to finish and returns its result. After
+    /// [`ContextHandle::cancel`] it tells how the task ended: its value if it
+    /// returned before the cancel took effect, or the cancellation.
     ///
     /// # Errors
     ///
-    /// The remote task's error ([`Error::Remote`]), its cancellation by someone
-    /// else (an error for which `is_cancelled()` is true, naming the
-    /// canceller), or a broken channel.
+    /// The remote task's error ([`Error::Remote`]); its cancellation (an
+    /// error for which `is_cancelled()` is true, naming the canceller: this
+    /// actor after [`ContextHandle::cancel`], or whoever cancelled the remote
+    /// actor); or a broken channel.
     pub async fn result(mut self) -> Result<R> {
-        let done = (&mut self.done).await;
+        let done = std::mem::replace(&mut self.done, Ending::Heard(Ok(Done::CancelAcked)));
+        let done = match done {
+            Ending::Pending(rx) => rx.await,
+            Ending::Heard(done) => done,
+        };
         let bytes = self.conn().outcome(self.func, done)?;
         decode(&bytes, || format!("result of `{}`", self.func))
     }
 
-    /// Cancels the remote task and waits until it has stopped. A cancellation
-    /// the caller asked for is not an error.
+    /// Cancels the remote task and waits until it has stopped; then
+    /// [`ContextHandle::result`] tells how it ended. A cancellation the caller
+    /// asked for is not an error.
     ///
     /// # Errors
     ///
     /// The remote task's own error if it failed before the cancellation took
     /// effect; [`Error::Timeout`] if it did not stop within the cancel grace
     /// period (the call is then abandoned).
-    pub async fn cancel(mut self) -> Result<()> {
+    pub async fn cancel(&mut self) -> Result<()> {
         self.conn().request_cancel(self.cid);
-        let grace = self.conn().actor.config.cancel_grace;
-        match tokio::time::timeout(grace, &mut self.done).await {
+        let grace = crate::local::current().map(|a| a.config.cancel_grace)?;
+        match tokio::time::timeout(grace, self.done.wait()).await {
             Ok(Ok(Done::Failed(e))) if e.kind != actor_transport::ErrorKind::Cancelled => {
-                Err(Error::Remote(e))
+                Err(Error::Remote(e.clone()))
             }
             Ok(_) => Ok(()),
             Err(_) => {
+                self.conn().abandon(self.cid);
                 Err(Error::Timeout { what: format!("context `{}` to cancel", self.func), after: grace })
             }
         }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use actor_arbiter::{ArbiterClient, ArbiterConfig, ClientError, Entry};
 use actor_transport::{Addr, HandshakeError, Listener, Uid};
 
-use crate::conn::{Conn, Peer, Role};
 use crate::error::{Error, Result};
+use crate::link::{self, Peer};
 use crate::local::{self, Actor};
 use crate::portal::Portal;
 
@@ -99,7 +99,7 @@ async fn connect_to(actor: &Arc<Actor>, entry: &Entry) -> Result<Portal> {
             entry.uid, entry.addr
         )));
     }
-    let conn = Conn::start(channel, peer, Role::Connector, Peer::Other, actor.clone());
+    let conn = link::start(channel, peer, actor_transport::Side::Connector, Peer::Other, actor.clone());
     actor.remember_peer(conn.clone());
     Ok(Portal::new(conn, None))
 }

@@ -174,6 +174,16 @@ impl Error {
         }
     }
 
+    /// Who cancelled, for a cancellation (local, or reported by a remote
+    /// actor) that names its canceller; `None` otherwise.
+    pub fn canceller(&self) -> Option<&Uid> {
+        match self {
+            Error::Cancelled { canceller, .. } => canceller.as_ref(),
+            Error::Remote(r) if r.kind == ErrorKind::Cancelled => r.canceller.as_ref(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn codec(what: impl Into<String>, reason: impl fmt::Display) -> Error {
         Error::Codec { what: what.into(), reason: reason.to_string() }
     }

@@ -16,8 +16,9 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::Config;
-use crate::conn::{Conn, Peer, Role};
+use crate::conn::Conn;
 use crate::error::{Error, Result};
+use crate::link::{self, Peer};
 use crate::spawn::Spawner;
 
 /// A child we spawned and expect to connect back with its one-time token.
@@ -33,7 +34,13 @@ struct Cancellation {
     canceller: Option<Uid>,
     reason: String,
     ack_to: Option<Sender>,
+    /// Answers owed to peers that asked this actor to cancel itself, sent
+    /// once it has wound down.
+    answers: Vec<ExitHook>,
 }
+
+/// Work to do just before the actor exits, once it has wound down.
+pub(crate) type ExitHook = Box<dyn FnOnce() -> futures::future::BoxFuture<'static, ()> + Send>;
 
 /// What makes an actor a child rather than a root.
 pub(crate) struct ChildRole {
@@ -228,6 +235,30 @@ impl Actor {
         self.cancel(Some(canceller), reason);
     }
 
+    /// Cancels the actor on the request of a peer of its tree; `answer`
+    /// runs once the actor has wound down ([`Actor::answer_cancel_requests`]).
+    pub(crate) fn cancel_by_peer(&self, canceller: Uid, reason: String, answer: ExitHook) {
+        lock(&self.cancellation).answers.push(answer);
+        self.cancel(Some(canceller), reason);
+    }
+
+    /// Answers every peer that asked this actor to cancel itself; returns
+    /// whether any had.
+    pub(crate) async fn answer_cancel_requests(&self) -> bool {
+        let answers = std::mem::take(&mut lock(&self.cancellation).answers);
+        let any = !answers.is_empty();
+        for answer in answers {
+            answer().await;
+        }
+        any
+    }
+
+    /// Whether every peer must prove it belongs to the tree (a token or a
+    /// certificate) before it is admitted.
+    pub(crate) fn tree_authenticated(&self) -> bool {
+        self.config.token.is_some() || self.config.tls.is_some()
+    }
+
     /// Who cancelled this actor and why.
     pub(crate) fn cancel_reason(&self) -> (Option<Uid>, String) {
         let c = lock(&self.cancellation);
@@ -338,7 +369,7 @@ impl Actor {
             }
             None => {
                 tracing::debug!(%peer, "peer connected");
-                Conn::start(channel, peer, Role::Acceptor, Peer::Other, self.clone());
+                link::start(channel, peer, actor_transport::Side::Acceptor, Peer::Other, self.clone());
             }
         }
     }

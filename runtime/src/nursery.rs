@@ -15,8 +15,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ChildInit;
-use crate::conn::{Conn, Opened, Peer, Role};
+use crate::conn::{Conn, Opened};
 use crate::error::{Error, Result};
+use crate::link::{self, Peer};
 use crate::local::{self, Actor};
 use crate::portal::{ChildControl, Portal, ResultPortal, ResultSlot};
 use crate::registry::{RemoteFn, encode};
@@ -265,7 +266,7 @@ impl Nursery {
             let _ = proc.kill().await;
             return Err(spawn_err(format!("cannot send the configuration: {e}")));
         }
-        let conn = Conn::start(channel, uid, Role::Acceptor, Peer::Other, actor.clone());
+        let conn = link::start(channel, uid, actor_transport::Side::Acceptor, Peer::Child, actor.clone());
         tracing::debug!(child = %conn.peer(), pid = proc.pid(), "spawned");
         // The main call goes out before anyone holds the portal, so it is the
         // first call the child sees from its parent: that is how it knows it.
@@ -479,6 +480,8 @@ impl Supervisor {
             Err(e) => Some(format!("cannot reap the process: {e}")),
             Ok(st) if st.signal().is_some() && !our_signal(st) => Some(spawn::describe(*st)),
             Ok(st) if !st.success() && !stopped_by_us => Some(spawn::describe(*st)),
+            // It told us it was cancelled (by a peer of the tree): not a crash.
+            Ok(_) if self.conn.cancel_acked() => None,
             Ok(_) if !stopped_by_us && delivered == Delivery::Nothing => Some(if has_main {
                 "exited without returning a result (exit status 0)".to_owned()
             } else {

@@ -133,30 +133,38 @@ impl Portal {
     ///
     /// For an actor spawned by one of our nurseries this is the orderly
     /// sequence: a cancel request, then after the grace period SIGTERM, then
-    /// SIGKILL; it returns once the process is reaped. For any other actor it
-    /// sends the cancel request and waits (up to the cancel grace period) for
-    /// the channel to close.
+    /// SIGKILL; it returns once the process is reaped. Any other actor of the
+    /// tree (found by name, say) is asked to cancel itself: it cancels its
+    /// calls and its children in order, answers once it has wound down, and
+    /// exits; its parent records a requested cancel, not a crash. This
+    /// returns once its channel has closed.
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] if an actor that is not our child is still connected
-    /// after the grace period.
+    /// [`Error::Remote`] of kind `NotExposed` if the actor refuses because
+    /// this actor did not prove it belongs to the tree (no shared token or
+    /// certificate); [`Error::Timeout`] if it has not gone within the grace
+    /// periods; [`Error::Disconnected`] if the channel broke before it
+    /// answered.
     pub async fn cancel_actor(&self) -> Result<()> {
-        match &self.child {
-            Some(child) => {
-                child.cancel.cancel();
-                child.reaped.cancelled().await;
-                Ok(())
-            }
-            None => {
-                self.conn.cancel_actor("cancelled through a portal");
-                let grace = crate::local::current()?.config.cancel_grace;
-                tokio::time::timeout(grace, self.conn.closed()).await.map_err(|_| Error::Timeout {
-                    what: format!("actor `{}` to cancel", self.uid()),
-                    after: grace,
-                })
-            }
+        if let Some(child) = &self.child {
+            child.cancel.cancel();
+            child.reaped.cancelled().await;
+            return Ok(());
         }
+        let config = &crate::local::current()?.config;
+        let bound = config.cancel_grace + config.kill_grace;
+        let timeout = || Error::Timeout { what: format!("actor `{}` to cancel", self.uid()), after: bound };
+        let args = encode(&("cancelled through a portal",), || "the cancel request".into())?;
+        let answered = tokio::time::timeout(bound, self.conn.call(crate::serve::CANCEL_FN, args));
+        match answered.await {
+            Ok(Ok(_)) => {}
+            // It may close the channel as it exits, before its answer is read.
+            Ok(Err(Error::Disconnected { .. })) if self.conn.is_closed() => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(timeout()),
+        }
+        tokio::time::timeout(config.kill_grace, self.conn.closed()).await.map_err(|_| timeout())
     }
 }
 

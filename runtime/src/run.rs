@@ -11,8 +11,9 @@ use bytes::Bytes;
 use tracing::Instrument;
 
 use crate::config::{ChildInit, Config};
-use crate::conn::{Conn, Peer, Role};
+use crate::conn::Conn;
 use crate::error::{Error, Result};
+use crate::link::{self, Peer};
 use crate::local::{Actor, ChildRole};
 use crate::{discovery, logging, spawn};
 
@@ -123,6 +124,7 @@ where
     if tokio::time::timeout(bound, actor.wait_tasks()).await.is_err() {
         tracing::warn!("some actors were still being torn down at exit");
     }
+    let _ = bounded(actor.config.cancel_grace, actor.answer_cancel_requests()).await;
     actor.stop_embedded_arbiter().await;
     on_signal.abort();
     match result {
@@ -248,7 +250,7 @@ async fn child_setup(spec: SpawnSpec) -> Result<(std::sync::Arc<Actor>, std::syn
         }
         None => actor.set_arbiter(Err("the tree runs without an arbiter".into()), None),
     }
-    let conn = Conn::start(channel, parent, Role::Connector, Peer::Parent, actor.clone());
+    let conn = link::start(channel, parent, actor_transport::Side::Connector, Peer::Parent, actor.clone());
     Ok((actor, conn))
 }
 
@@ -259,8 +261,17 @@ async fn serve_until_cancelled(actor: &Actor, parent: &Conn) {
     if tokio::time::timeout(actor.config.teardown_bound(), actor.wait_tasks()).await.is_err() {
         tracing::warn!("some tasks did not finish in time");
     }
-    if let Some(ack) = actor.take_ack() {
-        let _ = ack.send_now(&Msg::CancelActorAck);
+    // A peer that asked for the cancel hears it is done; the parent hears
+    // it too, so its supervisor records a requested cancel, not a crash.
+    let by_peer = bounded(actor.config.cancel_grace, actor.answer_cancel_requests()).await.unwrap_or(true);
+    match actor.take_ack() {
+        Some(ack) => {
+            let _ = ack.send_now(&Msg::CancelActorAck);
+        }
+        None if by_peer => {
+            let _ = parent.sender().send_now(&Msg::CancelActorAck);
+        }
+        None => {}
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), parent.sender().close()).await;
 }
@@ -274,4 +285,9 @@ async fn serve_until_cancelled(actor: &Actor, parent: &Conn) {
 pub async fn serve() -> Result<()> {
     crate::local::current()?.token().cancelled().await;
     Ok(())
+}
+
+/// `fut`, or `None` if it takes longer than `limit`.
+async fn bounded<T>(limit: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    tokio::time::timeout(limit, fut).await.ok()
 }

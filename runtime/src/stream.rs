@@ -13,7 +13,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
-use crate::conn::{CallGuard, Conn, Incoming, ServedIo, Shared, item_cost};
+use actor_transport::Unclaimed;
+
+use crate::conn::{CallGuard, Conn, Incoming, ServedIo, Shared};
 use crate::error::Result;
 use crate::registry::{decode, encode};
 
@@ -67,7 +69,7 @@ impl<T: Serialize> StreamSender<T> {
     ///
     /// A channel error if the message cannot be sent.
     pub async fn close(&self) -> Result<()> {
-        self.conn.send_stop(self.cid).await
+        self.conn.send_stop(self.cid, &self.shared).await
     }
 }
 
@@ -96,7 +98,7 @@ pub struct StreamReceiver<T> {
     cid: CallId,
     shared: Arc<Shared>,
     items: mpsc::UnboundedReceiver<Incoming>,
-    consumed: u32,
+    unclaimed: Unclaimed,
     finished: bool,
     _guard: Option<CallGuard>,
     _item: PhantomData<fn() -> T>,
@@ -111,11 +113,11 @@ impl<T: DeserializeOwned + 'static> StreamReceiver<T> {
         guard: Option<CallGuard>,
     ) -> Self {
         StreamReceiver {
+            unclaimed: Unclaimed::new(shared.window),
             conn,
             cid,
             shared,
             items,
-            consumed: 0,
             finished: false,
             _guard: guard,
             _item: PhantomData,
@@ -149,10 +151,8 @@ impl<T: DeserializeOwned + 'static> Stream for StreamReceiver<T> {
         match this.items.poll_recv(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Incoming::Item(bytes))) => {
-                this.consumed += item_cost(bytes.len(), this.shared.window);
-                if this.consumed >= this.shared.window / 2 {
-                    this.conn.grant(this.cid, this.consumed);
-                    this.consumed = 0;
+                if let Some(credit) = this.unclaimed.consumed(bytes.len()) {
+                    this.conn.grant(this.cid, credit);
                 }
                 Poll::Ready(Some(decode_item(bytes, || format!("a stream item from `{}`", this.conn.peer()))))
             }

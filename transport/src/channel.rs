@@ -67,6 +67,9 @@ impl From<FrameError> for ChannelError {
     }
 }
 
+/// Why a channel closes when its peer stops reading what we must send.
+pub const STOPPED_READING: &str = "the peer stopped reading";
+
 /// How many high-water marks of forced messages ([`Sender::send_now`]) may
 /// queue before the channel is closed as unread.
 const FORCED_SLACK: usize = 16;
@@ -261,7 +264,7 @@ impl Sender {
         if force && st.buf.len() >= self.shared.high_water.saturating_mul(FORCED_SLACK) {
             // Only a peer that stopped reading lets forced messages pile up this
             // far: close rather than buffer for it without bound.
-            let reason = "the peer stopped reading".to_owned();
+            let reason = STOPPED_READING.to_owned();
             st.closed = Some(reason.clone());
             drop(st);
             self.shared.wake_writer.notify_one();
@@ -305,6 +308,11 @@ impl Sender {
     /// Whether the channel no longer accepts messages.
     pub fn is_closed(&self) -> bool {
         self.shared.lock().closed.is_some()
+    }
+
+    /// Why the channel no longer accepts messages, once it does not.
+    pub fn close_reason(&self) -> Option<String> {
+        self.shared.lock().closed.clone()
     }
 
     /// Whether `self` and `other` send on the same channel.

@@ -1,0 +1,88 @@
+//! A link to one peer: the task that reads the channel, feeds the
+//! connection's session, and acts on what is not part of an open call (a
+//! call to serve, a request to cancel this actor).
+
+use std::sync::Arc;
+
+use actor_transport::session::Incoming as Arrival;
+use actor_transport::{Channel, Receiver, Side, Uid};
+use tracing::Instrument;
+
+use crate::conn::Conn;
+use crate::local::Actor;
+use crate::serve;
+
+/// Our relation to the peer, which decides what its control messages may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Peer {
+    /// Our parent: it may cancel us, and losing it cancels us.
+    Parent,
+    /// A child we spawned (it proved its one-time token).
+    Child,
+    /// Any other actor or program.
+    Other,
+}
+
+/// Starts serving `channel` to `peer`, our end being `side`: spawns its
+/// reader task and returns the connection.
+pub(crate) fn start(channel: Channel, peer: Uid, side: Side, relation: Peer, actor: Arc<Actor>) -> Arc<Conn> {
+    let (sender, receiver) = channel.split();
+    // Parent and children proved a spawn token; anyone else is trusted only
+    // when the tree requires a secret or a certificate of every peer.
+    let trusted = relation != Peer::Other || actor.tree_authenticated();
+    let conn = Arc::new(Conn::new(sender, actor.uid.clone(), peer, side, trusted));
+    let span = tracing::debug_span!(parent: &actor.span(), "conn", peer = %conn.peer());
+    // Untracked: a reader runs until its peer goes, which may outlive teardown.
+    tokio::spawn(read_loop(conn.clone(), receiver, relation, actor).instrument(span));
+    conn
+}
+
+async fn read_loop(conn: Arc<Conn>, mut receiver: Receiver, relation: Peer, actor: Arc<Actor>) {
+    let reason = loop {
+        if let Some(reason) = conn.sender().close_reason() {
+            // Our side closed the channel: during teardown that is routine; a
+            // peer that stopped reading what we had to send is worth a warning.
+            if reason == actor_transport::channel::STOPPED_READING {
+                tracing::warn!(peer = %conn.peer(), "closing the channel: the peer stopped reading");
+            }
+            break reason;
+        }
+        match receiver.recv().await {
+            Ok(Some(msg)) => match conn.handle(msg) {
+                Ok(None) => {}
+                Ok(Some(Arrival::Call { cid, func, kind, args, window })) => {
+                    serve::start(&conn, &actor, relation, cid, func, kind, args, window);
+                }
+                Ok(Some(Arrival::CancelActor { canceller, reason })) => {
+                    if relation == Peer::Parent {
+                        actor.cancel_by_parent(canceller, reason, conn.sender().clone());
+                    } else {
+                        // Others cancel an actor with the `actor::cancel` call, which
+                        // can be answered; this message is for the parent alone.
+                        tracing::debug!(peer = %conn.peer(), "ignoring CancelActor from a peer that is not the parent");
+                    }
+                }
+                Ok(Some(Arrival::CancelActorAck)) => {}
+                Err(violation) => {
+                    tracing::warn!(peer = %conn.peer(), %violation, "protocol violation, closing the channel");
+                    break violation.to_string();
+                }
+            },
+            Ok(None) => break "the peer closed the channel".to_owned(),
+            Err(e) => {
+                // A reset from a peer that died is reported by its supervisor;
+                // a malformed frame is the peer's fault and worth a warning.
+                if e.is_io() {
+                    tracing::debug!(peer = %conn.peer(), error = %e, "channel broke");
+                } else {
+                    tracing::warn!(peer = %conn.peer(), error = %e, "closing the channel after a bad frame");
+                }
+                break e.to_string();
+            }
+        }
+    };
+    conn.close(&reason);
+    if relation == Peer::Parent {
+        actor.cancel(None, format!("lost the channel to the parent: {reason}"));
+    }
+}

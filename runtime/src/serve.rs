@@ -1,0 +1,154 @@
+//! Serving the peer's calls: find the function, run it as a task of this
+//! actor under its own cancellation token, and send how it ended.
+
+use std::sync::Arc;
+
+use actor_transport::{CallId, CallKind, Completion, ErrorKind, RemoteError, Uid};
+use bytes::Bytes;
+use tracing::Instrument;
+
+use crate::conn::{Conn, ServedIo};
+use crate::link::Peer;
+use crate::local::{Actor, ExitHook};
+use crate::registry::{self, Failure, Handler};
+
+/// The function every actor serves to be cancelled by a peer of its tree:
+/// arguments `[reason: str]`, result nil, sent once the actor has cancelled
+/// its calls and children, just before it exits.
+pub(crate) const CANCEL_FN: &str = "actor::cancel";
+
+/// Serves the peer's call `cid` of `func`, or refuses it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn start(
+    conn: &Arc<Conn>,
+    actor: &Arc<Actor>,
+    relation: Peer,
+    cid: CallId,
+    func: String,
+    kind: CallKind,
+    args: Bytes,
+    window: u32,
+) {
+    let me = &actor.uid;
+    let refuse = |kind, type_name: &str, message: String| {
+        conn.refuse(cid, RemoteError::new(me.clone(), kind, type_name, message));
+    };
+    if func == CANCEL_FN {
+        return cancel_requested(conn, actor, cid, kind, &args);
+    }
+    let Some(handler) = registry::lookup(&func) else {
+        return refuse(
+            ErrorKind::UnknownFunction,
+            "actor::UnknownFunction",
+            format!("no function `{func}` is registered in actor `{me}`"),
+        );
+    };
+    if handler.kind() != kind {
+        return refuse(
+            ErrorKind::Protocol,
+            "actor::WrongCallKind",
+            format!("`{func}` is a {:?} function but was called as {kind:?}", handler.kind()),
+        );
+    }
+    if !actor.exposes(&func) {
+        return refuse(
+            ErrorKind::NotExposed,
+            "actor::NotExposed",
+            format!("actor `{me}` does not expose `{func}`"),
+        );
+    }
+    let token = actor.token().child_token();
+    let (shared, items) = conn.admit(cid, kind, window, token.clone());
+    let io = ServedIo { conn: conn.clone(), cid, shared, items };
+    let served = match handler {
+        Handler::Single(f) => f(args),
+        Handler::Stream(f) => f(args, io),
+        Handler::Context(f) => f(args, io),
+    };
+    let conn = conn.clone();
+    let actor2 = actor.clone();
+    let span = tracing::info_span!("call", %func, cid);
+    let main = relation == Peer::Parent && actor.claim_main();
+    actor.spawn(
+        async move {
+            tracing::debug!("started");
+            let outcome = tokio::select! {
+                biased;
+                r = served => Some(r),
+                _ = token.cancelled() => None,
+            };
+            let me = &actor2.uid;
+            let how = match outcome {
+                Some(Ok(value)) => Completion::Returned(value),
+                Some(Err(failure)) => Completion::Failed(Box::new(failure_to_remote(failure, me))),
+                None => {
+                    let (canceller, reason) = match conn.canceller(cid) {
+                        Some(c) => (Some(c), "cancelled by the caller".to_owned()),
+                        None => actor2.cancel_reason(),
+                    };
+                    let mut e =
+                        RemoteError::new(me.clone(), ErrorKind::Cancelled, "actor::Error::Cancelled", reason);
+                    e.canceller = canceller;
+                    Completion::Cancelled(Box::new(e))
+                }
+            };
+            tracing::debug!("finished");
+            conn.complete(cid, &func, how).await;
+            if main {
+                actor2.cancel(None, "its main function returned".into());
+            }
+        }
+        .instrument(span),
+    );
+}
+
+/// A peer asks this actor to cancel itself (the [`CANCEL_FN`] call). Any
+/// peer that proved it belongs to the tree may; the answer goes out once the
+/// actor has wound down, just before it exits.
+fn cancel_requested(conn: &Arc<Conn>, actor: &Arc<Actor>, cid: CallId, kind: CallKind, args: &[u8]) {
+    let me = &actor.uid;
+    let refuse = |kind, type_name: &str, message: String| {
+        conn.refuse(cid, RemoteError::new(me.clone(), kind, type_name, message));
+    };
+    if kind != CallKind::Single {
+        return refuse(
+            ErrorKind::Protocol,
+            "actor::WrongCallKind",
+            format!("`{CANCEL_FN}` is a single call"),
+        );
+    }
+    if !conn.trusted() {
+        return refuse(
+            ErrorKind::NotExposed,
+            "actor::NotPermitted",
+            format!(
+                "actor `{me}` takes cancel requests only from peers that proved they belong to its tree \
+                 (the tree's token or certificate)"
+            ),
+        );
+    }
+    let reason = match registry::decode::<(String,)>(args, || format!("arguments of `{CANCEL_FN}`")) {
+        Ok((reason,)) => reason,
+        Err(e) => return refuse(ErrorKind::BadArguments, "actor::BadArguments", e.to_string()),
+    };
+    let canceller: Uid = conn.peer().clone();
+    tracing::info!(%canceller, %reason, "cancel requested by a peer");
+    conn.admit(cid, CallKind::Single, 0, actor.token().child_token());
+    let reply = conn.clone();
+    let answer: ExitHook = Box::new(move || {
+        Box::pin(async move {
+            reply.complete(cid, CANCEL_FN, Completion::Returned(Bytes::from_static(b"\xc0"))).await
+        })
+    });
+    actor.cancel_by_peer(canceller, reason, answer);
+}
+
+fn failure_to_remote(failure: Failure, me: &Uid) -> RemoteError {
+    match failure {
+        Failure::BadArguments(msg) => {
+            RemoteError::new(me.clone(), ErrorKind::BadArguments, "actor::BadArguments", msg)
+        }
+        Failure::Panicked(msg) => RemoteError::new(me.clone(), ErrorKind::Panic, "panic", msg),
+        Failure::Failed(e) => e.to_remote(me),
+    }
+}
