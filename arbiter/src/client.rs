@@ -6,14 +6,13 @@
 //! authenticated with ([`HandshakeConfig::uid`]). Entries it registered vanish
 //! when the client is dropped or its connection breaks.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use actor_transport::{
-    Addr, CallId, CallKind, ChannelError, ErrorKind, HandshakeConfig, HandshakeError, Msg, Receiver,
-    RemoteError, Secret, Sender, TlsConfig, Uid, connect, connect_tls,
+    Addr, CallApp, CallId, CallKind, ChannelError, End, ErrorKind, HandshakeConfig, HandshakeError, Incoming,
+    Limits, Receiver, RemoteError, Secret, Sender, Session, SessionError, Side, TlsConfig, Uid, connect,
+    connect_tls,
 };
 use bytes::Bytes;
 use serde::Serialize;
@@ -107,30 +106,32 @@ fn hint(e: &HandshakeError) -> &'static str {
     }
 }
 
-enum Reply {
-    Value(Bytes),
-    Failed(Box<RemoteError>),
-    CancelAcked,
-    Closed(String),
-}
+/// A request's application side in the session: where its reply goes.
+struct Slot(Option<oneshot::Sender<End>>);
 
-#[derive(Default)]
-struct Pending {
-    calls: HashMap<CallId, oneshot::Sender<Reply>>,
-    /// Calls whose caller went away after sending `Cancel`: their one reply
-    /// (`Return`, `Error` or `CancelAck`) is still expected and dropped.
-    cancelled: HashSet<CallId>,
-    closed: Option<String>,
+impl CallApp for Slot {
+    fn started(&mut self, _: Bytes) {}
+    fn item(&mut self, _: Bytes) {}
+    fn stopped(&mut self) {}
+    fn credit(&mut self) {}
+    fn cancel_requested(&mut self, _: &Uid) {}
+    fn ended(mut self, end: End) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(end);
+        }
+    }
 }
 
 struct Shared {
-    pending: Mutex<Pending>,
+    /// This client's uid, the source of the errors it sends.
+    me: Uid,
+    session: Mutex<Session<Slot>>,
     closed: CancellationToken,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Session<Slot>> {
+        self.session.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -144,7 +145,6 @@ pub struct ArbiterClient {
     arbiter: Uid,
     sender: Sender,
     shared: Arc<Shared>,
-    next_cid: AtomicU64,
     reader: JoinHandle<()>,
 }
 
@@ -207,19 +207,15 @@ impl ArbiterClient {
         let (channel, arbiter) =
             connected.map_err(|e| ClientError::Handshake { addr: addr.clone(), source: Box::new(e) })?;
         let (sender, receiver) = channel.split();
-        let shared =
-            Arc::new(Shared { pending: Mutex::new(Pending::default()), closed: CancellationToken::new() });
-        let reader = tokio::spawn(read_loop(shared.clone(), receiver, arbiter.clone()));
+        let session = Session::new(Side::Connector, handshake.uid.clone(), Limits::default());
+        let shared = Arc::new(Shared {
+            me: handshake.uid.clone(),
+            session: Mutex::new(session),
+            closed: CancellationToken::new(),
+        });
+        let reader = tokio::spawn(read_loop(shared.clone(), sender.clone(), receiver, arbiter.clone()));
         tracing::debug!(%addr, %arbiter, "connected to the arbiter");
-        Ok(ArbiterClient {
-            addr: addr.clone(),
-            uid: handshake.uid.clone(),
-            arbiter,
-            sender,
-            shared,
-            next_cid: AtomicU64::new(1),
-            reader,
-        })
+        Ok(ArbiterClient { addr: addr.clone(), uid: handshake.uid.clone(), arbiter, sender, shared, reader })
     }
 
     /// The arbiter's address.
@@ -317,38 +313,33 @@ impl ArbiterClient {
         R: DeserializeOwned,
     {
         let args = rmp_serde::to_vec(args).map_err(|source| ClientError::Encode { func, source })?;
-        let cid = self.next_cid.fetch_add(2, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        {
-            let mut p = self.shared.lock();
-            if let Some(reason) = &p.closed {
-                return Err(self.disconnected(reason.clone()));
-            }
-            p.calls.insert(cid, tx);
-        }
-        let mut guard = CallGuard { client: self, cid, armed: true };
-        let start =
-            Msg::Start { cid, func: func.to_owned(), kind: CallKind::Single, args: args.into(), window: 0 };
+        let opened = self.shared.lock().open(func, CallKind::Single, args.into(), Slot(Some(tx)));
+        let (cid, start) = opened.map_err(|e| match e {
+            SessionError::Closed(reason) => self.disconnected(reason),
+            other => self.disconnected(other.to_string()),
+        })?;
+        let guard = CallGuard { client: self, cid };
         if let Err(e) = self.sender.send(&start).await {
-            guard.armed = false;
-            self.shared.lock().calls.remove(&cid);
+            drop(guard);
             return Err(match e {
                 ChannelError::Closed { reason } => self.disconnected(reason),
                 other => self.disconnected(format!("cannot send the request: {other}")),
             });
         }
         let reply = rx.await;
-        guard.armed = false;
+        // The call has left the session: the guard has nothing to cancel.
+        drop(guard);
         match reply {
-            Ok(Reply::Value(value)) => {
+            Ok(End::Returned(value)) => {
                 rmp_serde::from_slice(&value).map_err(|source| ClientError::Decode { func, source })
             }
-            Ok(Reply::Failed(e)) => Err(ClientError::Remote(e)),
-            Ok(Reply::CancelAcked) => Err(ClientError::Protocol {
+            Ok(End::Failed(e)) => Err(ClientError::Remote(e)),
+            Ok(End::Closed(reason)) => Err(self.disconnected(reason)),
+            Ok(other) => Err(ClientError::Protocol {
                 addr: self.addr.clone(),
-                reason: format!("CancelAck for call {cid} of `{func}`, which was not cancelled"),
+                reason: format!("call {cid} of `{func}` ended unexpectedly: {other:?}"),
             }),
-            Ok(Reply::Closed(reason)) => Err(self.disconnected(reason)),
             Err(_) => Err(self.disconnected("the reader task stopped".into())),
         }
     }
@@ -362,69 +353,58 @@ impl Drop for ArbiterClient {
     }
 }
 
-/// Sends `Cancel` if a call's future is dropped before its reply arrived.
+/// Gives up on a request whose future is dropped before its reply arrived:
+/// the call leaves the session and the arbiter is asked to cancel it.
 struct CallGuard<'a> {
     client: &'a ArbiterClient,
     cid: CallId,
-    armed: bool,
 }
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let mut p = self.client.shared.lock();
-        // No pending entry: the reply already arrived (or the connection closed).
-        if p.calls.remove(&self.cid).is_none() || p.closed.is_some() {
-            return;
-        }
-        p.cancelled.insert(self.cid);
-        drop(p);
-        let cancel = Msg::Cancel { cid: self.cid, canceller: self.client.uid.clone() };
-        if let Err(e) = self.client.sender.send_now(&cancel) {
-            tracing::debug!(cid = self.cid, error = %e, "cannot send Cancel to the arbiter");
+        let cancel = self.client.shared.lock().abandon(self.cid);
+        if let Some(cancel) = cancel {
+            if let Err(e) = self.client.sender.send_now(&cancel) {
+                tracing::debug!(cid = self.cid, error = %e, "cannot send Cancel to the arbiter");
+            }
         }
     }
 }
 
-async fn read_loop(shared: Arc<Shared>, mut receiver: Receiver, arbiter: Uid) {
+async fn read_loop(shared: Arc<Shared>, sender: Sender, mut receiver: Receiver, arbiter: Uid) {
     let reason = loop {
-        let (cid, reply) = match receiver.recv().await {
-            Ok(Some(Msg::Return { cid, value })) => (cid, Reply::Value(value)),
-            Ok(Some(Msg::Error { cid, error })) => (cid, Reply::Failed(error)),
-            Ok(Some(Msg::CancelAck { cid })) => (cid, Reply::CancelAcked),
-            Ok(Some(Msg::StartAck { .. })) => continue,
-            Ok(Some(other)) => {
-                let reason =
-                    format!("protocol violation: the arbiter sent an unexpected {} message", other.name());
-                tracing::warn!(%arbiter, %reason, "closing the connection to the arbiter");
-                break reason;
-            }
+        let msg = match receiver.recv().await {
+            Ok(Some(msg)) => msg,
             Ok(None) => break "the arbiter closed the connection".to_owned(),
             Err(e) => break format!("the connection broke: {e}"),
         };
-        let mut p = shared.lock();
-        if let Some(tx) = p.calls.remove(&cid) {
-            drop(p);
-            // The caller may have just given up; its guard found no entry and sent
-            // no Cancel, so dropping the reply is all there is to do.
-            let _ = tx.send(reply);
-        } else if !p.cancelled.remove(&cid) {
-            drop(p);
-            tracing::warn!(%arbiter, cid, "ignoring a reply to a call that is not pending");
+        let handled = shared.lock().handle(msg);
+        match handled {
+            Ok(None) => {}
+            // An arbiter calls nothing on its clients; a polite refusal keeps
+            // the connection, and the registration, alive.
+            Ok(Some(Incoming::Call { cid, func, .. })) => {
+                let error = RemoteError::new(
+                    shared.me.clone(),
+                    ErrorKind::UnknownFunction,
+                    "arbiter::UnknownFunction",
+                    format!("an arbiter client serves no functions (asked for `{func}`)"),
+                );
+                let refusal = shared.lock().refuse(cid, error);
+                let _ = sender.send_now(&refusal);
+            }
+            Ok(Some(Incoming::CancelActor { .. } | Incoming::CancelActorAck)) => {
+                tracing::debug!(%arbiter, "ignoring an actor control message from the arbiter");
+            }
+            Err(violation) => {
+                let reason = format!("protocol violation by the arbiter: {violation}");
+                tracing::warn!(%arbiter, %reason, "closing the connection to the arbiter");
+                break reason;
+            }
         }
     };
     tracing::debug!(%arbiter, %reason, "arbiter connection ended");
-    let calls = {
-        let mut p = shared.lock();
-        p.closed = Some(reason.clone());
-        p.cancelled.clear();
-        std::mem::take(&mut p.calls)
-    };
-    for (_, tx) in calls {
-        let _ = tx.send(Reply::Closed(reason.clone()));
-    }
+    shared.lock().close(&reason);
     shared.closed.cancel();
 }
 

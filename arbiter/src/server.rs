@@ -6,14 +6,14 @@
 //! [`crate::WAIT_FOR`] calls). Anything else is a protocol violation that closes
 //! that connection, and only that one.
 
-use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use actor_transport::{
-    Addr, Auth, CallId, CallKind, ChannelConfig, ErrorKind, HandshakeConfig, Listener, Msg, RemoteError,
-    Secret, Sender, Stream, TlsConfig, Uid, accept,
+    Addr, Auth, CallApp, CallId, CallKind, ChannelConfig, Completion, End, ErrorKind, HandshakeConfig,
+    Incoming, Limits, Listener, Msg, RemoteError, Secret, Sender, Session, Side, Stream, TlsConfig, Uid,
+    accept,
 };
 use bytes::Bytes;
 use serde::Serialize;
@@ -28,6 +28,12 @@ use crate::{FIND, FUNCTIONS, LIST, REGISTER, UNREGISTER, WAIT_FOR};
 
 /// How many [`crate::WAIT_FOR`] calls one connection may have pending at once.
 pub const MAX_WAITERS_PER_CONNECTION: usize = 1024;
+
+/// The bounds each connection's session enforces: pending calls are the
+/// `wait_for`s, and no client call carries items.
+fn limits() -> Limits {
+    Limits { max_served: MAX_WAITERS_PER_CONNECTION, max_served_window: 0, ..Limits::default() }
+}
 
 /// How long closing a connection may wait for queued replies to be written.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -295,11 +301,28 @@ struct Conn {
     peer: Uid,
     id: ConnId,
     sender: Sender,
-    /// Pending `wait_for` calls, by call id.
-    waiters: Mutex<HashMap<CallId, CancellationToken>>,
+    /// The call protocol; the calls in it are pending `wait_for`s (every
+    /// other call is answered as it arrives).
+    session: Mutex<Session<Waiter>>,
     /// Cancelled when the connection closes: ends every waiter without a reply.
     closing: CancellationToken,
     tasks: TaskTracker,
+}
+
+/// A pending `wait_for`, as the session sees it: its task's cancel token.
+struct Waiter(CancellationToken);
+
+impl CallApp for Waiter {
+    fn started(&mut self, _: Bytes) {}
+    fn item(&mut self, _: Bytes) {}
+    fn stopped(&mut self) {}
+    fn credit(&mut self) {}
+    fn cancel_requested(&mut self, _: &Uid) {
+        self.0.cancel();
+    }
+    fn ended(self, _: End) {
+        self.0.cancel();
+    }
 }
 
 /// What the reader does after a message.
@@ -353,7 +376,7 @@ impl Server {
             peer,
             id,
             sender,
-            waiters: Mutex::new(HashMap::new()),
+            session: Mutex::new(Session::new(Side::Acceptor, self.uid.clone(), limits())),
             closing: shutdown.child_token(),
             tasks: TaskTracker::new(),
         });
@@ -380,6 +403,7 @@ impl Server {
         };
         tracing::debug!(peer = %conn.peer, %reason, "client disconnected");
         conn.closing.cancel();
+        conn.session().close(&reason);
         // Entries go before the channel finishes closing, so lookups stop
         // returning a dead actor as early as possible.
         drop(cleanup);
@@ -393,8 +417,8 @@ impl Server {
 }
 
 impl Conn {
-    fn waiters(&self) -> MutexGuard<'_, HashMap<CallId, CancellationToken>> {
-        self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    fn session(&self) -> MutexGuard<'_, Session<Waiter>> {
+        self.session.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn error(&self, kind: ErrorKind, type_name: &str, message: impl Into<String>) -> Box<RemoteError> {
@@ -408,49 +432,45 @@ impl Conn {
     }
 
     async fn handle(self: &Arc<Self>, msg: Msg) -> Next {
-        match msg {
-            Msg::Start { cid, func, kind, args, window: _ } => self.start(cid, func, kind, args).await,
-            Msg::Cancel { cid, canceller } => {
-                match self.waiters().get(&cid) {
-                    Some(token) => {
-                        tracing::debug!(peer = %self.peer, cid, %canceller, "wait_for cancelled");
-                        token.cancel();
-                    }
-                    None => tracing::debug!(peer = %self.peer, cid, "ignoring Cancel of a call not pending"),
-                }
-                Next::Continue
+        let handled = self.session().handle(msg);
+        let refusals: Vec<Msg> = std::iter::from_fn(|| self.session().poll_transmit()).collect();
+        for m in refusals {
+            self.reply(m).await;
+        }
+        match handled {
+            Ok(None) => Next::Continue,
+            Ok(Some(Incoming::Call { cid, func, kind, args, .. })) => self.start(cid, func, kind, args).await,
+            Ok(Some(Incoming::CancelActor { .. } | Incoming::CancelActorAck)) => {
+                let reason = "protocol violation: an actor control message sent to the arbiter".to_owned();
+                tracing::warn!(peer = %self.peer, %reason, "closing the connection");
+                Next::Close(reason)
             }
-            other => {
-                let reason = format!("protocol violation: unexpected {} message from a client", other.name());
+            Err(violation) => {
+                let reason = format!("protocol violation: {violation}");
                 tracing::warn!(peer = %self.peer, %reason, "closing the connection");
                 Next::Close(reason)
             }
         }
     }
 
+    /// Answers call `cid` at once with `outcome`.
+    async fn answer(&self, cid: CallId, outcome: Result<Bytes, Box<RemoteError>>) {
+        let msg = match outcome {
+            Ok(value) => Msg::Return { cid, value },
+            Err(error) => self.session().refuse(cid, *error),
+        };
+        self.reply(msg).await;
+    }
+
     async fn start(self: &Arc<Self>, cid: CallId, func: String, kind: CallKind, args: Bytes) -> Next {
         tracing::debug!(peer = %self.peer, cid, %func, "call");
-        if cid % 2 == 0 {
-            let e = self.error(
-                ErrorKind::Protocol,
-                "arbiter::ProtocolError",
-                format!("call id {cid} is even; a connecting side must use odd call ids"),
-            );
-            self.reply(Msg::Error { cid, error: e }).await;
-            return Next::Continue;
-        }
-        if self.waiters().contains_key(&cid) {
-            let reason = format!("protocol violation: call id {cid} reused while its call is pending");
-            tracing::warn!(peer = %self.peer, %reason, "closing the connection");
-            return Next::Close(reason);
-        }
         if kind != CallKind::Single {
             let e = self.error(
                 ErrorKind::Protocol,
                 "arbiter::ProtocolError",
                 format!("`{func}` must be called as a single-result call, not as {kind:?}"),
             );
-            self.reply(Msg::Error { cid, error: e }).await;
+            self.answer(cid, Err(e)).await;
             return Next::Continue;
         }
         let registry = &self.server.registry;
@@ -475,7 +495,10 @@ impl Conn {
                 .and_then(|(name,)| self.encode(&func, &registry.find(&name))),
             LIST => self.decode_unit(&func, &args).and_then(|()| self.encode(&func, &registry.list())),
             WAIT_FOR => match self.decode::<(String,)>(&func, &args) {
-                Ok((name,)) => return self.wait_for(cid, name).await,
+                Ok((name,)) => {
+                    self.wait_for(cid, name).await;
+                    return Next::Continue;
+                }
                 Err(e) => Err(e),
             },
             _ => Err(self.error(
@@ -484,44 +507,21 @@ impl Conn {
                 format!("the arbiter has no function `{func}`; it serves {}", FUNCTIONS.join(", ")),
             )),
         };
-        let msg = match outcome {
-            Ok(value) => Msg::Return { cid, value },
-            Err(error) => Msg::Error { cid, error },
-        };
-        self.reply(msg).await;
+        self.answer(cid, outcome).await;
         Next::Continue
     }
 
-    async fn wait_for(self: &Arc<Self>, cid: CallId, name: String) -> Next {
+    async fn wait_for(self: &Arc<Self>, cid: CallId, name: String) {
         let found = self.server.registry.find(&name);
         if !found.is_empty() {
-            let msg = match self.encode(WAIT_FOR, &found) {
-                Ok(value) => Msg::Return { cid, value },
-                Err(error) => Msg::Error { cid, error },
-            };
-            self.reply(msg).await;
-            return Next::Continue;
+            let outcome = self.encode(WAIT_FOR, &found);
+            self.answer(cid, outcome).await;
+            return;
         }
+        // The session counts pending waiters against its call cap and routes
+        // the client's Cancel to the token.
         let token = self.closing.child_token();
-        let admitted = {
-            let mut waiters = self.waiters();
-            let admitted = waiters.len() < MAX_WAITERS_PER_CONNECTION;
-            if admitted {
-                waiters.insert(cid, token.clone());
-            }
-            admitted
-        };
-        if !admitted {
-            let e = self.error(
-                ErrorKind::Application,
-                "arbiter::TooManyWaiters",
-                format!(
-                    "this connection already has {MAX_WAITERS_PER_CONNECTION} pending `{WAIT_FOR}` calls"
-                ),
-            );
-            self.reply(Msg::Error { cid, error: e }).await;
-            return Next::Continue;
-        }
+        self.session().admit(cid, CallKind::Single, 0, Waiter(token.clone()));
         let conn = self.clone();
         self.tasks.spawn(
             async move {
@@ -530,16 +530,20 @@ impl Conn {
                     _ = token.cancelled() => None,
                     found = conn.server.registry.wait_for(&name) => Some(found),
                 };
-                conn.waiters().remove(&cid);
-                let msg = match found {
+                let how = match found {
                     Some(found) => match conn.encode(WAIT_FOR, &found) {
-                        Ok(value) => Msg::Return { cid, value },
-                        Err(error) => Msg::Error { cid, error },
+                        Ok(value) => Completion::Returned(value),
+                        Err(error) => Completion::Failed(error),
                     },
                     // The connection is closing: nobody to answer.
                     None if conn.closing.is_cancelled() => return,
-                    None => Msg::CancelAck { cid },
+                    None => Completion::Cancelled(conn.error(
+                        ErrorKind::Cancelled,
+                        "arbiter::Cancelled",
+                        "wait_for cancelled",
+                    )),
                 };
+                let Some(msg) = conn.session().complete(cid, how) else { return };
                 // A client that stopped reading must not hold up closing.
                 tokio::select! {
                     _ = conn.closing.cancelled() => {}
@@ -548,7 +552,6 @@ impl Conn {
             }
             .in_current_span(),
         );
-        Next::Continue
     }
 
     fn refusal(&self, e: &RegistryError) -> Box<RemoteError> {
