@@ -33,6 +33,15 @@ fn an_error_three_levels_deep_reaches_the_root_with_every_source() {
     for needle in ["top#", "middle#", "leaf#", "deep trouble", "relayed via"] {
         assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
     }
+    // Each level finds the leaf's own error with `Error::leaves`, and its relay
+    // path lists every actor that relayed it so far, nearest the leaf first.
+    for level in [
+        "LEAF at=middle src=leaf path=[] deep trouble",
+        "LEAF at=top src=leaf path=[middle] deep trouble",
+        "LEAF at=root src=leaf path=[middle>top] deep trouble",
+    ] {
+        assert!(out.stdout.contains(level), "stdout lacks {level:?}: {out:?}");
+    }
 }
 
 #[test]
