@@ -25,6 +25,28 @@ fn three_failing_children_make_one_group_error() {
     }
 }
 
+/// Three children fail at the same moment, round after round; each round's
+/// nursery error must hold all three failures, each naming its actor. In the
+/// nested form each child relays its own child's failure, which reaches it
+/// while our cancel may be arriving: that failure must not become a mere
+/// cancellation.
+#[test]
+fn simultaneous_failures_are_all_kept_in_the_group() {
+    for (form, entries, leaves) in [
+        ("group_race", "failer0,failer1,failer2", "failer0,failer1,failer2"),
+        ("group_race_nested", "mid0,mid1,mid2", "leaf0,leaf1,leaf2"),
+    ] {
+        let out = scenario(&[form, "10"]);
+        assert!(out.status.success(), "{form}: {out:?}");
+        let rounds: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("ROUND ")).collect();
+        assert_eq!(rounds.len(), 10, "{form}: {out:?}");
+        for line in rounds {
+            let expected = format!("Application,Application,Application {entries} {leaves}");
+            assert!(line.ends_with(&expected), "{form}: {line}\n{}", out.stderr);
+        }
+    }
+}
+
 #[test]
 fn an_error_three_levels_deep_reaches_the_root_with_every_source() {
     let out = scenario(&["deep_error"]);

@@ -581,11 +581,7 @@ impl Conn {
         self.actor.spawn(
             async move {
                 tracing::debug!("started");
-                let outcome = tokio::select! {
-                    biased;
-                    r = served => Some(r),
-                    _ = token.cancelled() => None,
-                };
+                let outcome = crate::scope::serve(served, &token).await;
                 let call = {
                     let mut t = conn.tables();
                     t.served = t.served.saturating_sub(1);

@@ -43,6 +43,7 @@ mod nursery;
 mod portal;
 mod registry;
 mod run;
+mod scope;
 mod spawn;
 mod state;
 mod stream;

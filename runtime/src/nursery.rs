@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::local::{self, Actor};
 use crate::portal::{ChildControl, Portal, ResultPortal, ResultSlot};
 use crate::registry::{RemoteFn, encode};
+use crate::scope;
 use crate::spawn::{self, ChildProcess};
 
 /// Opens an actor nursery, runs `body` with it, and returns once every actor
@@ -47,8 +48,14 @@ where
     Fut: Future<Output = Result<R>>,
 {
     let actor = local::current()?;
+    // Inside a served call the nursery answers to that call's token (a child
+    // of the actor's), and tells the call it is open, so that a cancel waits
+    // for this nursery to reap its actors and report their failures.
+    let _open = scope::NurseryOpen::enter();
+    let cancel = scope::call_token().unwrap_or_else(|| actor.token().clone());
     let inner = Arc::new(Inner {
-        kids: actor.token().child_token(),
+        kids: cancel.child_token(),
+        cancel,
         failed: CancellationToken::new(),
         errors: Mutex::new(Vec::new()),
         children: Mutex::new(Vec::new()),
@@ -60,13 +67,13 @@ where
     let outcome = tokio::select! {
         r = body(nursery) => Some(r),
         _ = inner.failed.cancelled() => None,
-        _ = inner.actor.token().cancelled() => None,
+        _ = inner.cancel.cancelled() => None,
     };
     if let Some(Ok(_)) = &outcome {
         tokio::select! {
             _ = inner.all_results() => {}
             _ = inner.failed.cancelled() => {}
-            _ = inner.actor.token().cancelled() => {}
+            _ = inner.cancel.cancelled() => {}
         }
     }
     inner.kids.cancel();
@@ -83,7 +90,10 @@ where
             Err(Error::Group(all))
         }
         None if errors.is_empty() => {
-            let (canceller, reason) = inner.actor.cancel_reason();
+            let (canceller, reason) = match inner.actor.token().is_cancelled() {
+                true => inner.actor.cancel_reason(),
+                false => (None, "the call running this nursery was cancelled".into()),
+            };
             Err(Error::Cancelled { canceller, reason })
         }
         _ => Err(one_or_group(errors)),
@@ -108,7 +118,10 @@ fn same_failure(a: &Error, b: &Error) -> bool {
 
 struct Inner {
     actor: Arc<Actor>,
-    /// Cancels every child; a child of the actor's token.
+    /// Cancels the whole nursery: the token of the served call it runs in,
+    /// or the actor's.
+    cancel: CancellationToken,
+    /// Cancels every child; a child of `cancel`.
     kids: CancellationToken,
     /// Fired by the first failure: cancels the body.
     failed: CancellationToken,
