@@ -47,6 +47,18 @@ fn simultaneous_failures_are_all_kept_in_the_group() {
     }
 }
 
+/// A child that dies while its nursery cancels it (here: exit status 3 from
+/// its cancel handling) failed before it was confirmed cancelled: its crash
+/// is kept beside the failure that started the teardown.
+#[test]
+fn a_crash_while_being_cancelled_is_kept() {
+    let out = scenario(&["crash_while_cancelled"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.contains("LEAF failer: first failure"), "{out:?}");
+    assert!(out.stdout.contains("LEAF exits_when_cancelled: actor `exits_when_cancelled#"), "{out:?}");
+    assert!(out.stdout.contains("crashed: exit status 3"), "{out:?}");
+}
+
 #[test]
 fn an_error_three_levels_deep_reaches_the_root_with_every_source() {
     let out = scenario(&["deep_error"]);

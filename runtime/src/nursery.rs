@@ -486,12 +486,14 @@ impl Supervisor {
         let child = self.conn.peer().clone();
         let stopped_by_us = self.control.cancel.is_cancelled();
         // A death by a signal we did not send is a crash even while we were
-        // stopping the child: someone else killed it first.
+        // stopping the child: someone else killed it first. So is a non-zero
+        // exit before any signal of ours: a cancelled actor exits with 0, so
+        // that status is a failure raised while it handled the cancel.
         let our_signal = |st: &ExitStatus| sent.is_some_and(|s| st.signal() == Some(s as i32));
         let crash = match &status {
             Err(e) => Some(format!("cannot reap the process: {e}")),
             Ok(st) if st.signal().is_some() && !our_signal(st) => Some(spawn::describe(*st)),
-            Ok(st) if !st.success() && !stopped_by_us => Some(spawn::describe(*st)),
+            Ok(st) if !st.success() && (!stopped_by_us || sent.is_none()) => Some(spawn::describe(*st)),
             Ok(_) if !stopped_by_us && delivered == Delivery::Nothing => Some(if has_main {
                 "exited without returning a result (exit status 0)".to_owned()
             } else {
