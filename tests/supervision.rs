@@ -59,6 +59,36 @@ fn a_crash_while_being_cancelled_is_kept() {
     assert!(out.stdout.contains("crashed: exit status 3"), "{out:?}");
 }
 
+/// A call into our own daemon whose process dies mid-call names the actor
+/// and how it died, as the nursery does, and the nursery reports that crash
+/// once, not again beside the body's copy of it.
+#[test]
+fn a_call_into_a_child_that_dies_names_its_exit_status_or_signal() {
+    for (how, expected) in [("exit3", "exit status 3"), ("sigkill", "killed by signal 9 (SIGKILL)")] {
+        let out = scenario(&["call_crash", how]);
+        assert_eq!(out.status.code(), Some(1), "{how}: {out:?}");
+        let call = out.stdout.lines().find(|l| l.starts_with("CALL FAILED")).unwrap_or_default();
+        assert!(call.starts_with("CALL FAILED actor `crashy#"), "{how}: {out:?}");
+        assert!(call.ends_with(&format!("crashed: {expected}")), "{how}: {out:?}");
+        assert!(out.stdout.contains("NURSERY LEAVES 1"), "{how}: {out:?}");
+    }
+}
+
+/// The body awaiting a failing child's result gets the child's error, every
+/// time, and the nursery's error holds that failure exactly once.
+#[test]
+fn a_body_awaiting_a_failed_result_always_sees_the_error() {
+    let out = scenario(&["result_race", "20"]);
+    assert!(out.status.success(), "{out:?}");
+    for round in 0..20 {
+        let body = format!("BODY {round} SAW round {round}\n");
+        let nursery = format!("NURSERY {round} round {round}\n");
+        let stdout = format!("{}\n", out.stdout);
+        assert!(stdout.contains(&body), "round {round}: {out:?}");
+        assert!(stdout.contains(&nursery), "round {round}: {out:?}");
+    }
+}
+
 #[test]
 fn an_error_three_levels_deep_reaches_the_root_with_every_source() {
     let out = scenario(&["deep_error"]);

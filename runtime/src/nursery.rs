@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::io;
 use std::process::ExitStatus;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use actor_transport::{CallKind, Msg, Secret, Uid};
 use bytes::Bytes;
@@ -32,6 +32,14 @@ use crate::spawn::{self, ChildProcess};
 /// [`Error::Group`]. When `body` returns `Ok`, the nursery first waits for the
 /// results of every [`Nursery::run_in_actor`] actor, then cancels the daemons
 /// started with [`Nursery::start_actor`] (they live as long as the block).
+///
+/// Every failure that happens before its actor is confirmed cancelled is
+/// kept, including those raised while the nursery is cancelling (an actor
+/// that crashes, or relays its own child's failure, during teardown);
+/// actors that were merely cancelled are not errors. A body awaiting a
+/// failed actor's [`ResultPortal::result`], or a call into an actor whose
+/// process died, gets that failure before the body is cancelled; an error
+/// the body returns that is the same failure is reported once.
 ///
 /// If the returned future is dropped (a timeout around it, say), every actor
 /// is cancelled in the background and `actor::run` waits for them before the
@@ -64,7 +72,12 @@ where
     });
     let _cancel_on_drop = inner.kids.clone().drop_guard();
     let nursery = Nursery { inner: inner.clone() };
+    // Biased toward the body: a failure wakes the body's waiters on that
+    // child (its result, calls that lost the channel to it) before it fires
+    // `failed`, so a body awaiting them returns the child's error on this very
+    // poll rather than being cancelled with it pending.
     let outcome = tokio::select! {
+        biased;
         r = body(nursery) => Some(r),
         _ = inner.failed.cancelled() => None,
         _ = inner.cancel.cancelled() => None,
@@ -292,7 +305,11 @@ impl Nursery {
             },
             None => None,
         };
-        let control = ChildControl { cancel: inner.kids.child_token(), reaped: CancellationToken::new() };
+        let control = ChildControl {
+            cancel: inner.kids.child_token(),
+            reaped: CancellationToken::new(),
+            crash: Arc::new(OnceLock::new()),
+        };
         let slot = main.as_ref().map(|_| watch::channel(None).0);
         inner
             .children()
@@ -435,24 +452,33 @@ impl Supervisor {
                 delivered = self.deliver(r);
             }
         }
+        // The process is gone, so its channel is ending: let the reader see
+        // that first, so calls in flight to it have ended (and can report the
+        // crash, see `Portal::run`) before `finish` wakes the nursery.
+        let _ = tokio::time::timeout(config.kill_grace, self.conn.closed()).await;
         self.finish(status, sent, has_main, delivered);
     }
 
     /// Records the main function's outcome.
+    ///
+    /// The result slot is filled before the nursery hears of a failure, so a
+    /// body awaiting this child's result is woken with it no later than the
+    /// nursery's cancel of the body (see `open_nursery`).
     fn deliver(&self, r: Result<Bytes>) -> Delivery {
-        let delivery = match &r {
+        let (delivery, failure) = match &r {
             // The process died: its exit status is the better report.
             Err(Error::Disconnected { .. }) => return Delivery::Nothing,
-            Ok(_) => Delivery::Value,
+            Ok(_) => (Delivery::Value, None),
             Err(e) => {
-                if !(e.is_cancelled() && self.control.cancel.is_cancelled()) {
-                    self.nursery.fail(e.clone());
-                }
-                Delivery::Error
+                let merely_cancelled = e.is_cancelled() && self.control.cancel.is_cancelled();
+                (Delivery::Error, (!merely_cancelled).then(|| e.clone()))
             }
         };
         if let Some(slot) = &self.slot {
             slot.send_replace(Some(r));
+        }
+        if let Some(e) = failure {
+            self.nursery.fail(e);
         }
         delivery
     }
@@ -506,11 +532,15 @@ impl Supervisor {
             (_, Some(c)) => tracing::warn!(%child, status = %c, "actor crashed"),
             _ => {}
         }
+        // Before anyone is woken: a call that lost its channel to this child
+        // reads how it ended here once `reaped` fires.
+        let _ = self.control.crash.set(crash.clone());
+        let mut failure = None;
         let outcome = match crash {
             Some(status) => {
                 let e = Error::ActorCrashed { actor: child, status };
                 if delivered != Delivery::Error {
-                    self.nursery.fail(e.clone());
+                    failure = Some(e.clone());
                 }
                 Err(e)
             }
@@ -532,6 +562,11 @@ impl Supervisor {
                 }
             });
         }
+        // Waiters on this child (its result, calls that lost the channel) are
+        // woken before the nursery cancels its body; see `deliver`.
         self.control.reaped.cancel();
+        if let Some(e) = failure {
+            self.nursery.fail(e);
+        }
     }
 }
