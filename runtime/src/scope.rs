@@ -68,7 +68,8 @@ pub(crate) async fn serve<T, F>(served: F, token: &CancellationToken) -> Option<
 where
     F: Future<Output = Result<T, Failure>>,
 {
-    let scope = Arc::new(CallScope { token: token.clone(), open: AtomicUsize::new(0), closed: Notify::new() });
+    let scope =
+        Arc::new(CallScope { token: token.clone(), open: AtomicUsize::new(0), closed: Notify::new() });
     let served = SCOPE.scope(scope.clone(), served);
     tokio::pin!(served);
     tokio::select! {
