@@ -1,4 +1,7 @@
 //! Every example runs as a real process tree and shows what its doc says.
+//! Each run is meant to be clean at the default log level (`warn`): even
+//! those that end in an error on purpose must log no WARN or ERROR line, since
+//! a false alarm teaches users to ignore the real ones.
 
 mod common;
 
@@ -11,6 +14,7 @@ const BOUND: Duration = Duration::from_secs(30);
 #[test]
 fn actor_spawning_and_causality() {
     let out = Tree::start("actor_spawning_and_causality", &[], &[]).finish(BOUND);
+    out.assert_no_warnings();
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout.contains("poe (speaking from actor `some_linguist#"), "{out:?}");
     assert!(out.stdout.contains("the nursery is closed"), "{out:?}");
@@ -21,6 +25,7 @@ fn actor_spawning_and_causality() {
 #[test]
 fn actor_spawning_and_causality_with_daemon() {
     let out = Tree::start("actor_spawning_and_causality_with_daemon", &[], &[]).finish(BOUND);
+    out.assert_no_warnings();
     assert!(out.status.success(), "{out:?}");
     // Actor-local state: the second cellar_door call is the daemon's third call.
     assert!(out.stdout.contains("frank says cellar door (call #3 in this actor)"), "{out:?}");
@@ -31,6 +36,7 @@ fn actor_spawning_and_causality_with_daemon() {
 #[test]
 fn remote_error_propagation() {
     let out = Tree::start("remote_error_propagation", &[], &[]).finish(BOUND);
+    out.assert_no_warnings();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(out.stdout.matches("is serving").count(), 2, "{out:?}");
     for needle in ["door_opener#", "the cellar door is locked", "DoorLocked", "caused by: no key on the ring"]
@@ -42,6 +48,7 @@ fn remote_error_propagation() {
 #[test]
 fn nested_actor_tree() {
     let out = Tree::start("nested_actor_tree", &[], &[]).finish(BOUND);
+    out.assert_no_warnings();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(out.stdout.contains("7*7+1 = 50"), "{out:?}");
     for needle in ["manager_failing#", "worker#", "leaf refuses to square 3", "relayed via"] {
@@ -52,6 +59,7 @@ fn nested_actor_tree() {
 #[test]
 fn log_level_reaches_children_with_their_identity() {
     let out = Tree::start("actor_spawning_and_causality", &[], &[("ACTOR_LOG", "actor=debug")]).finish(BOUND);
+    out.assert_no_warnings();
     assert!(out.status.success(), "{out:?}");
     // A debug line logged inside the child carries the child's actor span.
     assert!(
@@ -64,6 +72,7 @@ fn log_level_reaches_children_with_their_identity() {
 #[test]
 fn asynchronous_generators() {
     let out = Tree::start("asynchronous_generators", &[], &[]).finish(BOUND);
+    out.assert_no_warnings();
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout.contains("received 9"), "{out:?}");
     assert!(!out.stdout.contains("received 10"), "{out:?}");
@@ -73,6 +82,7 @@ fn asynchronous_generators() {
 #[test]
 fn full_fledged_streaming_service() {
     let out = Tree::start("full_fledged_streaming_service", &[], &[]).finish(BOUND);
+    out.assert_no_warnings();
     assert!(out.status.success(), "{out:?}");
     assert!(
         out.stdout.contains("40 distinct values from 2 producers through 1 aggregator; complete: true"),
@@ -83,6 +93,7 @@ fn full_fledged_streaming_service() {
 #[test]
 fn rpc_bidir_streaming() {
     let out = Tree::start("rpc_bidir_streaming", &[], &[]).finish(BOUND);
+    out.assert_no_warnings();
     assert!(out.status.success(), "{out:?}");
     for i in 0..5 {
         assert!(out.stdout.contains(&format!("received: pong {i}")), "{out:?}");
@@ -93,6 +104,7 @@ fn rpc_bidir_streaming() {
 #[test]
 fn multiple_streams_one_portal() {
     let out = Tree::start("multiple_streams_one_portal", &[], &[]).finish(BOUND);
+    out.assert_no_warnings();
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout.contains("stream 1 spelled: structured"), "{out:?}");
     assert!(out.stdout.contains("stream 2 spelled: concurrency"), "{out:?}");
@@ -101,6 +113,7 @@ fn multiple_streams_one_portal() {
 #[test]
 fn a_trynamic_first_scene() {
     let out = Tree::start("a_trynamic_first_scene", &[], &[]).finish(BOUND);
+    out.assert_no_warnings();
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout.contains("donny asked gretchen and heard: hi, this is gretchen"), "{out:?}");
     assert!(out.stdout.contains("gretchen asked donny and heard: hi, this is donny"), "{out:?}");
@@ -109,6 +122,7 @@ fn a_trynamic_first_scene() {
 #[test]
 fn service_discovery() {
     let out = Tree::start("service_discovery", &[], &[]).finish(BOUND);
+    out.assert_no_warnings();
     assert!(out.status.success(), "{out:?}");
     let s = &out.stdout;
     assert!(s.contains("wait_for_actor(logger) -> logger#"), "{s}");

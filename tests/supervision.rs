@@ -25,6 +25,70 @@ fn three_failing_children_make_one_group_error() {
     }
 }
 
+/// Three children fail at the same moment, round after round; each round's
+/// nursery error must hold all three failures, each naming its actor. In the
+/// nested form each child relays its own child's failure, which reaches it
+/// while our cancel may be arriving: that failure must not become a mere
+/// cancellation.
+#[test]
+fn simultaneous_failures_are_all_kept_in_the_group() {
+    for (form, entries, leaves) in [
+        ("group_race", "failer0,failer1,failer2", "failer0,failer1,failer2"),
+        ("group_race_nested", "mid0,mid1,mid2", "leaf0,leaf1,leaf2"),
+    ] {
+        let out = scenario(&[form, "10"]);
+        assert!(out.status.success(), "{form}: {out:?}");
+        let rounds: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("ROUND ")).collect();
+        assert_eq!(rounds.len(), 10, "{form}: {out:?}");
+        for line in rounds {
+            let expected = format!("Application,Application,Application {entries} {leaves}");
+            assert!(line.ends_with(&expected), "{form}: {line}\n{}", out.stderr);
+        }
+    }
+}
+
+/// A child that dies while its nursery cancels it (here: exit status 3 from
+/// its cancel handling) failed before it was confirmed cancelled: its crash
+/// is kept beside the failure that started the teardown.
+#[test]
+fn a_crash_while_being_cancelled_is_kept() {
+    let out = scenario(&["crash_while_cancelled"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.contains("LEAF failer: first failure"), "{out:?}");
+    assert!(out.stdout.contains("LEAF exits_when_cancelled: actor `exits_when_cancelled#"), "{out:?}");
+    assert!(out.stdout.contains("crashed: exit status 3"), "{out:?}");
+}
+
+/// A call into our own daemon whose process dies mid-call names the actor
+/// and how it died, as the nursery does, and the nursery reports that crash
+/// once, not again beside the body's copy of it.
+#[test]
+fn a_call_into_a_child_that_dies_names_its_exit_status_or_signal() {
+    for (how, expected) in [("exit3", "exit status 3"), ("sigkill", "killed by signal 9 (SIGKILL)")] {
+        let out = scenario(&["call_crash", how]);
+        assert_eq!(out.status.code(), Some(1), "{how}: {out:?}");
+        let call = out.stdout.lines().find(|l| l.starts_with("CALL FAILED")).unwrap_or_default();
+        assert!(call.starts_with("CALL FAILED actor `crashy#"), "{how}: {out:?}");
+        assert!(call.ends_with(&format!("crashed: {expected}")), "{how}: {out:?}");
+        assert!(out.stdout.contains("NURSERY LEAVES 1"), "{how}: {out:?}");
+    }
+}
+
+/// The body awaiting a failing child's result gets the child's error, every
+/// time, and the nursery's error holds that failure exactly once.
+#[test]
+fn a_body_awaiting_a_failed_result_always_sees_the_error() {
+    let out = scenario(&["result_race", "20"]);
+    assert!(out.status.success(), "{out:?}");
+    for round in 0..20 {
+        let body = format!("BODY {round} SAW round {round}\n");
+        let nursery = format!("NURSERY {round} round {round}\n");
+        let stdout = format!("{}\n", out.stdout);
+        assert!(stdout.contains(&body), "round {round}: {out:?}");
+        assert!(stdout.contains(&nursery), "round {round}: {out:?}");
+    }
+}
+
 #[test]
 fn an_error_three_levels_deep_reaches_the_root_with_every_source() {
     let out = scenario(&["deep_error"]);
@@ -32,6 +96,15 @@ fn an_error_three_levels_deep_reaches_the_root_with_every_source() {
     let err = &out.stderr;
     for needle in ["top#", "middle#", "leaf#", "deep trouble", "relayed via"] {
         assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
+    }
+    // Each level finds the leaf's own error with `Error::leaves`, and its relay
+    // path lists every actor that relayed it so far, nearest the leaf first.
+    for level in [
+        "LEAF at=middle src=leaf path=[] deep trouble",
+        "LEAF at=top src=leaf path=[middle] deep trouble",
+        "LEAF at=root src=leaf path=[middle>top] deep trouble",
+    ] {
+        assert!(out.stdout.contains(level), "stdout lacks {level:?}: {out:?}");
     }
 }
 

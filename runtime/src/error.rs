@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use actor_transport::{ChannelError, ErrorKind, HandshakeError, RemoteError, Uid};
 
+mod leaves;
+
+pub use leaves::{Leaf, Leaves};
+
 /// `Result<T, actor::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -165,6 +169,26 @@ impl Error {
         }
     }
 
+    /// The original failures this error is made of: walks groups (local
+    /// [`Error::Group`] and remote ones from deeper nurseries) and relay
+    /// wrappers down to the errors actors actually raised, so the first
+    /// item of a nursery error three levels deep is the leaf actor's own
+    /// error, with its source and relay path. An error that is neither a group
+    /// nor remote yields itself. Cancellations are leaves too: skip them with
+    /// [`Leaf::is_cancelled`].
+    ///
+    /// ```
+    /// # fn report(e: &actor::Error) {
+    /// for leaf in e.leaves().filter(|l| !l.is_cancelled()) {
+    ///     let actor = leaf.actor().map(|a| a.to_string()).unwrap_or_else(|| "here".into());
+    ///     eprintln!("{actor}: {}", leaf.message());
+    /// }
+    /// # }
+    /// ```
+    pub fn leaves(&self) -> Leaves<'_> {
+        Leaves::new(self)
+    }
+
     /// Whether this is a cancellation (locally, or reported by a remote actor).
     pub fn is_cancelled(&self) -> bool {
         match self {
@@ -199,9 +223,11 @@ impl Error {
     }
 
     fn to_remote_unbounded(&self, me: &Uid) -> RemoteError {
+        // `me` relays the whole tree of `r`, not only its outermost error: a
+        // leaf's error lists every actor it passed through on its way up.
         let relay = |r: &RemoteError| {
             let mut r = r.clone();
-            r.relay_path.push(me.clone());
+            push_relay(&mut r, me);
             r
         };
         match self {
@@ -279,6 +305,14 @@ impl Error {
             Error::Config(_) => "actor::Error::Config",
             Error::App(_) => "actor::Error::App",
         }
+    }
+}
+
+/// Appends `me` to the relay path of `e` and of every error nested in it.
+fn push_relay(e: &mut RemoteError, me: &Uid) {
+    e.relay_path.push(me.clone());
+    for inner in &mut e.nested {
+        push_relay(inner, me);
     }
 }
 
@@ -423,6 +457,62 @@ mod tests {
         let back: RemoteError = actor_transport::codec::decode_value(&bytes).unwrap();
         assert_eq!(back, wire);
         assert!(e.to_string().contains("omitted"), "{e}");
+    }
+
+    #[test]
+    fn relays_mark_every_nested_error_with_the_relaying_actor() {
+        let (leaf, mid, top) = (Uid::new("leaf"), Uid::new("mid"), Uid::new("top"));
+        let original = RemoteError::new(leaf.clone(), ErrorKind::Application, "T", "boom");
+        let at_top = Error::from(Error::from(original).to_remote(&mid)).to_remote(&top);
+        let at_root = Error::from(at_top);
+        let leaves: Vec<_> = at_root.leaves().collect();
+        assert_eq!(leaves.len(), 1);
+        assert_eq!(leaves[0].actor(), Some(&leaf));
+        assert_eq!(leaves[0].relay_path(), [mid.clone(), top.clone()]);
+        assert_eq!(leaves[0].message(), "boom");
+        // The middle wrapper was relayed by `top` only.
+        let outer = at_root.as_remote().map(|r| &r.nested[0]);
+        assert_eq!(outer.map(|r| r.relay_path.clone()), Some(vec![top]));
+    }
+
+    #[test]
+    fn leaves_walk_local_and_remote_groups_in_order() {
+        let uid = |n: &str| Uid::new(n);
+        let app = |src: &str, m: &str| RemoteError::new(uid(src), ErrorKind::Application, "T", m);
+        // A remote group from a deeper nursery: two failures and a cancellation.
+        let mut deep = RemoteError::new(uid("mid"), ErrorKind::Group, "actor::Error::Group", "3 failed");
+        deep.nested = vec![
+            app("a", "first"),
+            app("b", "second"),
+            RemoteError::new(uid("c"), ErrorKind::Cancelled, "actor::Error::Cancelled", "stop"),
+        ];
+        let crashed = Error::ActorCrashed { actor: uid("d"), status: "exit status 3".into() };
+        let relay = uid("relay");
+        let e = Error::Group(vec![
+            Error::from(Error::from(deep).to_remote(&relay)),
+            crashed,
+            Error::msg("local trouble"),
+        ]);
+        let leaves: Vec<_> = e.leaves().collect();
+        let names: Vec<_> = leaves.iter().map(|l| l.actor().map(|u| u.name.as_str())).collect();
+        assert_eq!(names, [Some("a"), Some("b"), Some("c"), Some("d"), None]);
+        let cancelled: Vec<_> = leaves.iter().map(Leaf::is_cancelled).collect();
+        assert_eq!(cancelled, [false, false, true, false, false]);
+        assert_eq!(leaves[0].relay_path(), [relay]);
+        assert_eq!(leaves[4].message(), "local trouble");
+        // A plain error is its own only leaf.
+        assert_eq!(Error::NotRunning.leaves().count(), 1);
+    }
+
+    #[test]
+    fn a_capped_relay_is_a_leaf() {
+        let mut e = Error::from(RemoteError::new(Uid::new("leaf"), ErrorKind::Application, "T", "deep"));
+        for i in 0..30 {
+            e = Error::Remote(Box::new(e.to_remote(&Uid::new(format!("relay{i}")))));
+        }
+        let leaves: Vec<_> = e.leaves().collect();
+        assert_eq!(leaves.len(), 1);
+        assert!(leaves[0].to_string().contains("omitted"), "{}", leaves[0]);
     }
 
     #[test]

@@ -44,6 +44,7 @@ mod nursery;
 mod portal;
 mod registry;
 mod run;
+mod scope;
 mod serve;
 mod spawn;
 mod state;
@@ -58,7 +59,7 @@ pub use config::{Config, ENV_ARBITER, ENV_BIND, ENV_INSECURE, ENV_LOG, ENV_NAME,
 pub use conn::STREAM_WINDOW;
 pub use context::{Context, ContextHandle};
 pub use discovery::{find_actor, get_arbiter, list_actors, wait_for_actor, wait_for_actor_within};
-pub use error::{AppError, Error, Result};
+pub use error::{AppError, Error, Leaf, Leaves, Result};
 pub use nursery::{ActorBuilder, Nursery, open_nursery};
 pub use portal::{Portal, ResultPortal};
 pub use registry::{RemoteContextFn, RemoteFn, RemoteStreamFn, is_registered};

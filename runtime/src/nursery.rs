@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::io;
 use std::process::ExitStatus;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use actor_transport::{CallKind, Msg, Secret, Uid};
 use bytes::Bytes;
@@ -21,6 +21,7 @@ use crate::link::{self, Peer};
 use crate::local::{self, Actor};
 use crate::portal::{ChildControl, Portal, ResultPortal, ResultSlot};
 use crate::registry::{RemoteFn, encode};
+use crate::scope;
 use crate::spawn::{self, ChildProcess};
 
 /// Opens an actor nursery, runs `body` with it, and returns once every actor
@@ -32,6 +33,14 @@ use crate::spawn::{self, ChildProcess};
 /// [`Error::Group`]. When `body` returns `Ok`, the nursery first waits for the
 /// results of every [`Nursery::run_in_actor`] actor, then cancels the daemons
 /// started with [`Nursery::start_actor`] (they live as long as the block).
+///
+/// Every failure that happens before its actor is confirmed cancelled is
+/// kept, including those raised while the nursery is cancelling (an actor
+/// that crashes, or relays its own child's failure, during teardown);
+/// actors that were merely cancelled are not errors. A body awaiting a
+/// failed actor's [`ResultPortal::result`], or a call into an actor whose
+/// process died, gets that failure before the body is cancelled; an error
+/// the body returns that is the same failure is reported once.
 ///
 /// If the returned future is dropped (a timeout around it, say), every actor
 /// is cancelled in the background and `actor::run` waits for them before the
@@ -48,8 +57,14 @@ where
     Fut: Future<Output = Result<R>>,
 {
     let actor = local::current()?;
+    // Inside a served call the nursery answers to that call's token (a child
+    // of the actor's), and tells the call it is open, so that a cancel waits
+    // for this nursery to reap its actors and report their failures.
+    let _open = scope::NurseryOpen::enter();
+    let cancel = scope::call_token().unwrap_or_else(|| actor.token().clone());
     let inner = Arc::new(Inner {
-        kids: actor.token().child_token(),
+        kids: cancel.child_token(),
+        cancel,
         failed: CancellationToken::new(),
         errors: Mutex::new(Vec::new()),
         children: Mutex::new(Vec::new()),
@@ -58,16 +73,21 @@ where
     });
     let _cancel_on_drop = inner.kids.clone().drop_guard();
     let nursery = Nursery { inner: inner.clone() };
+    // Biased toward the body: a failure wakes the body's waiters on that
+    // child (its result, calls that lost the channel to it) before it fires
+    // `failed`, so a body awaiting them returns the child's error on this very
+    // poll rather than being cancelled with it pending.
     let outcome = tokio::select! {
+        biased;
         r = body(nursery) => Some(r),
         _ = inner.failed.cancelled() => None,
-        _ = inner.actor.token().cancelled() => None,
+        _ = inner.cancel.cancelled() => None,
     };
     if let Some(Ok(_)) = &outcome {
         tokio::select! {
             _ = inner.all_results() => {}
             _ = inner.failed.cancelled() => {}
-            _ = inner.actor.token().cancelled() => {}
+            _ = inner.cancel.cancelled() => {}
         }
     }
     inner.kids.cancel();
@@ -84,7 +104,10 @@ where
             Err(Error::Group(all))
         }
         None if errors.is_empty() => {
-            let (canceller, reason) = inner.actor.cancel_reason();
+            let (canceller, reason) = match inner.actor.token().is_cancelled() {
+                true => inner.actor.cancel_reason(),
+                false => (None, "the call running this nursery was cancelled".into()),
+            };
             Err(Error::Cancelled { canceller, reason })
         }
         _ => Err(one_or_group(errors)),
@@ -109,7 +132,10 @@ fn same_failure(a: &Error, b: &Error) -> bool {
 
 struct Inner {
     actor: Arc<Actor>,
-    /// Cancels every child; a child of the actor's token.
+    /// Cancels the whole nursery: the token of the served call it runs in,
+    /// or the actor's.
+    cancel: CancellationToken,
+    /// Cancels every child; a child of `cancel`.
     kids: CancellationToken,
     /// Fired by the first failure: cancels the body.
     failed: CancellationToken,
@@ -280,7 +306,11 @@ impl Nursery {
             },
             None => None,
         };
-        let control = ChildControl { cancel: inner.kids.child_token(), reaped: CancellationToken::new() };
+        let control = ChildControl {
+            cancel: inner.kids.child_token(),
+            reaped: CancellationToken::new(),
+            crash: Arc::new(OnceLock::new()),
+        };
         let slot = main.as_ref().map(|_| watch::channel(None).0);
         inner
             .children()
@@ -423,24 +453,33 @@ impl Supervisor {
                 delivered = self.deliver(r);
             }
         }
+        // The process is gone, so its channel is ending: let the reader see
+        // that first, so calls in flight to it have ended (and can report the
+        // crash, see `Portal::run`) before `finish` wakes the nursery.
+        let _ = tokio::time::timeout(config.kill_grace, self.conn.closed()).await;
         self.finish(status, sent, has_main, delivered);
     }
 
     /// Records the main function's outcome.
+    ///
+    /// The result slot is filled before the nursery hears of a failure, so a
+    /// body awaiting this child's result is woken with it no later than the
+    /// nursery's cancel of the body (see `open_nursery`).
     fn deliver(&self, r: Result<Bytes>) -> Delivery {
-        let delivery = match &r {
+        let (delivery, failure) = match &r {
             // The process died: its exit status is the better report.
             Err(Error::Disconnected { .. }) => return Delivery::Nothing,
-            Ok(_) => Delivery::Value,
+            Ok(_) => (Delivery::Value, None),
             Err(e) => {
-                if !(e.is_cancelled() && self.control.cancel.is_cancelled()) {
-                    self.nursery.fail(e.clone());
-                }
-                Delivery::Error
+                let merely_cancelled = e.is_cancelled() && self.control.cancel.is_cancelled();
+                (Delivery::Error, (!merely_cancelled).then(|| e.clone()))
             }
         };
         if let Some(slot) = &self.slot {
             slot.send_replace(Some(r));
+        }
+        if let Some(e) = failure {
+            self.nursery.fail(e);
         }
         delivery
     }
@@ -474,12 +513,14 @@ impl Supervisor {
         let child = self.conn.peer().clone();
         let stopped_by_us = self.control.cancel.is_cancelled();
         // A death by a signal we did not send is a crash even while we were
-        // stopping the child: someone else killed it first.
+        // stopping the child: someone else killed it first. So is a non-zero
+        // exit before any signal of ours: a cancelled actor exits with 0, so
+        // that status is a failure raised while it handled the cancel.
         let our_signal = |st: &ExitStatus| sent.is_some_and(|s| st.signal() == Some(s as i32));
         let crash = match &status {
             Err(e) => Some(format!("cannot reap the process: {e}")),
             Ok(st) if st.signal().is_some() && !our_signal(st) => Some(spawn::describe(*st)),
-            Ok(st) if !st.success() && !stopped_by_us => Some(spawn::describe(*st)),
+            Ok(st) if !st.success() && (!stopped_by_us || sent.is_none()) => Some(spawn::describe(*st)),
             // It told us it was cancelled (by a peer of the tree): not a crash.
             Ok(_) if self.conn.cancel_acked() => None,
             Ok(_) if !stopped_by_us && delivered == Delivery::Nothing => Some(if has_main {
@@ -494,11 +535,15 @@ impl Supervisor {
             (_, Some(c)) => tracing::warn!(%child, status = %c, "actor crashed"),
             _ => {}
         }
+        // Before anyone is woken: a call that lost its channel to this child
+        // reads how it ended here once `reaped` fires.
+        let _ = self.control.crash.set(crash.clone());
+        let mut failure = None;
         let outcome = match crash {
             Some(status) => {
                 let e = Error::ActorCrashed { actor: child, status };
                 if delivered != Delivery::Error {
-                    self.nursery.fail(e.clone());
+                    failure = Some(e.clone());
                 }
                 Err(e)
             }
@@ -520,6 +565,11 @@ impl Supervisor {
                 }
             });
         }
+        // Waiters on this child (its result, calls that lost the channel) are
+        // woken before the nursery cancels its body; see `deliver`.
         self.control.reaped.cancel();
+        if let Some(e) = failure {
+            self.nursery.fail(e);
+        }
     }
 }

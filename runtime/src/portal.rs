@@ -2,7 +2,8 @@
 
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use actor_transport::{CallKind, Uid};
 use bytes::Bytes;
@@ -24,6 +25,24 @@ pub(crate) struct ChildControl {
     pub cancel: CancellationToken,
     /// Cancelled once the child's process has been reaped.
     pub reaped: CancellationToken,
+    /// Set just before `reaped`: how the process crashed (e.g. `exit status
+    /// 3`), or `None` if it ended as asked.
+    pub crash: Arc<OnceLock<Option<String>>>,
+}
+
+impl ChildControl {
+    /// What to report for a call that lost its channel to this child: once
+    /// the child is reaped (waiting at most `bound`), its crash, named as the
+    /// nursery names it; otherwise the disconnection itself.
+    async fn explain(&self, actor: &Uid, lost: Error, bound: Duration) -> Error {
+        if tokio::time::timeout(bound, self.reaped.cancelled()).await.is_err() {
+            return lost;
+        }
+        match self.crash.get() {
+            Some(Some(status)) => Error::ActorCrashed { actor: actor.clone(), status: status.clone() },
+            _ => lost,
+        }
+    }
 }
 
 /// A handle on another actor: call its functions, or cancel it.
@@ -54,9 +73,12 @@ impl Portal {
     ///
     /// [`Error::Remote`] when the function fails, panics, is not registered or
     /// not exposed there, or its arguments do not decode (see
-    /// [`RemoteError::kind`](actor_transport::RemoteError)); [`Error::Disconnected`]
-    /// if the actor goes away mid-call; [`Error::Codec`] if the result does not
-    /// decode as `F::Output`.
+    /// [`RemoteError::kind`](actor_transport::RemoteError)); if the actor goes
+    /// away mid-call, [`Error::ActorCrashed`] naming its exit status or signal
+    /// when it is a child of one of our nurseries that crashed (waiting, at
+    /// most the kill grace period, for its nursery to reap it), else
+    /// [`Error::Disconnected`]; [`Error::Codec`] if the result does not decode
+    /// as `F::Output`.
     pub async fn run<F: RemoteFn>(&self, _f: F, args: F::Args) -> Result<F::Output> {
         self.run_by_name(F::NAME, &args).await
     }
@@ -75,8 +97,24 @@ impl Portal {
         T: DeserializeOwned,
     {
         let args = encode(args, || format!("arguments of `{name}`"))?;
-        let value = self.conn.call(name, args).await?;
+        let value = match self.conn.call(name, args).await {
+            Err(lost @ Error::Disconnected { .. }) => return Err(self.explain(lost).await),
+            r => r?,
+        };
         decode(&value, || format!("result of `{name}` from `{}`", self.uid()))
+    }
+
+    /// Turns a lost channel to our own child into the child's crash, when it
+    /// crashed. The supervisor reaps a dead child at once; the bound only
+    /// matters for a channel that broke under a live process.
+    async fn explain(&self, lost: Error) -> Error {
+        match &self.child {
+            Some(child) => match crate::local::current() {
+                Ok(actor) => child.explain(self.uid(), lost, actor.config.kill_grace).await,
+                Err(_) => lost,
+            },
+            None => lost,
+        }
     }
 
     /// Starts remote stream function `f(args)` and returns the stream of its
@@ -193,6 +231,11 @@ impl<T: DeserializeOwned> ResultPortal<T> {
 
     /// Waits for the actor's main function to finish and returns its result.
     /// May be called more than once.
+    ///
+    /// In the nursery's body this is deterministic even when the actor fails:
+    /// the body awaiting it gets the actor's error (the nursery fills the
+    /// result before it cancels the body), and when the body returns that
+    /// error, the nursery's error holds it once, not twice.
     ///
     /// # Errors
     ///

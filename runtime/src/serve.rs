@@ -72,11 +72,9 @@ pub(crate) fn start(
     actor.spawn(
         async move {
             tracing::debug!("started");
-            let outcome = tokio::select! {
-                biased;
-                r = served => Some(r),
-                _ = token.cancelled() => None,
-            };
+            // A call with a nursery open lets the nursery handle a cancel, so
+            // failures of its children are not lost (see scope.rs).
+            let outcome = crate::scope::serve(served, &token).await;
             let me = &actor2.uid;
             let how = match outcome {
                 Some(Ok(value)) => Completion::Returned(value),

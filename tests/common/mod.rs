@@ -121,6 +121,30 @@ pub struct Finished {
     pub stderr: String,
 }
 
+impl Finished {
+    /// The log lines at WARN or ERROR level the tree printed (the runtime
+    /// logs to stderr, uncoloured under the harness's `NO_COLOR=1`).
+    pub fn warnings(&self) -> Vec<&str> {
+        self.stderr.lines().filter(|l| is_warning(l)).collect()
+    }
+
+    /// Fails the test if the tree logged anything at WARN or ERROR level: for
+    /// runs meant to be clean, where any such line is a false alarm to a user.
+    pub fn assert_no_warnings(&self) {
+        let lines = self.warnings();
+        assert!(lines.is_empty(), "a clean run logged {} warning(s):\n{}", lines.len(), lines.join("\n"));
+    }
+}
+
+/// Whether `line` is a `tracing` line at WARN or ERROR level, e.g.
+/// `2026-01-01T00:00:00.000000Z  WARN actor::conn: ...`.
+fn is_warning(line: &str) -> bool {
+    let mut words = line.split_whitespace();
+    let stamp = words.next().unwrap_or_default();
+    let looks_like_time = stamp.len() > 20 && stamp.ends_with('Z') && stamp.contains('T');
+    looks_like_time && matches!(words.next(), Some("WARN" | "ERROR"))
+}
+
 impl Tree {
     /// Starts example `name` with `args` and extra environment.
     pub fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> Tree {
