@@ -40,6 +40,7 @@ mod error;
 mod local;
 mod logging;
 mod nursery;
+mod parent_death;
 mod portal;
 mod registry;
 mod run;

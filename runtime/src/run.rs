@@ -14,7 +14,7 @@ use crate::config::{ChildInit, Config};
 use crate::conn::{Conn, Peer, Role};
 use crate::error::{Error, Result};
 use crate::local::{Actor, ChildRole};
-use crate::{discovery, logging, spawn};
+use crate::{discovery, logging, parent_death, spawn};
 
 /// Runs `main` as the root actor of a new tree, with [`Config::from_env`].
 ///
@@ -168,6 +168,12 @@ impl SpawnSpec {
 }
 
 fn run_child(spec: SpawnSpec) -> ! {
+    // Before anything can start a helper: if the parent dies, this process
+    // takes its group (and so its helpers) down with it.
+    if let Err(e) = parent_death::install_handler() {
+        eprintln!("actor `{}`: cannot watch for the parent's death: {e}", spec.uid.name);
+        std::process::exit(70)
+    }
     let code = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt.block_on(child_main(spec)),
         Err(e) => {
