@@ -80,3 +80,10 @@ fn helpers_die_when_the_root_is_sigkilled() {
     let out = tree.finish(BOUND);
     assert_eq!(out.status.code(), None, "killed by a signal: {out:?}");
 }
+
+#[test]
+fn a_zero_argument_function_accepts_an_empty_array_and_nil() {
+    let out = Tree::start("trust_scenarios", &["empty_args"], &[]).finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("EMPTY ARRAY 42 NIL 42"), "{out:?}");
+}

@@ -142,6 +142,35 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: impl FnOnce() -> S
         .map_err(|e| Error::codec(format!("{} as {}", what(), std::any::type_name::<T>()), e))
 }
 
+/// The msgpack encodings of "no arguments": the protocol's empty array, and
+/// nil, which is how serde encodes `()`.
+const EMPTY_ARRAY: [u8; 1] = [0x90];
+const NIL: [u8; 1] = [0xc0];
+
+/// Decodes a call's arguments as the parameter tuple `A` of function `name`.
+///
+/// Arguments are always an array (PROTOCOL.md), `[]` for none; serde reads
+/// a zero-parameter function's `()` only from nil, so `[]` is read as nil
+/// when it does not decode as `A` itself. Nil is accepted too, since callers
+/// built on serde send it.
+///
+/// # Errors
+///
+/// [`Failure::BadArguments`] naming the function and the expected type.
+pub(crate) fn decode_args<A: DeserializeOwned>(name: &str, args: &[u8]) -> Result<A, Failure> {
+    let bad = |e: actor_transport::FrameError| {
+        Failure::BadArguments(format!(
+            "arguments of `{name}` do not decode as {}: {e}",
+            std::any::type_name::<A>()
+        ))
+    };
+    match actor_transport::codec::decode_value(args) {
+        Ok(a) => Ok(a),
+        Err(e) if args == EMPTY_ARRAY => actor_transport::codec::decode_value(&NIL).map_err(|_| bad(e)),
+        Err(e) => Err(bad(e)),
+    }
+}
+
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
@@ -149,5 +178,41 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "panic with a non-string payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoded<A: DeserializeOwned>(args: &[u8]) -> Result<A, String> {
+        decode_args::<A>("m::f", args).map_err(|f| match f {
+            Failure::BadArguments(m) => m,
+            _ => "not a BadArguments failure".into(),
+        })
+    }
+
+    #[test]
+    fn no_arguments_may_be_an_empty_array_or_nil() {
+        assert_eq!(decoded::<()>(&[0x90]), Ok(()));
+        assert_eq!(decoded::<()>(&[0xc0]), Ok(()));
+    }
+
+    #[test]
+    fn an_empty_array_is_still_refused_where_arguments_are_expected() {
+        let e = decoded::<(u64,)>(&[0x90]).expect_err("(u64,) from []");
+        assert!(e.contains("arguments of `m::f` do not decode as (u64,)"), "{e}");
+        assert!(decoded::<(u64,)>(&[0xc0]).is_err());
+    }
+
+    #[test]
+    fn other_arguments_for_none_are_refused() {
+        assert!(decoded::<()>(&[0x91, 0x01]).is_err());
+        assert!(decoded::<()>(&[0x01]).is_err());
+    }
+
+    #[test]
+    fn one_argument_decodes_from_a_one_element_array() {
+        assert_eq!(decoded::<(u64,)>(&[0x91, 0x07]), Ok((7,)));
     }
 }
