@@ -87,3 +87,104 @@ fn a_zero_argument_function_accepts_an_empty_array_and_nil() {
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout.contains("EMPTY ARRAY 42 NIL 42"), "{out:?}");
 }
+
+/// A scratch token file path of its own for one test, in a fresh private
+/// directory, standing for "this user's secret".
+fn token_file(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("actor-trust-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir.join("token")
+}
+
+/// The root's, its arbiter's and its child's addresses from a SERVING line.
+fn serving(line: &str) -> [actor::Addr; 3] {
+    let addrs: Vec<actor::Addr> = line.split(' ').skip(1).map(|a| a.parse().expect("an address")).collect();
+    addrs.try_into().expect("three addresses")
+}
+
+fn handshake(name: &str) -> actor::transport::HandshakeConfig {
+    actor::transport::HandshakeConfig {
+        uid: actor::Uid::new(name),
+        timeout: Duration::from_secs(10),
+        channel: Default::default(),
+    }
+}
+
+#[test]
+fn a_root_without_a_configured_token_refuses_peers_without_the_users_secret() {
+    let file = token_file("refuse");
+    let file_env = file.to_str().expect("utf-8 path");
+    let mut tree = Tree::start("trust_scenarios", &["serve"], &[("ACTOR_TOKEN_FILE", file_env)]);
+    let addrs = serving(&tree.wait_for_line("SERVING", BOUND));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        for (what, addr) in ["root", "arbiter", "child"].iter().zip(&addrs) {
+            match actor::transport::connect(addr, &handshake("stranger"), None).await {
+                Err(actor::transport::HandshakeError::Refused { reason }) => {
+                    assert!(reason.contains("authentication failed"), "{what}: {reason}")
+                }
+                Err(e) => panic!("the {what} failed the stranger otherwise: {e}"),
+                Ok(_) => panic!("the {what} welcomed a peer without the secret"),
+            }
+            let wrong = actor::Secret::random();
+            assert!(
+                actor::transport::connect(addr, &handshake("guesser"), Some(&wrong)).await.is_err(),
+                "the {what} welcomed a peer with a wrong secret"
+            );
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).expect("the secret file exists").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the secret file is the user's alone");
+        let secret = actor::load_or_create(&file).expect("read the secret");
+        for (what, addr) in ["root", "arbiter", "child"].iter().zip(&addrs) {
+            actor::transport::connect(addr, &handshake("friend"), Some(&secret))
+                .await
+                .unwrap_or_else(|e| panic!("the {what} refused the user's secret: {e}"));
+        }
+    });
+    tree.signal(Signal::SIGTERM);
+    let out = tree.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    let _ = std::fs::remove_dir_all(file.parent().expect("dir"));
+}
+
+#[test]
+fn a_program_of_the_same_user_joins_and_one_with_another_secret_is_refused() {
+    let file = token_file("join");
+    let file_env = file.to_str().expect("utf-8 path");
+    let mut tree = Tree::start("trust_scenarios", &["serve"], &[("ACTOR_TOKEN_FILE", file_env)]);
+    let [_, arbiter, _] = serving(&tree.wait_for_line("SERVING", BOUND));
+    let arbiter = arbiter.to_string();
+
+    let friend = Tree::start(
+        "trust_scenarios",
+        &["find"],
+        &[("ACTOR_TOKEN_FILE", file_env), ("ACTOR_ARBITER", &arbiter), ("ACTOR_NAME", "friend")],
+    )
+    .finish(BOUND);
+    assert!(friend.status.success(), "{friend:?}");
+    assert!(friend.stdout.contains("FOUND 42"), "{friend:?}");
+
+    // Another user has another secret (and cannot read ours).
+    let other = token_file("join-other");
+    let stranger = Tree::start(
+        "trust_scenarios",
+        &["find"],
+        &[
+            ("ACTOR_TOKEN_FILE", other.to_str().expect("utf-8 path")),
+            ("ACTOR_ARBITER", &arbiter),
+            ("ACTOR_NAME", "stranger"),
+        ],
+    )
+    .finish(BOUND);
+    assert!(!stranger.status.success(), "{stranger:?}");
+    assert!(!stranger.stdout.contains("FOUND"), "{stranger:?}");
+    assert!(stranger.stderr.contains("authentication failed"), "{stranger:?}");
+
+    tree.signal(Signal::SIGTERM);
+    let out = tree.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    for f in [&file, &other] {
+        let _ = std::fs::remove_dir_all(f.parent().expect("dir"));
+    }
+}

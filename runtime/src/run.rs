@@ -36,7 +36,8 @@ use crate::{discovery, logging, parent_death, spawn};
 /// `main`'s error; [`Error::Cancelled`] after SIGINT; [`Error::Io`] if the
 /// runtime or the listener cannot be set up; [`Error::Arbiter`] if something
 /// that is not an arbiter holds the arbiter's address; [`Error::Codec`] for a
-/// bad `ACTOR_TOKEN` or `ACTOR_ARBITER`.
+/// bad `ACTOR_TOKEN` or `ACTOR_ARBITER`; [`Error::Config`] if no token
+/// and no TLS is configured and the per-user secret file cannot be used.
 pub fn run<F, T>(main: F) -> Result<T>
 where
     F: Future<Output = Result<T>>,
@@ -74,6 +75,7 @@ where
     F: Future<Output = Result<T>>,
 {
     config.check_exposure()?;
+    let config = config.with_default_token()?;
     let listener = Listener::bind(&config.bind).await?;
     let actor = Actor::install(Uid::new(config.name.clone()), config, listener, None)?;
     spawn::reap_orphans();
