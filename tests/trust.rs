@@ -82,10 +82,10 @@ fn helpers_die_when_the_root_is_sigkilled() {
 }
 
 #[test]
-fn a_zero_argument_function_accepts_an_empty_array_and_nil() {
+fn a_zero_argument_function_accepts_an_empty_array() {
     let out = Tree::start("trust_scenarios", &["empty_args"], &[]).finish(BOUND);
     assert!(out.status.success(), "{out:?}");
-    assert!(out.stdout.contains("EMPTY ARRAY 42 NIL 42"), "{out:?}");
+    assert!(out.stdout.contains("EMPTY ARRAY 42 UNIT 42"), "{out:?}");
 }
 
 /// A scratch token file path of its own for one test, in a fresh private
@@ -135,7 +135,7 @@ fn a_root_without_a_configured_token_refuses_peers_without_the_users_secret() {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&file).expect("the secret file exists").permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "the secret file is the user's alone");
-        let secret = actor::load_or_create(&file).expect("read the secret");
+        let secret = actor::load_or_create_token(&file).expect("read the secret");
         for (what, addr) in ["root", "arbiter", "child"].iter().zip(&addrs) {
             actor::transport::connect(addr, &handshake("friend"), Some(&secret))
                 .await

@@ -63,7 +63,7 @@ pub use nursery::{ActorBuilder, Nursery, open_nursery};
 pub use portal::{Portal, ResultPortal};
 pub use registry::{RemoteContextFn, RemoteFn, RemoteStreamFn, is_registered};
 pub use run::{run, run_with, serve};
-pub use secret_file::{ENV_TOKEN_FILE, default_token, default_token_path, load_or_create};
+pub use secret_file::{ENV_TOKEN_FILE, default_token, default_token_path, load_or_create_token};
 pub use state::{State, state};
 pub use stream::{StreamReceiver, StreamSender, Subscriber, Yielder};
 

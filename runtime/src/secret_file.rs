@@ -52,7 +52,7 @@ pub fn default_token_path() -> PathBuf {
 /// created or read, or is not private to this user.
 pub fn default_token() -> crate::Result<Secret> {
     let path = default_token_path();
-    load_or_create(&path).map_err(|e| {
+    load_or_create_token(&path).map_err(|e| {
         crate::Error::Config(format!(
             "no {} is set, and the per-user secret {} cannot be used: {e}",
             crate::ENV_TOKEN,
@@ -70,7 +70,7 @@ pub fn default_token() -> crate::Result<Secret> {
 /// An I/O error if the directory or the file cannot be created or read, is
 /// not owned by this user, can be read or written by anyone else, or holds
 /// no hex secret.
-pub fn load_or_create(path: &Path) -> io::Result<Secret> {
+pub fn load_or_create_token(path: &Path) -> io::Result<Secret> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         private_dir(dir)?;
     }
@@ -168,10 +168,10 @@ mod tests {
     fn the_first_use_creates_a_private_file_and_later_uses_read_it() {
         let dir = scratch("create");
         let path = dir.join("token");
-        let first = load_or_create(&path).expect("create");
+        let first = load_or_create_token(&path).expect("create");
         assert_eq!(std::fs::metadata(&dir).expect("dir").permissions().mode() & 0o777, 0o700);
         assert_eq!(std::fs::metadata(&path).expect("file").permissions().mode() & 0o777, 0o600);
-        let again = load_or_create(&path).expect("read");
+        let again = load_or_create_token(&path).expect("read");
         assert!(first == again, "the second use must read the first secret");
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -180,9 +180,9 @@ mod tests {
     fn a_file_others_can_read_is_refused() {
         let dir = scratch("open");
         let path = dir.join("token");
-        load_or_create(&path).expect("create");
+        load_or_create_token(&path).expect("create");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        let Err(e) = load_or_create(&path) else { panic!("a file others can read was trusted") };
+        let Err(e) = load_or_create_token(&path) else { panic!("a file others can read was trusted") };
         assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -192,7 +192,9 @@ mod tests {
         let dir = scratch("dir");
         std::fs::create_dir(&dir).expect("mkdir");
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let Err(e) = load_or_create(&dir.join("token")) else { panic!("an open directory was trusted") };
+        let Err(e) = load_or_create_token(&dir.join("token")) else {
+            panic!("an open directory was trusted")
+        };
         assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -201,9 +203,9 @@ mod tests {
     fn a_symlink_in_place_of_the_file_is_refused() {
         let dir = scratch("link");
         let path = dir.join("token");
-        load_or_create(&dir.join("real")).expect("create");
+        load_or_create_token(&dir.join("real")).expect("create");
         std::os::unix::fs::symlink(dir.join("real"), &path).expect("symlink");
-        assert!(load_or_create(&path).is_err());
+        assert!(load_or_create_token(&path).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
