@@ -19,7 +19,7 @@ use crate::conn::{Conn, Opened, Peer, Role};
 use crate::error::{Error, Result};
 use crate::local::{self, Actor};
 use crate::portal::{ChildControl, Portal, ResultPortal, ResultSlot};
-use crate::registry::{RemoteFn, encode};
+use crate::registry::{RemoteFn, encode, encode_args};
 use crate::spawn::{self, ChildProcess};
 
 /// Opens an actor nursery, runs `body` with it, and returns once every actor
@@ -362,7 +362,7 @@ impl ActorBuilder<'_> {
         if let Some(list) = self.expose.as_mut() {
             list.push(F::NAME.to_owned());
         }
-        let args = encode(&args, || format!("arguments of `{}`", F::NAME))?;
+        let args = encode_args(&args, || format!("arguments of `{}`", F::NAME))?;
         let nursery = self.nursery;
         let (portal, slot) = nursery.spawn(self, Some((F::NAME, args))).await?;
         let slot = slot.ok_or_else(|| Error::msg("internal: a main actor without a result slot"))?;

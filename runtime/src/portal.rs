@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::conn::Conn;
 use crate::context::ContextHandle;
 use crate::error::{Error, Result};
-use crate::registry::{RemoteContextFn, RemoteFn, RemoteStreamFn, decode, encode};
+use crate::registry::{RemoteContextFn, RemoteFn, RemoteStreamFn, decode, encode_args};
 use crate::stream::StreamReceiver;
 
 /// How a nursery controls one of its children.
@@ -74,7 +74,7 @@ impl Portal {
         A: Serialize + ?Sized,
         T: DeserializeOwned,
     {
-        let args = encode(args, || format!("arguments of `{name}`"))?;
+        let args = encode_args(args, || format!("arguments of `{name}`"))?;
         let value = self.conn.call(name, args).await?;
         decode(&value, || format!("result of `{name}` from `{}`", self.uid()))
     }
@@ -93,7 +93,7 @@ impl Portal {
         _f: F,
         args: F::Args,
     ) -> Result<StreamReceiver<F::Item>> {
-        let args = encode(&args, || format!("arguments of `{}`", F::NAME))?;
+        let args = encode_args(&args, || format!("arguments of `{}`", F::NAME))?;
         let opened = self.conn.open(F::NAME, CallKind::Stream, args).await?;
         let items = opened.items.ok_or_else(|| Error::msg("internal: a stream call without items"))?;
         Ok(StreamReceiver::new(self.conn.clone(), opened.cid, opened.shared, items, Some(opened.guard)))
@@ -111,7 +111,7 @@ impl Portal {
         _f: F,
         args: F::Args,
     ) -> Result<(ContextHandle<F::ToCallee, F::ToCaller, F::Output>, F::Started)> {
-        let args = encode(&args, || format!("arguments of `{}`", F::NAME))?;
+        let args = encode_args(&args, || format!("arguments of `{}`", F::NAME))?;
         let opened = self.conn.open(F::NAME, CallKind::Context, args).await?;
         let started = opened.started.ok_or_else(|| Error::msg("internal: a context call without started"))?;
         let first = match started.await {

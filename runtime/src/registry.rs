@@ -147,28 +147,43 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: impl FnOnce() -> S
 const EMPTY_ARRAY: [u8; 1] = [0x90];
 const NIL: [u8; 1] = [0xc0];
 
+/// Encodes a call's arguments (the parameter tuple) as PROTOCOL.md says:
+/// always an array, so `()` goes out as `[]` rather than serde's nil.
+///
+/// # Errors
+///
+/// [`Error::Codec`] naming `what` if the arguments cannot be encoded.
+pub(crate) fn encode_args<T: Serialize + ?Sized>(
+    args: &T,
+    what: impl FnOnce() -> String,
+) -> Result<Bytes, Error> {
+    let bytes = encode(args, what)?;
+    Ok(if bytes[..] == NIL { Bytes::from_static(&EMPTY_ARRAY) } else { bytes })
+}
+
 /// Decodes a call's arguments as the parameter tuple `A` of function `name`.
 ///
-/// Arguments are always an array (PROTOCOL.md), `[]` for none; serde reads
-/// a zero-parameter function's `()` only from nil, so `[]` is read as nil
-/// when it does not decode as `A` itself. Nil is accepted too, since callers
-/// built on serde send it.
+/// Arguments are always an array (PROTOCOL.md), `[]` for none; but serde
+/// reads a zero-parameter function's `()` only from nil, so `[]` is read as
+/// nil first. Nil itself is accepted too, as older callers sent it.
 ///
 /// # Errors
 ///
 /// [`Failure::BadArguments`] naming the function and the expected type.
 pub(crate) fn decode_args<A: DeserializeOwned>(name: &str, args: &[u8]) -> Result<A, Failure> {
-    let bad = |e: actor_transport::FrameError| {
+    if args == EMPTY_ARRAY {
+        // Only a parameter-less tuple can match an empty array, and it decodes
+        // from nil; anything else falls through to the error below.
+        if let Ok(none) = actor_transport::codec::decode_value(&NIL) {
+            return Ok(none);
+        }
+    }
+    actor_transport::codec::decode_value(args).map_err(|e| {
         Failure::BadArguments(format!(
             "arguments of `{name}` do not decode as {}: {e}",
             std::any::type_name::<A>()
         ))
-    };
-    match actor_transport::codec::decode_value(args) {
-        Ok(a) => Ok(a),
-        Err(e) if args == EMPTY_ARRAY => actor_transport::codec::decode_value(&NIL).map_err(|_| bad(e)),
-        Err(e) => Err(bad(e)),
-    }
+    })
 }
 
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -209,6 +224,14 @@ mod tests {
     fn other_arguments_for_none_are_refused() {
         assert!(decoded::<()>(&[0x91, 0x01]).is_err());
         assert!(decoded::<()>(&[0x01]).is_err());
+    }
+
+    #[test]
+    fn no_arguments_are_sent_as_an_empty_array() {
+        let sent = encode_args(&(), || "args".into()).map_err(|e| e.to_string());
+        assert_eq!(sent.as_deref(), Ok(&[0x90][..]));
+        let one = encode_args(&(7u64,), || "args".into()).map_err(|e| e.to_string());
+        assert_eq!(one.as_deref(), Ok(&[0x91, 0x07][..]));
     }
 
     #[test]
