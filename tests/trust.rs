@@ -73,7 +73,8 @@ fn helpers_die_when_their_actors_are_cancelled() {
 #[test]
 fn helpers_die_when_the_root_is_sigkilled() {
     let mut tree = Tree::start("trust_scenarios", &["helpers_held", "hold"], &[]);
-    let pids: Vec<u32> = tree.wait_for_lines("HELPER", 2, BOUND).iter().map(|l| helper_pid(l)).collect();
+    // Two children's helpers and a grandchild's.
+    let pids: Vec<u32> = tree.wait_for_lines("HELPER", 3, BOUND).iter().map(|l| helper_pid(l)).collect();
     tree.wait_for_line("HELD", BOUND);
     tree.signal(Signal::SIGKILL);
     assert_dead(&pids, Duration::from_secs(10));
