@@ -11,9 +11,10 @@
 //!
 //! The file lives in `$XDG_RUNTIME_DIR/actor/token` (a per-user tmpfs on
 //! systemd hosts) or, without it, in `/tmp/actor-<uid>/token`; `ACTOR_TOKEN_FILE`
-//! names another. Every directory we create is 0700 and the file 0600; an
-//! existing directory or file that is not ours alone is refused rather than
-//! trusted, since on a shared /tmp another user may have planted it.
+//! names another. Every directory we create is 0700 and the file 0600. A
+//! file that is not ours or that others may read, or a directory that is not
+//! ours or that others may write to, is refused rather than trusted, since on
+//! a shared /tmp another user may have planted it.
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -80,7 +81,9 @@ pub fn load_or_create_token(path: &Path) -> io::Result<Secret> {
     }
 }
 
-/// Makes sure `dir` exists, is a directory (not a link) and is ours alone.
+/// Makes sure `dir` exists, is a directory (not a link), is ours, and only
+/// we can change what it holds. Others may list it (a home directory is
+/// usually 0755): the file inside is what must stay unreadable.
 fn private_dir(dir: &Path) -> io::Result<()> {
     match DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
@@ -93,16 +96,18 @@ fn private_dir(dir: &Path) -> io::Result<()> {
     if !meta.is_dir() {
         return Err(refused(dir, "is not a directory"));
     }
-    ours_alone(dir, &meta)
+    ours(dir, &meta, 0o022, "others can write to it")
 }
 
-fn ours_alone(path: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
+/// Refuses `path` unless we own it and none of the `forbidden` mode bits
+/// (those that would let other users in) is set.
+fn ours(path: &Path, meta: &std::fs::Metadata, forbidden: u32, why: &str) -> io::Result<()> {
     let me = nix::unistd::geteuid().as_raw();
     if meta.uid() != me {
         return Err(refused(path, &format!("is owned by uid {}, not by us ({me})", meta.uid())));
     }
-    if meta.mode() & 0o077 != 0 {
-        return Err(refused(path, &format!("is open to other users (mode {:o})", meta.mode() & 0o777)));
+    if meta.mode() & forbidden != 0 {
+        return Err(refused(path, &format!("has mode {:o}: {why}", meta.mode() & 0o777)));
     }
     Ok(())
 }
@@ -122,7 +127,7 @@ fn read(path: &Path) -> io::Result<Secret> {
     if !meta.is_file() {
         return Err(refused(path, "is not a regular file"));
     }
-    ours_alone(path, &meta)?;
+    ours(path, &meta, 0o077, "other users may read or write it")?;
     let mut text = String::new();
     file.take(MAX_LEN).read_to_string(&mut text)?;
     Secret::from_hex(text.trim()).filter(|s| s.to_hex().len() >= 32).ok_or_else(|| {
@@ -188,14 +193,23 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_others_can_enter_is_refused() {
+    fn a_directory_others_can_write_to_is_refused() {
         let dir = scratch("dir");
         std::fs::create_dir(&dir).expect("mkdir");
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
         let Err(e) = load_or_create_token(&dir.join("token")) else {
-            panic!("an open directory was trusted")
+            panic!("a shared directory was trusted")
         };
         assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_directory_others_may_only_list_is_accepted() {
+        let dir = scratch("listable");
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        assert!(load_or_create_token(&dir.join("token")).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
