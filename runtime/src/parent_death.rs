@@ -13,6 +13,12 @@
 //! Grandchildren lead groups of their own; they get the same signal when
 //! their parent (this child) dies, so a SIGKILL anywhere takes down the whole
 //! subtree below it, helpers included.
+//!
+//! The price of a catchable signal: a child stopped with SIGSTOP when its
+//! parent dies runs the handler only once it is continued (SIGKILL would
+//! have killed it at once). Nothing stops children on its own (a terminal's
+//! Ctrl-Z reaches only the root's group), and the kernel continues a stopped
+//! group that is orphaned, so this takes a deliberate SIGSTOP.
 
 use std::io;
 
