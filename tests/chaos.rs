@@ -47,7 +47,9 @@ impl Arbiter {
                 timeout: Duration::from_secs(5),
                 channel: Default::default(),
             };
-            let client = ArbiterClient::connect(&self.addr, &hs, None).await.expect("connect");
+            // The tree runs with the user's default secret (no ACTOR_TOKEN set).
+            let token = actor::default_token().expect("the user's secret");
+            let client = ArbiterClient::connect(&self.addr, &hs, Some(&token)).await.expect("connect");
             client.list().await.expect("list").into_iter().map(|e| e.uid.name).collect()
         })
     }

@@ -21,7 +21,10 @@ fn registered_names(arbiter: &Addr) -> Vec<String> {
             timeout: Duration::from_secs(5),
             channel: Default::default(),
         };
-        let client = ArbiterClient::connect(arbiter, &hs, None).await.expect("connect to the arbiter");
+        // Trees here run with the user's default secret (no ACTOR_TOKEN set).
+        let token = actor::default_token().expect("the user's secret");
+        let client =
+            ArbiterClient::connect(arbiter, &hs, Some(&token)).await.expect("connect to the arbiter");
         client.list().await.expect("list").into_iter().map(|e| e.uid.name).collect()
     })
 }

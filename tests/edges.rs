@@ -40,9 +40,9 @@ fn an_actor_found_by_name_can_be_cancelled_by_a_peer_of_its_tree() {
 }
 
 #[test]
-fn a_peer_that_did_not_prove_it_belongs_to_the_tree_cannot_cancel() {
-    let out = scenario("cancel_refused", &[]);
-    assert!(out.stdout.contains("CANCEL: REMOTE NotExposed"), "{out:?}");
+fn a_peer_that_did_not_prove_it_belongs_to_the_tree_cannot_reach_it() {
+    let out = scenario("cancel_refused", &[("ACTOR_TOKEN", TOKEN)]);
+    assert!(out.stdout.contains("STRANGER REFUSED true"), "{out:?}");
     assert!(out.stdout.contains("STILL SERVING true"), "{out:?}");
 }
 

@@ -10,8 +10,9 @@ use crate::error::{Error, Result};
 /// Environment variable holding the log filter for the whole actor tree
 /// (`tracing` `EnvFilter` syntax, e.g. `info` or `actor=debug`).
 pub const ENV_LOG: &str = "ACTOR_LOG";
-/// Environment variable holding the cluster token as hex: when set, peers that
-/// are not this actor's own children must prove they hold it.
+/// Environment variable holding the cluster token as hex: peers that are not
+/// this actor's own children must prove they hold it. Without it (and without
+/// TLS) the tree uses the per-user secret of [`default_token`](crate::default_token).
 pub const ENV_TOKEN: &str = "ACTOR_TOKEN";
 /// Environment variable naming the root actor (default `root`).
 pub const ENV_NAME: &str = "ACTOR_NAME";
@@ -41,7 +42,9 @@ pub struct Config {
     pub log: Option<String>,
     /// Where the root listens for its children and peers.
     pub bind: Addr,
-    /// The cluster token required of peers that are not our children.
+    /// The cluster token required of peers that are not our children. `None`
+    /// at the root means the per-user secret ([`crate::default_token`]),
+    /// unless `tls` is set: certificates then prove membership instead.
     pub token: Option<Secret>,
     /// Where the arbiter is (default `tcp://127.0.0.1:1616`).
     pub arbiter: Addr,
@@ -150,6 +153,24 @@ impl Config {
     pub fn bind(mut self, addr: Addr) -> Self {
         self.bind = addr;
         self
+    }
+
+    /// The configuration a root actually runs with: with neither a token nor
+    /// TLS configured, the per-user secret (see [`default_token_path`]), so
+    /// that a tree is never open to every local user by default. With TLS the
+    /// certificates prove membership and no token is added.
+    ///
+    /// [`default_token_path`]: crate::default_token_path
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if the secret file cannot be read or created, or is
+    /// not private to this user.
+    pub(crate) fn with_default_token(mut self) -> Result<Config> {
+        if self.token.is_none() && self.tls.is_none() {
+            self.token = Some(crate::default_token()?);
+        }
+        Ok(self)
     }
 
     /// Refuses a configuration that would listen beyond this host in plaintext.

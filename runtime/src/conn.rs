@@ -156,9 +156,6 @@ pub(crate) struct Conn {
     sender: Sender,
     session: Mutex<Session<CallIo>>,
     closed: CancellationToken,
-    /// Whether the peer proved it belongs to the tree (its spawn token, the
-    /// tree's secret, or a certificate the tree trusts).
-    trusted: bool,
     /// The peer said it cancelled itself (`CancelActorAck`).
     cancel_acked: AtomicBool,
 }
@@ -191,14 +188,13 @@ impl Opened {
 impl Conn {
     /// A connection over `sender`, for actor `me` talking to `peer`, on our
     /// end `side`. The caller reads the channel and feeds [`Conn::handle`].
-    pub(crate) fn new(sender: Sender, me: Uid, peer: Uid, side: Side, trusted: bool) -> Conn {
+    pub(crate) fn new(sender: Sender, me: Uid, peer: Uid, side: Side) -> Conn {
         let session = Session::new(side, me.clone(), limits());
         Conn {
             ends: Arc::new(Ends { me, peer }),
             sender,
             session: Mutex::new(session),
             closed: CancellationToken::new(),
-            trusted,
             cancel_acked: AtomicBool::new(false),
         }
     }
@@ -209,11 +205,6 @@ impl Conn {
 
     pub(crate) fn sender(&self) -> &Sender {
         &self.sender
-    }
-
-    /// Whether the peer proved it belongs to the tree.
-    pub(crate) fn trusted(&self) -> bool {
-        self.trusted
     }
 
     /// Whether the peer announced that it cancelled itself.

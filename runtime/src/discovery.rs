@@ -59,6 +59,17 @@ fn refused(e: &HandshakeError) -> bool {
 
 fn arbiter_error(addr: &Addr, e: ClientError) -> Error {
     match e {
+        // An arbiter that refuses our secret belongs to another tree (another
+        // user's, or one started with another token): say so, not "not an arbiter".
+        ClientError::Handshake { ref source, .. } if matches!(**source, HandshakeError::Refused { .. }) => {
+            Error::Arbiter(format!(
+                "the arbiter at {addr} refused us ({e}); it serves a tree with another secret: \
+                 set {} (or {}) to that tree's secret, or point {} at another arbiter",
+                crate::ENV_TOKEN,
+                crate::ENV_TOKEN_FILE,
+                crate::ENV_ARBITER
+            ))
+        }
         ClientError::Handshake { .. } | ClientError::NotAnArbiter { .. } => Error::Arbiter(format!(
             "something that is not a working arbiter answers at {addr} ({e}); \
              stop it, or point ACTOR_ARBITER at the cluster's arbiter"

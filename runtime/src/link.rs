@@ -27,10 +27,7 @@ pub(crate) enum Peer {
 /// reader task and returns the connection.
 pub(crate) fn start(channel: Channel, peer: Uid, side: Side, relation: Peer, actor: Arc<Actor>) -> Arc<Conn> {
     let (sender, receiver) = channel.split();
-    // Parent and children proved a spawn token; anyone else is trusted only
-    // when the tree requires a secret or a certificate of every peer.
-    let trusted = relation != Peer::Other || actor.tree_authenticated();
-    let conn = Arc::new(Conn::new(sender, actor.uid.clone(), peer, side, trusted));
+    let conn = Arc::new(Conn::new(sender, actor.uid.clone(), peer, side));
     let span = tracing::debug_span!(parent: &actor.span(), "conn", peer = %conn.peer());
     // Untracked: a reader runs until its peer goes, which may outlive teardown.
     tokio::spawn(read_loop(conn.clone(), receiver, relation, actor).instrument(span));

@@ -253,12 +253,6 @@ impl Actor {
         any
     }
 
-    /// Whether every peer must prove it belongs to the tree (a token or a
-    /// certificate) before it is admitted.
-    pub(crate) fn tree_authenticated(&self) -> bool {
-        self.config.token.is_some() || self.config.tls.is_some()
-    }
-
     /// Who cancelled this actor and why.
     pub(crate) fn cancel_reason(&self) -> (Option<Uid>, String) {
         let c = lock(&self.cancellation);

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::link::{self, Peer};
 use crate::local::{self, Actor};
 use crate::portal::{ChildControl, Portal, ResultPortal, ResultSlot};
-use crate::registry::{RemoteFn, encode};
+use crate::registry::{RemoteFn, encode, encode_args};
 use crate::scope;
 use crate::spawn::{self, ChildProcess};
 
@@ -393,7 +393,7 @@ impl ActorBuilder<'_> {
         if let Some(list) = self.expose.as_mut() {
             list.push(F::NAME.to_owned());
         }
-        let args = encode(&args, || format!("arguments of `{}`", F::NAME))?;
+        let args = encode_args(&args, || format!("arguments of `{}`", F::NAME))?;
         let nursery = self.nursery;
         let (portal, slot) = nursery.spawn(self, Some((F::NAME, args))).await?;
         let slot = slot.ok_or_else(|| Error::msg("internal: a main actor without a result slot"))?;

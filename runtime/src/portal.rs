@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::conn::Conn;
 use crate::context::ContextHandle;
 use crate::error::{Error, Result};
-use crate::registry::{RemoteContextFn, RemoteFn, RemoteStreamFn, decode, encode};
+use crate::registry::{RemoteContextFn, RemoteFn, RemoteStreamFn, decode, encode_args};
 use crate::stream::StreamReceiver;
 
 /// How a nursery controls one of its children.
@@ -96,7 +96,7 @@ impl Portal {
         A: Serialize + ?Sized,
         T: DeserializeOwned,
     {
-        let args = encode(args, || format!("arguments of `{name}`"))?;
+        let args = encode_args(args, || format!("arguments of `{name}`"))?;
         let value = match self.conn.call(name, args).await {
             Err(lost @ Error::Disconnected { .. }) => return Err(self.explain(lost).await),
             r => r?,
@@ -131,7 +131,7 @@ impl Portal {
         _f: F,
         args: F::Args,
     ) -> Result<StreamReceiver<F::Item>> {
-        let args = encode(&args, || format!("arguments of `{}`", F::NAME))?;
+        let args = encode_args(&args, || format!("arguments of `{}`", F::NAME))?;
         let opened = self.conn.open(F::NAME, CallKind::Stream, args).await?;
         let items = opened.items.ok_or_else(|| Error::msg("internal: a stream call without items"))?;
         Ok(StreamReceiver::new(self.conn.clone(), opened.cid, opened.shared, items, Some(opened.guard)))
@@ -149,7 +149,7 @@ impl Portal {
         _f: F,
         args: F::Args,
     ) -> Result<(ContextHandle<F::ToCallee, F::ToCaller, F::Output>, F::Started)> {
-        let args = encode(&args, || format!("arguments of `{}`", F::NAME))?;
+        let args = encode_args(&args, || format!("arguments of `{}`", F::NAME))?;
         let opened = self.conn.open(F::NAME, CallKind::Context, args).await?;
         let started = opened.started.ok_or_else(|| Error::msg("internal: a context call without started"))?;
         let first = match started.await {
@@ -179,9 +179,7 @@ impl Portal {
     ///
     /// # Errors
     ///
-    /// [`Error::Remote`] of kind `NotExposed` if the actor refuses because
-    /// this actor did not prove it belongs to the tree (no shared token or
-    /// certificate); [`Error::Timeout`] if it has not gone within the grace
+    /// [`Error::Timeout`] if it has not gone within the grace
     /// periods; [`Error::Disconnected`] if the channel broke before it
     /// answered.
     pub async fn cancel_actor(&self) -> Result<()> {
@@ -193,7 +191,7 @@ impl Portal {
         let config = &crate::local::current()?.config;
         let bound = config.cancel_grace + config.kill_grace;
         let timeout = || Error::Timeout { what: format!("actor `{}` to cancel", self.uid()), after: bound };
-        let args = encode(&("cancelled through a portal",), || "the cancel request".into())?;
+        let args = encode_args(&("cancelled through a portal",), || "the cancel request".into())?;
         let answered = tokio::time::timeout(bound, self.conn.call(crate::serve::CANCEL_FN, args));
         match answered.await {
             Ok(Ok(_)) => {}

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::Error;
-use crate::registry::{encode, panic_message};
+use crate::registry::{decode_args, encode, panic_message};
 
 /// Splits a function's return type into its success and error types.
 pub trait CallResult {
@@ -61,15 +61,6 @@ where
             Err(join) if join.is_panic() => Err(Failure::Panicked(panic_message(join.into_panic().as_ref()))),
             Err(join) => Err(Failure::Failed(Error::msg(format!("blocking task failed: {join}")))),
         }
-    })
-}
-
-fn decode_args<A: DeserializeOwned>(name: &str, args: &[u8]) -> Result<A, Failure> {
-    actor_transport::codec::decode_value(args).map_err(|e| {
-        Failure::BadArguments(format!(
-            "arguments of `{name}` do not decode as {}: {e}",
-            std::any::type_name::<A>()
-        ))
     })
 }
 

@@ -142,6 +142,50 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: impl FnOnce() -> S
         .map_err(|e| Error::codec(format!("{} as {}", what(), std::any::type_name::<T>()), e))
 }
 
+/// The msgpack encodings of "no arguments": the protocol's empty array, and
+/// nil, which is how serde encodes `()`.
+const EMPTY_ARRAY: [u8; 1] = [0x90];
+const NIL: [u8; 1] = [0xc0];
+
+/// Encodes a call's arguments (the parameter tuple) as PROTOCOL.md says:
+/// always an array, so `()` goes out as `[]` rather than serde's nil.
+///
+/// # Errors
+///
+/// [`Error::Codec`] naming `what` if the arguments cannot be encoded.
+pub(crate) fn encode_args<T: Serialize + ?Sized>(
+    args: &T,
+    what: impl FnOnce() -> String,
+) -> Result<Bytes, Error> {
+    let bytes = encode(args, what)?;
+    Ok(if bytes[..] == NIL { Bytes::from_static(&EMPTY_ARRAY) } else { bytes })
+}
+
+/// Decodes a call's arguments as the parameter tuple `A` of function `name`.
+///
+/// Arguments are always an array (PROTOCOL.md), `[]` for none; but serde
+/// reads a zero-parameter function's `()` only from nil, so `[]` is read as
+/// nil first. Nil itself is accepted too, as older callers sent it.
+///
+/// # Errors
+///
+/// [`Failure::BadArguments`] naming the function and the expected type.
+pub(crate) fn decode_args<A: DeserializeOwned>(name: &str, args: &[u8]) -> Result<A, Failure> {
+    if args == EMPTY_ARRAY {
+        // Only a parameter-less tuple can match an empty array, and it decodes
+        // from nil; anything else falls through to the error below.
+        if let Ok(none) = actor_transport::codec::decode_value(&NIL) {
+            return Ok(none);
+        }
+    }
+    actor_transport::codec::decode_value(args).map_err(|e| {
+        Failure::BadArguments(format!(
+            "arguments of `{name}` do not decode as {}: {e}",
+            std::any::type_name::<A>()
+        ))
+    })
+}
+
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
@@ -149,5 +193,49 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "panic with a non-string payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoded<A: DeserializeOwned>(args: &[u8]) -> Result<A, String> {
+        decode_args::<A>("m::f", args).map_err(|f| match f {
+            Failure::BadArguments(m) => m,
+            _ => "not a BadArguments failure".into(),
+        })
+    }
+
+    #[test]
+    fn no_arguments_may_be_an_empty_array_or_nil() {
+        assert_eq!(decoded::<()>(&[0x90]), Ok(()));
+        assert_eq!(decoded::<()>(&[0xc0]), Ok(()));
+    }
+
+    #[test]
+    fn an_empty_array_is_still_refused_where_arguments_are_expected() {
+        let e = decoded::<(u64,)>(&[0x90]).expect_err("(u64,) from []");
+        assert!(e.contains("arguments of `m::f` do not decode as (u64,)"), "{e}");
+        assert!(decoded::<(u64,)>(&[0xc0]).is_err());
+    }
+
+    #[test]
+    fn other_arguments_for_none_are_refused() {
+        assert!(decoded::<()>(&[0x91, 0x01]).is_err());
+        assert!(decoded::<()>(&[0x01]).is_err());
+    }
+
+    #[test]
+    fn no_arguments_are_sent_as_an_empty_array() {
+        let sent = encode_args(&(), || "args".into()).map_err(|e| e.to_string());
+        assert_eq!(sent.as_deref(), Ok(&[0x90][..]));
+        let one = encode_args(&(7u64,), || "args".into()).map_err(|e| e.to_string());
+        assert_eq!(one.as_deref(), Ok(&[0x91, 0x07][..]));
+    }
+
+    #[test]
+    fn one_argument_decodes_from_a_one_element_array() {
+        assert_eq!(decoded::<(u64,)>(&[0x91, 0x07]), Ok((7,)));
     }
 }

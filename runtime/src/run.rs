@@ -15,7 +15,7 @@ use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::link::{self, Peer};
 use crate::local::{Actor, ChildRole};
-use crate::{discovery, logging, spawn};
+use crate::{discovery, logging, parent_death, spawn};
 
 /// Runs `main` as the root actor of a new tree, with [`Config::from_env`].
 ///
@@ -37,7 +37,8 @@ use crate::{discovery, logging, spawn};
 /// `main`'s error; [`Error::Cancelled`] after SIGINT; [`Error::Io`] if the
 /// runtime or the listener cannot be set up; [`Error::Arbiter`] if something
 /// that is not an arbiter holds the arbiter's address; [`Error::Codec`] for a
-/// bad `ACTOR_TOKEN` or `ACTOR_ARBITER`.
+/// bad `ACTOR_TOKEN` or `ACTOR_ARBITER`; [`Error::Config`] if no token
+/// and no TLS is configured and the per-user secret file cannot be used.
 pub fn run<F, T>(main: F) -> Result<T>
 where
     F: Future<Output = Result<T>>,
@@ -75,6 +76,7 @@ where
     F: Future<Output = Result<T>>,
 {
     config.check_exposure()?;
+    let config = config.with_default_token()?;
     let listener = Listener::bind(&config.bind).await?;
     let actor = Actor::install(Uid::new(config.name.clone()), config, listener, None)?;
     spawn::reap_orphans();
@@ -170,6 +172,12 @@ impl SpawnSpec {
 }
 
 fn run_child(spec: SpawnSpec) -> ! {
+    // Before anything can start a helper: if the parent dies, this process
+    // takes its group (and so its helpers) down with it.
+    if let Err(e) = parent_death::install_handler() {
+        eprintln!("actor `{}`: cannot watch for the parent's death: {e}", spec.uid.name);
+        std::process::exit(70)
+    }
     let code = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt.block_on(child_main(spec)),
         Err(e) => {

@@ -100,9 +100,10 @@ pub(crate) fn start(
     );
 }
 
-/// A peer asks this actor to cancel itself (the [`CANCEL_FN`] call). Any
-/// peer that proved it belongs to the tree may; the answer goes out once the
-/// actor has wound down, just before it exits.
+/// A peer asks this actor to cancel itself (the [`CANCEL_FN`] call). Every
+/// peer admitted here proved it belongs to the tree (its spawn token, the
+/// tree's secret or a certificate the tree trusts), so any may; the answer
+/// goes out once the actor has wound down, just before it exits.
 fn cancel_requested(conn: &Arc<Conn>, actor: &Arc<Actor>, cid: CallId, kind: CallKind, args: &[u8]) {
     let me = &actor.uid;
     let refuse = |kind, type_name: &str, message: String| {
@@ -113,16 +114,6 @@ fn cancel_requested(conn: &Arc<Conn>, actor: &Arc<Actor>, cid: CallId, kind: Cal
             ErrorKind::Protocol,
             "actor::WrongCallKind",
             format!("`{CANCEL_FN}` is a single call"),
-        );
-    }
-    if !conn.trusted() {
-        return refuse(
-            ErrorKind::NotExposed,
-            "actor::NotPermitted",
-            format!(
-                "actor `{me}` takes cancel requests only from peers that proved they belong to its tree \
-                 (the tree's token or certificate)"
-            ),
         );
     }
     let reason = match registry::decode::<(String,)>(args, || format!("arguments of `{CANCEL_FN}`")) {

@@ -16,6 +16,8 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::sync::oneshot;
 
+use crate::parent_death;
+
 /// Environment variables of the spawn spec a parent hands its child.
 pub(crate) const ENV_PARENT: &str = "ACTOR_SPAWN_PARENT";
 pub(crate) const ENV_NAME: &str = "ACTOR_SPAWN_NAME";
@@ -58,10 +60,7 @@ impl Spawner {
         // SAFETY: the closure only calls prctl(2), which is async-signal-safe, and
         // allocates nothing.
         unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
-                Ok(())
-            });
+            cmd.pre_exec(parent_death::arm);
         }
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move || {
@@ -69,7 +68,7 @@ impl Spawner {
                 let pid =
                     child.id().ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
                 own_children().get_or_insert_with(HashSet::new).insert(pid as i32);
-                Ok(ChildProcess { pid: pid as i32, child })
+                Ok(ChildProcess { pid: pid as i32, child, swept: false })
             });
             // The requester may have given up; the child is then killed on drop.
             let _ = tx.send(res);
@@ -87,6 +86,8 @@ impl Spawner {
 pub(crate) struct ChildProcess {
     pid: i32,
     child: tokio::process::Child,
+    /// Whether the group was killed after the child was reaped.
+    swept: bool,
 }
 
 impl ChildProcess {
@@ -103,7 +104,13 @@ impl ChildProcess {
         }
     }
 
-    /// Waits for the child to exit and reaps it.
+    /// Waits for the child to exit, reaps it, then kills what is left of its
+    /// process group: helpers the child started and left behind must not
+    /// outlive it, however it ended (returned, crashed, cancelled, killed).
+    ///
+    /// # Errors
+    ///
+    /// The error of waiting for the child.
     ///
     /// # Cancel safety
     ///
@@ -112,6 +119,14 @@ impl ChildProcess {
         let status = self.child.wait().await?;
         if let Some(set) = own_children().as_mut() {
             set.remove(&self.pid);
+        }
+        if !self.swept {
+            self.swept = true;
+            // The group id stays allocated while any member lives, so this
+            // reaches the child's helpers; an empty group answers ESRCH (its
+            // id would have to be handed to a new group leader in between,
+            // which pid allocation makes practically impossible).
+            self.signal_group(Signal::SIGKILL);
         }
         Ok(status)
     }

@@ -1,0 +1,191 @@
+//! Trust: helpers an actor starts die with the tree, zero-argument calls
+//! accept the protocol's `[]`, and a tree with no configured token still
+//! refuses strangers. Real process trees built by tests/fixtures/trust.rs.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Tree;
+use nix::sys::signal::Signal;
+
+const BOUND: Duration = Duration::from_secs(60);
+
+/// Whether `pid` is a live process (a zombie is dead: it only awaits reaping).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z"),
+        Err(_) => false,
+    }
+}
+
+/// Fails unless every pid in `pids` is dead within `within`.
+fn assert_dead(pids: &[u32], within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let left: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            for p in &left {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p as i32), Signal::SIGKILL);
+            }
+            panic!("helpers {left:?} outlived their actors by {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn helper_pid(line: &str) -> u32 {
+    line.rsplit(' ').next().and_then(|p| p.parse().ok()).expect("a pid after HELPER")
+}
+
+#[test]
+fn a_helper_dies_when_its_actor_returns() {
+    let mut tree = Tree::start("trust_scenarios", &["helper_then", "return"], &[]);
+    let pid = helper_pid(&tree.wait_for_line("HELPER", BOUND));
+    assert_dead(&[pid], Duration::from_secs(10));
+    let out = tree.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("CHILD ENDED true"), "{out:?}");
+}
+
+#[test]
+fn a_helper_dies_when_its_actor_crashes() {
+    let mut tree = Tree::start("trust_scenarios", &["helper_then", "exit3"], &[]);
+    let pid = helper_pid(&tree.wait_for_line("HELPER", BOUND));
+    assert_dead(&[pid], Duration::from_secs(10));
+    let out = tree.finish(BOUND);
+    assert!(out.stdout.contains("CHILD ENDED false"), "{out:?}");
+}
+
+#[test]
+fn helpers_die_when_their_actors_are_cancelled() {
+    let mut tree = Tree::start("trust_scenarios", &["helpers_held", "cancel"], &[]);
+    let pids: Vec<u32> = tree.wait_for_lines("HELPER", 2, BOUND).iter().map(|l| helper_pid(l)).collect();
+    tree.wait_for_line("CANCELLED", BOUND);
+    assert_dead(&pids, Duration::from_secs(10));
+    let out = tree.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn helpers_die_when_the_root_is_sigkilled() {
+    let mut tree = Tree::start("trust_scenarios", &["helpers_held", "hold"], &[]);
+    // Two children's helpers and a grandchild's.
+    let pids: Vec<u32> = tree.wait_for_lines("HELPER", 3, BOUND).iter().map(|l| helper_pid(l)).collect();
+    tree.wait_for_line("HELD", BOUND);
+    tree.signal(Signal::SIGKILL);
+    assert_dead(&pids, Duration::from_secs(10));
+    let out = tree.finish(BOUND);
+    assert_eq!(out.status.code(), None, "killed by a signal: {out:?}");
+}
+
+#[test]
+fn a_zero_argument_function_accepts_an_empty_array() {
+    let out = Tree::start("trust_scenarios", &["empty_args"], &[]).finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("EMPTY ARRAY 42 UNIT 42"), "{out:?}");
+}
+
+/// A scratch token file path of its own for one test, in a fresh private
+/// directory, standing for "this user's secret".
+fn token_file(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("actor-trust-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir.join("token")
+}
+
+/// The root's, its arbiter's and its child's addresses from a SERVING line.
+fn serving(line: &str) -> [actor::Addr; 3] {
+    let addrs: Vec<actor::Addr> = line.split(' ').skip(1).map(|a| a.parse().expect("an address")).collect();
+    addrs.try_into().expect("three addresses")
+}
+
+fn handshake(name: &str) -> actor::transport::HandshakeConfig {
+    actor::transport::HandshakeConfig {
+        uid: actor::Uid::new(name),
+        timeout: Duration::from_secs(10),
+        channel: Default::default(),
+    }
+}
+
+#[test]
+fn a_root_without_a_configured_token_refuses_peers_without_the_users_secret() {
+    let file = token_file("refuse");
+    let file_env = file.to_str().expect("utf-8 path");
+    let mut tree = Tree::start("trust_scenarios", &["serve"], &[("ACTOR_TOKEN_FILE", file_env)]);
+    let addrs = serving(&tree.wait_for_line("SERVING", BOUND));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        for (what, addr) in ["root", "arbiter", "child"].iter().zip(&addrs) {
+            match actor::transport::connect(addr, &handshake("stranger"), None).await {
+                Err(actor::transport::HandshakeError::Refused { reason }) => {
+                    assert!(reason.contains("authentication failed"), "{what}: {reason}")
+                }
+                Err(e) => panic!("the {what} failed the stranger otherwise: {e}"),
+                Ok(_) => panic!("the {what} welcomed a peer without the secret"),
+            }
+            let wrong = actor::Secret::random();
+            assert!(
+                actor::transport::connect(addr, &handshake("guesser"), Some(&wrong)).await.is_err(),
+                "the {what} welcomed a peer with a wrong secret"
+            );
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).expect("the secret file exists").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the secret file is the user's alone");
+        let secret = actor::load_or_create_token(&file).expect("read the secret");
+        for (what, addr) in ["root", "arbiter", "child"].iter().zip(&addrs) {
+            actor::transport::connect(addr, &handshake("friend"), Some(&secret))
+                .await
+                .unwrap_or_else(|e| panic!("the {what} refused the user's secret: {e}"));
+        }
+    });
+    tree.signal(Signal::SIGTERM);
+    let out = tree.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    let _ = std::fs::remove_dir_all(file.parent().expect("dir"));
+}
+
+#[test]
+fn a_program_of_the_same_user_joins_and_one_with_another_secret_is_refused() {
+    let file = token_file("join");
+    let file_env = file.to_str().expect("utf-8 path");
+    let mut tree = Tree::start("trust_scenarios", &["serve"], &[("ACTOR_TOKEN_FILE", file_env)]);
+    let [_, arbiter, _] = serving(&tree.wait_for_line("SERVING", BOUND));
+    let arbiter = arbiter.to_string();
+
+    let friend = Tree::start(
+        "trust_scenarios",
+        &["find"],
+        &[("ACTOR_TOKEN_FILE", file_env), ("ACTOR_ARBITER", &arbiter), ("ACTOR_NAME", "friend")],
+    )
+    .finish(BOUND);
+    assert!(friend.status.success(), "{friend:?}");
+    assert!(friend.stdout.contains("FOUND 42"), "{friend:?}");
+
+    // Another user has another secret (and cannot read ours).
+    let other = token_file("join-other");
+    let stranger = Tree::start(
+        "trust_scenarios",
+        &["find"],
+        &[
+            ("ACTOR_TOKEN_FILE", other.to_str().expect("utf-8 path")),
+            ("ACTOR_ARBITER", &arbiter),
+            ("ACTOR_NAME", "stranger"),
+        ],
+    )
+    .finish(BOUND);
+    assert!(!stranger.status.success(), "{stranger:?}");
+    assert!(!stranger.stdout.contains("FOUND"), "{stranger:?}");
+    assert!(stranger.stderr.contains("authentication failed"), "{stranger:?}");
+
+    tree.signal(Signal::SIGTERM);
+    let out = tree.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    for f in [&file, &other] {
+        let _ = std::fs::remove_dir_all(f.parent().expect("dir"));
+    }
+}
