@@ -22,8 +22,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::Entry;
-use crate::{FIND, LIST, REGISTER, UNREGISTER, WAIT_FOR};
+use crate::registry::{Entry, Page, Refusal};
+use crate::{FIND_PAGE, LIST_PAGE, REGISTER, UNREGISTER, WAIT_FOR};
 
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +95,20 @@ pub enum ClientError {
         /// What it did.
         reason: String,
     },
+}
+
+impl ClientError {
+    /// The arbiter's refusal, if this is one: a registration of a uid another
+    /// connection owns ([`Refusal::Claimed`]), a length or count past a limit,
+    /// and so on. `None` for any other error.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            ClientError::Remote(e) if e.kind == ErrorKind::Application => {
+                Refusal::from_type_name(&e.type_name)
+            }
+            _ => None,
+        }
+    }
 }
 
 fn hint(e: &HandshakeError) -> &'static str {
@@ -248,11 +262,13 @@ impl ArbiterClient {
     }
 
     /// Registers this client's uid under its name at `addr` (the address of its
-    /// listener). Registering again replaces the address.
+    /// listener). Registering again over the same client replaces the address.
     ///
     /// # Errors
     ///
-    /// [`ClientError::Remote`] if the arbiter refuses (e.g. an empty name),
+    /// [`ClientError::Remote`] if the arbiter refuses ([`ClientError::refusal`]
+    /// tells why: [`Refusal::Claimed`] if another connection registered this uid,
+    /// a name, id or address too long, a registry full),
     /// [`ClientError::Disconnected`] if the connection is gone.
     pub async fn register(&self, addr: &Addr) -> Result<(), ClientError> {
         self.call(REGISTER, &(addr,)).await
@@ -263,20 +279,42 @@ impl ArbiterClient {
     /// # Errors
     ///
     /// [`ClientError::Disconnected`] if the connection is gone,
-    /// [`ClientError::Remote`] if the arbiter reports an error.
+    /// [`ClientError::Remote`] if the arbiter refuses ([`Refusal::Claimed`]:
+    /// another connection registered this uid) or reports an error.
     pub async fn unregister(&self) -> Result<(), ClientError> {
         self.call(UNREGISTER, &()).await
     }
 
-    /// The entries registered under `name`, sorted by uid; empty if none.
+    /// The entries registered under `name`, sorted by uid; empty if none. Asks
+    /// page by page ([`ArbiterClient::find_page`]), so any number of entries
+    /// arrives; entries registered or removed meanwhile may or may not appear.
+    ///
+    /// # Errors
+    ///
+    /// As [`ArbiterClient::find_page`].
+    pub async fn find(&self, name: &str) -> Result<Vec<Entry>, ClientError> {
+        let mut entries: Vec<Entry> = Vec::new();
+        loop {
+            let after = entries.last().map(|e| e.uid.id.as_str());
+            let page = self.find_page(name, after, 0).await?;
+            let more = self.check_page(FIND_PAGE, &page, entries.last())?;
+            entries.extend(page.entries);
+            if !more {
+                return Ok(entries);
+            }
+        }
+    }
+
+    /// One page of the entries under `name`: those whose id follows `after`
+    /// (from the first with `None`), at most `limit` (0: as many as fit).
     ///
     /// # Errors
     ///
     /// [`ClientError::Disconnected`] if the connection is gone,
     /// [`ClientError::Remote`] or [`ClientError::Decode`] if the arbiter answers
     /// badly.
-    pub async fn find(&self, name: &str) -> Result<Vec<Entry>, ClientError> {
-        self.call(FIND, &(name,)).await
+    pub async fn find_page(&self, name: &str, after: Option<&str>, limit: u32) -> Result<Page, ClientError> {
+        self.call(FIND_PAGE, &(name, after, limit)).await
     }
 
     /// Waits until at least one entry is registered under `name` and returns the
@@ -290,13 +328,56 @@ impl ArbiterClient {
         self.call(WAIT_FOR, &(name,)).await
     }
 
-    /// Every entry, sorted by name then uid.
+    /// Every entry, sorted by name then uid, asked page by page
+    /// ([`ArbiterClient::list_page`]) so any number of entries arrives; not a
+    /// snapshot: entries registered or removed meanwhile may or may not appear.
     ///
     /// # Errors
     ///
-    /// As [`ArbiterClient::find`].
+    /// As [`ArbiterClient::list_page`].
     pub async fn list(&self) -> Result<Vec<Entry>, ClientError> {
-        self.call(LIST, &()).await
+        let mut entries: Vec<Entry> = Vec::new();
+        loop {
+            let after = entries.last().map(|e| &e.uid);
+            let page = self.list_page(after, 0).await?;
+            let more = self.check_page(LIST_PAGE, &page, entries.last())?;
+            entries.extend(page.entries);
+            if !more {
+                return Ok(entries);
+            }
+        }
+    }
+
+    /// One page of all entries: those after the uid `after` (from the first
+    /// with `None`), at most `limit` (0: as many as fit).
+    ///
+    /// # Errors
+    ///
+    /// As [`ArbiterClient::find_page`].
+    pub async fn list_page(&self, after: Option<&Uid>, limit: u32) -> Result<Page, ClientError> {
+        self.call(LIST_PAGE, &(after, limit)).await
+    }
+
+    /// Whether another page follows `page`; an error if the arbiter's pages do
+    /// not advance (which would make the listing loop forever).
+    fn check_page(
+        &self,
+        func: &'static str,
+        page: &Page,
+        cursor: Option<&Entry>,
+    ) -> Result<bool, ClientError> {
+        let advances = match (page.entries.first(), cursor) {
+            (Some(first), Some(cursor)) => first.uid > cursor.uid,
+            (Some(_), None) => true,
+            (None, _) => !page.more,
+        };
+        if !advances {
+            return Err(ClientError::Protocol {
+                addr: self.addr.clone(),
+                reason: format!("a page of `{func}` does not advance past the previous one"),
+            });
+        }
+        Ok(page.more)
     }
 
     /// Closes the connection after the queued requests are written; the arbiter
@@ -428,8 +509,9 @@ async fn read_loop(shared: Arc<Shared>, mut receiver: Receiver, arbiter: Uid) {
     shared.closed.cancel();
 }
 
-/// Checks that an arbiter answers at `addr`: connects, handshakes and lists its
-/// entries, all within `handshake.timeout`. Returns the arbiter's uid.
+/// Checks that an arbiter answers at `addr`: connects, handshakes and asks for
+/// one page of its entries, all within `handshake.timeout`. Returns the arbiter's
+/// uid.
 ///
 /// # Errors
 ///
@@ -444,7 +526,7 @@ pub async fn probe(
     secret: Option<&Secret>,
 ) -> Result<Uid, ClientError> {
     let client = ArbiterClient::connect(addr, handshake, secret).await?;
-    match tokio::time::timeout(handshake.timeout, client.list()).await {
+    match tokio::time::timeout(handshake.timeout, client.list_page(None, 1)).await {
         Err(_) => Err(ClientError::Timeout { addr: addr.clone(), timeout: handshake.timeout }),
         Ok(Ok(_)) => Ok(client.arbiter.clone()),
         Ok(Err(ClientError::Remote(e)))
@@ -454,7 +536,7 @@ pub async fn probe(
         }
         Ok(Err(ClientError::Decode { source, .. })) => Err(ClientError::NotAnArbiter {
             addr: addr.clone(),
-            reason: format!("its answer to `{LIST}` is not a list of entries: {source}"),
+            reason: format!("its answer to `{LIST_PAGE}` is not a page of entries: {source}"),
         }),
         Ok(Err(e)) => Err(e),
     }

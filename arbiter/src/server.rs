@@ -5,6 +5,11 @@
 //! arbiter's functions) and `Msg::Cancel` (of one of its pending
 //! [`crate::WAIT_FOR`] calls). Anything else is a protocol violation that closes
 //! that connection, and only that one.
+//!
+//! Frames to and from the arbiter are at most [`MAX_FRAME`] bytes: every request
+//! is small, every stored length is capped (see [`crate::registry`]), and replies
+//! listing entries are pages that fit a frame, so a peer can make the arbiter
+//! hold only a small, fixed amount per connection.
 
 use std::collections::HashMap;
 use std::io;
@@ -12,8 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use actor_transport::{
-    Addr, Auth, CallId, CallKind, ChannelConfig, ErrorKind, HandshakeConfig, Listener, Msg, RemoteError,
-    Secret, Sender, Stream, TlsConfig, Uid, accept,
+    Addr, Auth, CallId, CallKind, ChannelConfig, ChannelError, ErrorKind, FrameError, HandshakeConfig,
+    Listener, Msg, RemoteError, Secret, Sender, Stream, TlsConfig, Uid, accept,
 };
 use bytes::Bytes;
 use serde::Serialize;
@@ -23,11 +28,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::registry::{ConnId, Registry, RegistryError};
-use crate::{FIND, FUNCTIONS, LIST, REGISTER, UNREGISTER, WAIT_FOR};
+use crate::registry::{self, ConnId, MAX_PAGE_ENTRIES, Page, Refusal, Registry, RegistryError};
+use crate::{FIND, FIND_PAGE, FUNCTIONS, LIST, LIST_PAGE, REGISTER, UNREGISTER, WAIT_FOR};
 
 /// How many [`crate::WAIT_FOR`] calls one connection may have pending at once.
 pub const MAX_WAITERS_PER_CONNECTION: usize = 1024;
+
+/// The largest frame the arbiter reads or writes, in bytes (64 KiB). Requests
+/// need far less; a reply page is at most [`registry::MAX_PAGE_BYTES`] plus a
+/// little framing. Larger frames (a hello with a huge uid, a huge address) are
+/// refused before they are buffered, and close the connection.
+pub const MAX_FRAME: usize = 64 * 1024;
 
 /// How long closing a connection may wait for queued replies to be written.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -119,7 +130,7 @@ pub async fn serve_registry_tls(
         handshake: HandshakeConfig {
             uid: config.uid.clone(),
             timeout: config.handshake_timeout,
-            channel: ChannelConfig::default(),
+            channel: ChannelConfig { max_frame: MAX_FRAME, ..ChannelConfig::default() },
         },
         auth: match &config.token {
             Some(token) => Auth::Require(token.clone()),
@@ -401,9 +412,32 @@ impl Conn {
         Box::new(RemoteError::new(self.server.uid.clone(), kind, type_name, message))
     }
 
+    /// Sends a reply. One too large for a frame is answered with an error
+    /// instead, so the caller is never left waiting (pages keep replies small,
+    /// this is the backstop).
     async fn reply(&self, msg: Msg) {
-        if let Err(e) = self.sender.send(&msg).await {
-            tracing::debug!(peer = %self.peer, error = %e, "cannot send a reply");
+        let cid = match &msg {
+            Msg::Return { cid, .. } => Some(*cid),
+            _ => None,
+        };
+        match self.sender.send(&msg).await {
+            Ok(()) => {}
+            Err(ChannelError::Frame(f)) if matches!(*f, FrameError::TooLarge { .. }) => {
+                let Some(cid) = cid else {
+                    tracing::warn!(peer = %self.peer, error = %f, "an error reply does not fit a frame");
+                    return;
+                };
+                tracing::warn!(peer = %self.peer, cid, error = %f, "a reply does not fit a frame");
+                let e = self.error(
+                    ErrorKind::Application,
+                    Refusal::ReplyTooLarge.type_name(),
+                    format!("the reply does not fit a frame: {f}"),
+                );
+                if let Err(e) = self.sender.send(&Msg::Error { cid, error: e }).await {
+                    tracing::debug!(peer = %self.peer, error = %e, "cannot send a reply");
+                }
+            }
+            Err(e) => tracing::debug!(peer = %self.peer, error = %e, "cannot send a reply"),
         }
     }
 
@@ -465,15 +499,27 @@ impl Conn {
                 }
             }),
             UNREGISTER => self.decode_unit(&func, &args).and_then(|()| {
-                if let Some(entry) = registry.unregister(&self.peer) {
-                    tracing::info!(uid = %entry.uid, addr = %entry.addr, "unregistered");
+                match registry.unregister(self.id, &self.peer) {
+                    Ok(Some(entry)) => tracing::info!(uid = %entry.uid, addr = %entry.addr, "unregistered"),
+                    Ok(None) => {}
+                    Err(e) => return Err(self.refusal(&e)),
                 }
                 self.encode(&func, &())
             }),
             FIND => self
                 .decode::<(String,)>(&func, &args)
-                .and_then(|(name,)| self.encode(&func, &registry.find(&name))),
-            LIST => self.decode_unit(&func, &args).and_then(|()| self.encode(&func, &registry.list())),
+                .and_then(|(name,)| self.whole(&func, registry.find_page(&name, None, MAX_PAGE_ENTRIES))),
+            FIND_PAGE => {
+                self.decode::<(String, Option<String>, u32)>(&func, &args).and_then(|(name, after, limit)| {
+                    self.encode(&func, &registry.find_page(&name, after.as_deref(), limit as usize))
+                })
+            }
+            LIST => self
+                .decode_unit(&func, &args)
+                .and_then(|()| self.whole(&func, registry.list_page(None, MAX_PAGE_ENTRIES))),
+            LIST_PAGE => self.decode::<(Option<Uid>, u32)>(&func, &args).and_then(|(after, limit)| {
+                self.encode(&func, &registry.list_page(after.as_ref(), limit as usize))
+            }),
             WAIT_FOR => match self.decode::<(String,)>(&func, &args) {
                 Ok((name,)) => return self.wait_for(cid, name).await,
                 Err(e) => Err(e),
@@ -493,7 +539,12 @@ impl Conn {
     }
 
     async fn wait_for(self: &Arc<Self>, cid: CallId, name: String) -> Next {
-        let found = self.server.registry.find(&name);
+        // A name that could never be registered is refused before it is held.
+        if let Err(e) = registry::check_name(&name) {
+            self.reply(Msg::Error { cid, error: self.refusal(&e) }).await;
+            return Next::Continue;
+        }
+        let found = self.server.registry.find_page(&name, None, MAX_PAGE_ENTRIES).entries;
         if !found.is_empty() {
             let msg = match self.encode(WAIT_FOR, &found) {
                 Ok(value) => Msg::Return { cid, value },
@@ -514,7 +565,7 @@ impl Conn {
         if !admitted {
             let e = self.error(
                 ErrorKind::Application,
-                "arbiter::TooManyWaiters",
+                Refusal::TooManyWaiters.type_name(),
                 format!(
                     "this connection already has {MAX_WAITERS_PER_CONNECTION} pending `{WAIT_FOR}` calls"
                 ),
@@ -532,10 +583,11 @@ impl Conn {
                 };
                 conn.waiters().remove(&cid);
                 let msg = match found {
-                    Some(found) => match conn.encode(WAIT_FOR, &found) {
+                    Some(Ok(found)) => match conn.encode(WAIT_FOR, &found) {
                         Ok(value) => Msg::Return { cid, value },
                         Err(error) => Msg::Error { cid, error },
                     },
+                    Some(Err(refused)) => Msg::Error { cid, error: conn.refusal(&refused) },
                     // The connection is closing: nobody to answer.
                     None if conn.closing.is_cancelled() => return,
                     None => Msg::CancelAck { cid },
@@ -552,7 +604,21 @@ impl Conn {
     }
 
     fn refusal(&self, e: &RegistryError) -> Box<RemoteError> {
-        self.error(ErrorKind::Application, std::any::type_name::<RegistryError>(), e.to_string())
+        self.error(ErrorKind::Application, e.refusal().type_name(), e.to_string())
+    }
+
+    /// Encodes a whole listing as a plain list of entries, refusing with
+    /// [`Refusal::ReplyTooLarge`] if it needs more than one page.
+    fn whole(&self, func: &str, page: Page) -> Result<Bytes, Box<RemoteError>> {
+        if page.more {
+            let paged = if func == FIND { FIND_PAGE } else { LIST_PAGE };
+            return Err(self.error(
+                ErrorKind::Application,
+                Refusal::ReplyTooLarge.type_name(),
+                format!("the result of `{func}` does not fit one reply; call `{paged}` to page through it"),
+            ));
+        }
+        self.encode(func, &page.entries)
     }
 
     fn decode<T: DeserializeOwned>(&self, func: &str, args: &[u8]) -> Result<T, Box<RemoteError>> {
