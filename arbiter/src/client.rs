@@ -5,6 +5,11 @@
 //! unregisters *itself*: the arbiter takes the name from the uid this client
 //! authenticated with ([`HandshakeConfig::uid`]). Entries it registered vanish
 //! when the client is dropped or its connection breaks.
+//!
+//! Every request but [`ArbiterClient::wait_for`] is bounded by the client's
+//! request timeout ([`DEFAULT_REQUEST_TIMEOUT`] unless set with
+//! [`ArbiterClient::with_request_timeout`]), so an arbiter that stops answering
+//! is an error ([`ClientError::Timeout`]), never a hang.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +29,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::registry::{Entry, Page, Refusal};
 use crate::{FIND_PAGE, LIST_PAGE, REGISTER, UNREGISTER, WAIT_FOR};
+
+/// How long a request to the arbiter may take unless configured otherwise
+/// ([`ArbiterClient::with_request_timeout`]): 5 s, far above a healthy arbiter's
+/// sub-millisecond answers, short enough that a root does not seem to hang.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -79,11 +89,14 @@ pub enum ClientError {
         #[source]
         source: rmp_serde::decode::Error,
     },
-    /// The arbiter did not answer a probe in time.
-    #[error("the arbiter at {addr} did not answer within {timeout:?}")]
+    /// The arbiter did not answer a request in time (see
+    /// [`ArbiterClient::with_request_timeout`]). The request is cancelled.
+    #[error("the arbiter at {addr} did not answer `{request}` within {timeout:?}")]
     Timeout {
         /// The arbiter's address.
         addr: Addr,
+        /// The function called, e.g. [`crate::REGISTER`].
+        request: &'static str,
         /// How long we waited.
         timeout: Duration,
     },
@@ -160,6 +173,7 @@ pub struct ArbiterClient {
     shared: Arc<Shared>,
     next_cid: AtomicU64,
     reader: JoinHandle<()>,
+    request_timeout: Duration,
 }
 
 impl std::fmt::Debug for ArbiterClient {
@@ -233,7 +247,20 @@ impl ArbiterClient {
             shared,
             next_cid: AtomicU64::new(1),
             reader,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         })
+    }
+
+    /// Bounds every later request but [`ArbiterClient::wait_for`] by `timeout`
+    /// (default [`DEFAULT_REQUEST_TIMEOUT`]); a paged listing bounds each page.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The bound on each request ([`ArbiterClient::with_request_timeout`]).
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
     }
 
     /// The arbiter's address.
@@ -269,7 +296,8 @@ impl ArbiterClient {
     /// [`ClientError::Remote`] if the arbiter refuses ([`ClientError::refusal`]
     /// tells why: [`Refusal::Claimed`] if another connection registered this uid,
     /// a name, id or address too long, a registry full),
-    /// [`ClientError::Disconnected`] if the connection is gone.
+    /// [`ClientError::Disconnected`] if the connection is gone,
+    /// [`ClientError::Timeout`] if the arbiter does not answer in time.
     pub async fn register(&self, addr: &Addr) -> Result<(), ClientError> {
         self.call(REGISTER, &(addr,)).await
     }
@@ -280,7 +308,8 @@ impl ArbiterClient {
     ///
     /// [`ClientError::Disconnected`] if the connection is gone,
     /// [`ClientError::Remote`] if the arbiter refuses ([`Refusal::Claimed`]:
-    /// another connection registered this uid) or reports an error.
+    /// another connection registered this uid) or reports an error,
+    /// [`ClientError::Timeout`] if it does not answer in time.
     pub async fn unregister(&self) -> Result<(), ClientError> {
         self.call(UNREGISTER, &()).await
     }
@@ -311,8 +340,8 @@ impl ArbiterClient {
     /// # Errors
     ///
     /// [`ClientError::Disconnected`] if the connection is gone,
-    /// [`ClientError::Remote`] or [`ClientError::Decode`] if the arbiter answers
-    /// badly.
+    /// [`ClientError::Timeout`] if the arbiter does not answer in time,
+    /// [`ClientError::Remote`] or [`ClientError::Decode`] if it answers badly.
     pub async fn find_page(&self, name: &str, after: Option<&str>, limit: u32) -> Result<Page, ClientError> {
         self.call(FIND_PAGE, &(name, after, limit)).await
     }
@@ -325,7 +354,7 @@ impl ArbiterClient {
     ///
     /// As [`ArbiterClient::find`].
     pub async fn wait_for(&self, name: &str) -> Result<Vec<Entry>, ClientError> {
-        self.call(WAIT_FOR, &(name,)).await
+        self.call_unbounded(WAIT_FOR, &(name,)).await
     }
 
     /// Every entry, sorted by name then uid, asked page by page
@@ -390,9 +419,22 @@ impl ArbiterClient {
         ClientError::Disconnected { addr: self.addr.clone(), reason }
     }
 
+    /// As [`ArbiterClient::call_unbounded`], failing with [`ClientError::Timeout`]
+    /// (and cancelling the call) after the request timeout.
+    async fn call<A, R>(&self, func: &'static str, args: &A) -> Result<R, ClientError>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let timeout = self.request_timeout;
+        tokio::time::timeout(timeout, self.call_unbounded(func, args))
+            .await
+            .unwrap_or_else(|_| Err(ClientError::Timeout { addr: self.addr.clone(), request: func, timeout }))
+    }
+
     /// Calls `func` with `args` and decodes its result; dropping the future sends
     /// `Cancel` for the call.
-    async fn call<A, R>(&self, func: &'static str, args: &A) -> Result<R, ClientError>
+    async fn call_unbounded<A, R>(&self, func: &'static str, args: &A) -> Result<R, ClientError>
     where
         A: Serialize + ?Sized,
         R: DeserializeOwned,
@@ -525,20 +567,20 @@ pub async fn probe(
     handshake: &HandshakeConfig,
     secret: Option<&Secret>,
 ) -> Result<Uid, ClientError> {
-    let client = ArbiterClient::connect(addr, handshake, secret).await?;
-    match tokio::time::timeout(handshake.timeout, client.list_page(None, 1)).await {
-        Err(_) => Err(ClientError::Timeout { addr: addr.clone(), timeout: handshake.timeout }),
-        Ok(Ok(_)) => Ok(client.arbiter.clone()),
-        Ok(Err(ClientError::Remote(e)))
+    let client =
+        ArbiterClient::connect(addr, handshake, secret).await?.with_request_timeout(handshake.timeout);
+    match client.list_page(None, 1).await {
+        Ok(_) => Ok(client.arbiter.clone()),
+        Err(ClientError::Remote(e))
             if matches!(e.kind, ErrorKind::UnknownFunction | ErrorKind::NotExposed) =>
         {
             Err(ClientError::NotAnArbiter { addr: addr.clone(), reason: e.message })
         }
-        Ok(Err(ClientError::Decode { source, .. })) => Err(ClientError::NotAnArbiter {
+        Err(ClientError::Decode { source, .. }) => Err(ClientError::NotAnArbiter {
             addr: addr.clone(),
             reason: format!("its answer to `{LIST_PAGE}` is not a page of entries: {source}"),
         }),
-        Ok(Err(e)) => Err(e),
+        Err(e) => Err(e),
     }
 }
 
