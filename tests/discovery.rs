@@ -93,3 +93,23 @@ fn a_port_held_by_something_else_is_reported_clearly() {
     assert!(out.stderr.contains(&arbiter), "{out:?}");
     answer.join().expect("squatter thread");
 }
+
+#[test]
+fn a_root_refuses_to_host_an_embedded_arbiter_beyond_this_host_in_plaintext() {
+    // A free port: nothing answers there, so the root would host the arbiter.
+    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let arbiter = format!("tcp://0.0.0.0:{port}");
+    let out = Tree::start("actor_spawning_and_causality", &[], &[("ACTOR_ARBITER", arbiter.as_str())])
+        .finish(BOUND);
+    assert!(!out.status.success(), "it must refuse to host an arbiter on 0.0.0.0 in plaintext: {out:?}");
+    assert!(out.stderr.contains("configuration"), "{out:?}");
+    assert!(out.stderr.contains(&arbiter) && out.stderr.contains("ACTOR_INSECURE=1"), "{out:?}");
+    assert!(!out.stdout.contains("the nursery is closed"), "main must not run: {out:?}");
+
+    // The root's own listener follows the same rule, in the same words.
+    let out =
+        Tree::start("actor_spawning_and_causality", &[], &[("ACTOR_BIND", "tcp://0.0.0.0:0")]).finish(BOUND);
+    assert!(!out.status.success(), "it must refuse to listen on 0.0.0.0 in plaintext: {out:?}");
+    assert!(out.stderr.contains("refusing to listen on tcp://0.0.0.0:0 without TLS"), "{out:?}");
+    assert!(out.stderr.contains("ACTOR_INSECURE=1"), "{out:?}");
+}
