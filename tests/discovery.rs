@@ -113,3 +113,43 @@ fn a_root_refuses_to_host_an_embedded_arbiter_beyond_this_host_in_plaintext() {
     assert!(out.stderr.contains("refusing to listen on tcp://0.0.0.0:0 without TLS"), "{out:?}");
     assert!(out.stderr.contains("ACTOR_INSECURE=1"), "{out:?}");
 }
+
+/// A fake arbiter on a loopback port: it completes the handshake with anyone,
+/// then reads and never answers. Runs until the test process ends.
+fn silent_arbiter() -> Addr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let listener =
+                actor::transport::Listener::bind(&Addr::loopback(0)).await.expect("bind a loopback port");
+            tx.send(listener.local_addr().clone()).expect("send the address");
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let hs = HandshakeConfig {
+                        uid: Uid::new("arbiter"),
+                        timeout: Duration::from_secs(5),
+                        channel: Default::default(),
+                    };
+                    let accepted =
+                        actor::transport::accept(stream, &hs, |_| actor::transport::Auth::Open).await;
+                    if let Ok((mut ch, _)) = accepted {
+                        while let Ok(Some(_)) = ch.recv().await {}
+                    }
+                });
+            }
+        });
+    });
+    rx.recv_timeout(BOUND).expect("the fake arbiter's address")
+}
+
+#[test]
+fn a_root_whose_arbiter_never_answers_fails_instead_of_hanging() {
+    let arbiter = silent_arbiter().to_string();
+    // Far below BOUND: the registration gives up after the client's 5 s timeout.
+    let out = Tree::start("actor_spawning_and_causality", &[], &[("ACTOR_ARBITER", arbiter.as_str())])
+        .finish(Duration::from_secs(30));
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.contains("did not answer `arbiter::register`"), "{out:?}");
+    assert!(!out.stdout.contains("the nursery is closed"), "main must not run: {out:?}");
+}
