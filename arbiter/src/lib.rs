@@ -26,7 +26,7 @@
 //! with `Msg::Cancel`, answered by `Msg::CancelAck`.
 //!
 //! Everything is bounded: names (255 bytes), uid ids (64), addresses (1 KiB),
-//! entries and waiters ([`Limits`]), frames ([`server::MAX_FRAME`]). Replies
+//! entries, waiters and connections ([`Limits`]), frames ([`server::MAX_FRAME`]). Replies
 //! listing entries never exceed a frame: [`FIND`] and [`LIST`] refuse with
 //! [`Refusal::ReplyTooLarge`] when their result needs more than one page, and
 //! [`FIND_PAGE`] / [`LIST_PAGE`] page through any number of entries

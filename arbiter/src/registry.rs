@@ -72,11 +72,20 @@ pub struct Limits {
     pub max_entries_per_connection: usize,
     /// Pending [`Registry::wait_for`] calls over all names (default 16,384).
     pub max_waiters: usize,
+    /// Open connections of a server on this registry, handshaking or
+    /// authenticated (default 16,384: one per entry; each costs some 25 KiB).
+    /// The server closes connections past it as soon as it accepts them.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_entries: 16_384, max_entries_per_connection: 16, max_waiters: 16_384 }
+        Limits {
+            max_entries: 16_384,
+            max_entries_per_connection: 16,
+            max_waiters: 16_384,
+            max_connections: 16_384,
+        }
     }
 }
 
@@ -737,8 +746,12 @@ mod tests {
 
     #[test]
     fn entries_are_capped_per_connection_and_in_total() {
-        let r =
-            Registry::with_limits(Limits { max_entries: 3, max_entries_per_connection: 2, max_waiters: 1 });
+        let r = Registry::with_limits(Limits {
+            max_entries: 3,
+            max_entries_per_connection: 2,
+            max_waiters: 1,
+            max_connections: 1,
+        });
         let (c1, c2) = (r.connection(), r.connection());
         r.register(c1, uid("a", "1"), addr(1)).unwrap();
         r.register(c1, uid("a", "2"), addr(2)).unwrap();

@@ -23,6 +23,7 @@ use actor_transport::{
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -141,6 +142,10 @@ pub async fn serve_registry_tls(
         tls,
     });
     let tracker = TaskTracker::new();
+    // One permit per open connection, held by its task: past the registry's
+    // connection limit a new connection is closed before it costs anything.
+    let permits =
+        Arc::new(Semaphore::new(server.registry.limits().max_connections.min(Semaphore::MAX_PERMITS)));
     // Cancelled on shutdown and on a fatal accept error: closes every connection.
     let conns = shutdown.child_token();
     tracing::info!(
@@ -156,8 +161,20 @@ pub async fn serve_registry_tls(
             _ = shutdown.cancelled() => break Ok(()),
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer_addr)) => {
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        tracing::debug!(%peer_addr, "closing a connection: the arbiter is at its connection limit");
+                        drop(stream);
+                        continue;
+                    };
                     let span = tracing::info_span!("arbiter_conn", peer_addr = %peer_addr);
-                    tracker.spawn(server.clone().connection(stream, conns.clone()).instrument(span));
+                    let connection = server.clone().connection(stream, conns.clone());
+                    tracker.spawn(
+                        async move {
+                            connection.await;
+                            drop(permit);
+                        }
+                        .instrument(span),
+                    );
                 }
                 Err(e) if is_transient(&e) => {
                     tracing::warn!(error = %e, "accept failed; retrying shortly");

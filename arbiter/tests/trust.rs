@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actor_arbiter::registry::{MAX_ADDR_LEN, MAX_ID_LEN, MAX_NAME_LEN};
-use actor_arbiter::{ArbiterClient, Entry, LIST, Limits, Refusal, Registry, serve_registry};
+use actor_arbiter::{ArbiterClient, ClientError, Entry, LIST, Limits, Refusal, Registry, serve_registry};
 use actor_transport::{Addr, Listener, Msg, Uid, connect};
 use common::{config, fake_addr, hs_uid, long_unix_addr, start, start_msg, within};
 
@@ -89,7 +89,8 @@ async fn refusals_of_lengths_are_typed_and_the_connection_lives_on() {
 
 #[tokio::test]
 async fn entries_and_waiters_are_capped_with_typed_refusals() {
-    let limits = Limits { max_entries: 3, max_entries_per_connection: 1, max_waiters: 2 };
+    let limits =
+        Limits { max_entries: 3, max_entries_per_connection: 1, max_waiters: 2, ..Limits::default() };
     let registry = Arc::new(Registry::with_limits(limits));
     let listener = Listener::bind(&Addr::loopback(0)).await.expect("bind");
     let addr = listener.local_addr().clone();
@@ -170,4 +171,40 @@ async fn a_listing_of_many_large_entries_arrives_whole_in_pages() {
         }
         other => panic!("expected a ReplyTooLarge refusal, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_are_closed_until_one_leaves() {
+    let limits = Limits { max_connections: 2, ..Limits::default() };
+    let registry = Arc::new(Registry::with_limits(limits));
+    let listener = Listener::bind(&Addr::loopback(0)).await.expect("bind");
+    let addr = listener.local_addr().clone();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(serve_registry(listener, config(), registry.clone(), shutdown.clone()));
+    let connect_as = |name: &'static str| {
+        let addr = addr.clone();
+        async move { ArbiterClient::connect(&addr, &hs_uid(Uid::new(name)), None).await }
+    };
+
+    let first = within("first", connect_as("first")).await.expect("under the cap");
+    let second = within("second", connect_as("second")).await.expect("under the cap");
+    within("register", first.register(&fake_addr(1))).await.expect("register");
+    let third = within("third", connect_as("third")).await;
+    assert!(matches!(third, Err(ClientError::Handshake { .. })), "past the cap: {third:?}");
+    // The admitted connections are undisturbed.
+    assert_eq!(within("list", second.list()).await.expect("list").len(), 1);
+
+    drop(first);
+    let again = within("a place frees up", async {
+        loop {
+            match connect_as("again").await {
+                Ok(c) => break c,
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    })
+    .await;
+    within("list", again.list()).await.expect("list");
+    shutdown.cancel();
+    within("shutdown", server).await.expect("join").expect("serve");
 }
