@@ -96,3 +96,63 @@ fn a_port_held_by_something_else_is_reported_clearly() {
     assert!(out.stderr.contains(&arbiter), "{out:?}");
     answer.join().expect("squatter thread");
 }
+
+#[test]
+fn a_root_refuses_to_host_an_embedded_arbiter_beyond_this_host_in_plaintext() {
+    // A free port: nothing answers there, so the root would host the arbiter.
+    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let arbiter = format!("tcp://0.0.0.0:{port}");
+    let out = Tree::start("actor_spawning_and_causality", &[], &[("ACTOR_ARBITER", arbiter.as_str())])
+        .finish(BOUND);
+    assert!(!out.status.success(), "it must refuse to host an arbiter on 0.0.0.0 in plaintext: {out:?}");
+    assert!(out.stderr.contains("configuration"), "{out:?}");
+    assert!(out.stderr.contains(&arbiter) && out.stderr.contains("ACTOR_INSECURE=1"), "{out:?}");
+    assert!(!out.stdout.contains("the nursery is closed"), "main must not run: {out:?}");
+
+    // The root's own listener follows the same rule, in the same words.
+    let out =
+        Tree::start("actor_spawning_and_causality", &[], &[("ACTOR_BIND", "tcp://0.0.0.0:0")]).finish(BOUND);
+    assert!(!out.status.success(), "it must refuse to listen on 0.0.0.0 in plaintext: {out:?}");
+    assert!(out.stderr.contains("refusing to listen on tcp://0.0.0.0:0 without TLS"), "{out:?}");
+    assert!(out.stderr.contains("ACTOR_INSECURE=1"), "{out:?}");
+}
+
+/// A fake arbiter on a loopback port: it completes the handshake with anyone,
+/// then reads and never answers. Runs until the test process ends.
+fn silent_arbiter() -> Addr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let listener =
+                actor::transport::Listener::bind(&Addr::loopback(0)).await.expect("bind a loopback port");
+            tx.send(listener.local_addr().clone()).expect("send the address");
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let hs = HandshakeConfig {
+                        uid: Uid::new("arbiter"),
+                        timeout: Duration::from_secs(5),
+                        channel: Default::default(),
+                    };
+                    let accepted =
+                        actor::transport::accept(stream, &hs, |_| actor::transport::Auth::Open).await;
+                    if let Ok((mut ch, _)) = accepted {
+                        while let Ok(Some(_)) = ch.recv().await {}
+                    }
+                });
+            }
+        });
+    });
+    rx.recv_timeout(BOUND).expect("the fake arbiter's address")
+}
+
+#[test]
+fn a_root_whose_arbiter_never_answers_fails_instead_of_hanging() {
+    let arbiter = silent_arbiter().to_string();
+    // Far below BOUND: the registration gives up after the client's 5 s timeout.
+    let out = Tree::start("actor_spawning_and_causality", &[], &[("ACTOR_ARBITER", arbiter.as_str())])
+        .finish(Duration::from_secs(30));
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.contains("did not answer `arbiter::register`"), "{out:?}");
+    assert!(!out.stdout.contains("the nursery is closed"), "main must not run: {out:?}");
+}

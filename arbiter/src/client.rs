@@ -5,6 +5,11 @@
 //! unregisters *itself*: the arbiter takes the name from the uid this client
 //! authenticated with ([`HandshakeConfig::uid`]). Entries it registered vanish
 //! when the client is dropped or its connection breaks.
+//!
+//! Every request but [`ArbiterClient::wait_for`] is bounded by the client's
+//! request timeout ([`DEFAULT_REQUEST_TIMEOUT`] unless set with
+//! [`ArbiterClient::with_request_timeout`]), so an arbiter that stops answering
+//! is an error ([`ClientError::Timeout`]), never a hang.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -21,8 +26,13 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::Entry;
-use crate::{FIND, LIST, REGISTER, UNREGISTER, WAIT_FOR};
+use crate::registry::{Entry, Page, Refusal};
+use crate::{FIND_PAGE, LIST_PAGE, REGISTER, UNREGISTER, WAIT_FOR};
+
+/// How long a request to the arbiter may take unless configured otherwise
+/// ([`ArbiterClient::with_request_timeout`]): 5 s, far above a healthy arbiter's
+/// sub-millisecond answers, short enough that a root does not seem to hang.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,11 +88,14 @@ pub enum ClientError {
         #[source]
         source: rmp_serde::decode::Error,
     },
-    /// The arbiter did not answer a probe in time.
-    #[error("the arbiter at {addr} did not answer within {timeout:?}")]
+    /// The arbiter did not answer a request in time (see
+    /// [`ArbiterClient::with_request_timeout`]). The request is cancelled.
+    #[error("the arbiter at {addr} did not answer `{request}` within {timeout:?}")]
     Timeout {
         /// The arbiter's address.
         addr: Addr,
+        /// The function called, e.g. [`crate::REGISTER`].
+        request: &'static str,
         /// How long we waited.
         timeout: Duration,
     },
@@ -94,6 +107,20 @@ pub enum ClientError {
         /// What it did.
         reason: String,
     },
+}
+
+impl ClientError {
+    /// The arbiter's refusal, if this is one: a registration of a uid another
+    /// connection owns ([`Refusal::Claimed`]), a length or count past a limit,
+    /// and so on. `None` for any other error.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            ClientError::Remote(e) if e.kind == ErrorKind::Application => {
+                Refusal::from_type_name(&e.type_name)
+            }
+            _ => None,
+        }
+    }
 }
 
 fn hint(e: &HandshakeError) -> &'static str {
@@ -146,6 +173,7 @@ pub struct ArbiterClient {
     sender: Sender,
     shared: Arc<Shared>,
     reader: JoinHandle<()>,
+    request_timeout: Duration,
 }
 
 impl std::fmt::Debug for ArbiterClient {
@@ -215,7 +243,27 @@ impl ArbiterClient {
         });
         let reader = tokio::spawn(read_loop(shared.clone(), sender.clone(), receiver, arbiter.clone()));
         tracing::debug!(%addr, %arbiter, "connected to the arbiter");
-        Ok(ArbiterClient { addr: addr.clone(), uid: handshake.uid.clone(), arbiter, sender, shared, reader })
+        Ok(ArbiterClient {
+            addr: addr.clone(),
+            uid: handshake.uid.clone(),
+            arbiter,
+            sender,
+            shared,
+            reader,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        })
+    }
+
+    /// Bounds every later request but [`ArbiterClient::wait_for`] by `timeout`
+    /// (default [`DEFAULT_REQUEST_TIMEOUT`]); a paged listing bounds each page.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The bound on each request ([`ArbiterClient::with_request_timeout`]).
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
     }
 
     /// The arbiter's address.
@@ -244,12 +292,15 @@ impl ArbiterClient {
     }
 
     /// Registers this client's uid under its name at `addr` (the address of its
-    /// listener). Registering again replaces the address.
+    /// listener). Registering again over the same client replaces the address.
     ///
     /// # Errors
     ///
-    /// [`ClientError::Remote`] if the arbiter refuses (e.g. an empty name),
-    /// [`ClientError::Disconnected`] if the connection is gone.
+    /// [`ClientError::Remote`] if the arbiter refuses ([`ClientError::refusal`]
+    /// tells why: [`Refusal::Claimed`] if another connection registered this uid,
+    /// a name, id or address too long, a registry full),
+    /// [`ClientError::Disconnected`] if the connection is gone,
+    /// [`ClientError::Timeout`] if the arbiter does not answer in time.
     pub async fn register(&self, addr: &Addr) -> Result<(), ClientError> {
         self.call(REGISTER, &(addr,)).await
     }
@@ -259,20 +310,43 @@ impl ArbiterClient {
     /// # Errors
     ///
     /// [`ClientError::Disconnected`] if the connection is gone,
-    /// [`ClientError::Remote`] if the arbiter reports an error.
+    /// [`ClientError::Remote`] if the arbiter refuses ([`Refusal::Claimed`]:
+    /// another connection registered this uid) or reports an error,
+    /// [`ClientError::Timeout`] if it does not answer in time.
     pub async fn unregister(&self) -> Result<(), ClientError> {
         self.call(UNREGISTER, &()).await
     }
 
-    /// The entries registered under `name`, sorted by uid; empty if none.
+    /// The entries registered under `name`, sorted by uid; empty if none. Asks
+    /// page by page ([`ArbiterClient::find_page`]), so any number of entries
+    /// arrives; entries registered or removed meanwhile may or may not appear.
+    ///
+    /// # Errors
+    ///
+    /// As [`ArbiterClient::find_page`].
+    pub async fn find(&self, name: &str) -> Result<Vec<Entry>, ClientError> {
+        let mut entries: Vec<Entry> = Vec::new();
+        loop {
+            let after = entries.last().map(|e| e.uid.id.as_str());
+            let page = self.find_page(name, after, 0).await?;
+            let more = self.check_page(FIND_PAGE, &page, entries.last())?;
+            entries.extend(page.entries);
+            if !more {
+                return Ok(entries);
+            }
+        }
+    }
+
+    /// One page of the entries under `name`: those whose id follows `after`
+    /// (from the first with `None`), at most `limit` (0: as many as fit).
     ///
     /// # Errors
     ///
     /// [`ClientError::Disconnected`] if the connection is gone,
-    /// [`ClientError::Remote`] or [`ClientError::Decode`] if the arbiter answers
-    /// badly.
-    pub async fn find(&self, name: &str) -> Result<Vec<Entry>, ClientError> {
-        self.call(FIND, &(name,)).await
+    /// [`ClientError::Timeout`] if the arbiter does not answer in time,
+    /// [`ClientError::Remote`] or [`ClientError::Decode`] if it answers badly.
+    pub async fn find_page(&self, name: &str, after: Option<&str>, limit: u32) -> Result<Page, ClientError> {
+        self.call(FIND_PAGE, &(name, after, limit)).await
     }
 
     /// Waits until at least one entry is registered under `name` and returns the
@@ -283,16 +357,59 @@ impl ArbiterClient {
     ///
     /// As [`ArbiterClient::find`].
     pub async fn wait_for(&self, name: &str) -> Result<Vec<Entry>, ClientError> {
-        self.call(WAIT_FOR, &(name,)).await
+        self.call_unbounded(WAIT_FOR, &(name,)).await
     }
 
-    /// Every entry, sorted by name then uid.
+    /// Every entry, sorted by name then uid, asked page by page
+    /// ([`ArbiterClient::list_page`]) so any number of entries arrives; not a
+    /// snapshot: entries registered or removed meanwhile may or may not appear.
     ///
     /// # Errors
     ///
-    /// As [`ArbiterClient::find`].
+    /// As [`ArbiterClient::list_page`].
     pub async fn list(&self) -> Result<Vec<Entry>, ClientError> {
-        self.call(LIST, &()).await
+        let mut entries: Vec<Entry> = Vec::new();
+        loop {
+            let after = entries.last().map(|e| &e.uid);
+            let page = self.list_page(after, 0).await?;
+            let more = self.check_page(LIST_PAGE, &page, entries.last())?;
+            entries.extend(page.entries);
+            if !more {
+                return Ok(entries);
+            }
+        }
+    }
+
+    /// One page of all entries: those after the uid `after` (from the first
+    /// with `None`), at most `limit` (0: as many as fit).
+    ///
+    /// # Errors
+    ///
+    /// As [`ArbiterClient::find_page`].
+    pub async fn list_page(&self, after: Option<&Uid>, limit: u32) -> Result<Page, ClientError> {
+        self.call(LIST_PAGE, &(after, limit)).await
+    }
+
+    /// Whether another page follows `page`; an error if the arbiter's pages do
+    /// not advance (which would make the listing loop forever).
+    fn check_page(
+        &self,
+        func: &'static str,
+        page: &Page,
+        cursor: Option<&Entry>,
+    ) -> Result<bool, ClientError> {
+        let advances = match (page.entries.first(), cursor) {
+            (Some(first), Some(cursor)) => first.uid > cursor.uid,
+            (Some(_), None) => true,
+            (None, _) => !page.more,
+        };
+        if !advances {
+            return Err(ClientError::Protocol {
+                addr: self.addr.clone(),
+                reason: format!("a page of `{func}` does not advance past the previous one"),
+            });
+        }
+        Ok(page.more)
     }
 
     /// Closes the connection after the queued requests are written; the arbiter
@@ -305,9 +422,22 @@ impl ArbiterClient {
         ClientError::Disconnected { addr: self.addr.clone(), reason }
     }
 
+    /// As [`ArbiterClient::call_unbounded`], failing with [`ClientError::Timeout`]
+    /// (and cancelling the call) after the request timeout.
+    async fn call<A, R>(&self, func: &'static str, args: &A) -> Result<R, ClientError>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let timeout = self.request_timeout;
+        tokio::time::timeout(timeout, self.call_unbounded(func, args))
+            .await
+            .unwrap_or_else(|_| Err(ClientError::Timeout { addr: self.addr.clone(), request: func, timeout }))
+    }
+
     /// Calls `func` with `args` and decodes its result; dropping the future sends
     /// `Cancel` for the call.
-    async fn call<A, R>(&self, func: &'static str, args: &A) -> Result<R, ClientError>
+    async fn call_unbounded<A, R>(&self, func: &'static str, args: &A) -> Result<R, ClientError>
     where
         A: Serialize + ?Sized,
         R: DeserializeOwned,
@@ -408,8 +538,9 @@ async fn read_loop(shared: Arc<Shared>, sender: Sender, mut receiver: Receiver, 
     shared.closed.cancel();
 }
 
-/// Checks that an arbiter answers at `addr`: connects, handshakes and lists its
-/// entries, all within `handshake.timeout`. Returns the arbiter's uid.
+/// Checks that an arbiter answers at `addr`: connects, handshakes and asks for
+/// one page of its entries, all within `handshake.timeout`. Returns the arbiter's
+/// uid.
 ///
 /// # Errors
 ///
@@ -423,20 +554,20 @@ pub async fn probe(
     handshake: &HandshakeConfig,
     secret: Option<&Secret>,
 ) -> Result<Uid, ClientError> {
-    let client = ArbiterClient::connect(addr, handshake, secret).await?;
-    match tokio::time::timeout(handshake.timeout, client.list()).await {
-        Err(_) => Err(ClientError::Timeout { addr: addr.clone(), timeout: handshake.timeout }),
-        Ok(Ok(_)) => Ok(client.arbiter.clone()),
-        Ok(Err(ClientError::Remote(e)))
+    let client =
+        ArbiterClient::connect(addr, handshake, secret).await?.with_request_timeout(handshake.timeout);
+    match client.list_page(None, 1).await {
+        Ok(_) => Ok(client.arbiter.clone()),
+        Err(ClientError::Remote(e))
             if matches!(e.kind, ErrorKind::UnknownFunction | ErrorKind::NotExposed) =>
         {
             Err(ClientError::NotAnArbiter { addr: addr.clone(), reason: e.message })
         }
-        Ok(Err(ClientError::Decode { source, .. })) => Err(ClientError::NotAnArbiter {
+        Err(ClientError::Decode { source, .. }) => Err(ClientError::NotAnArbiter {
             addr: addr.clone(),
-            reason: format!("its answer to `{LIST}` is not a list of entries: {source}"),
+            reason: format!("its answer to `{LIST_PAGE}` is not a page of entries: {source}"),
         }),
-        Ok(Err(e)) => Err(e),
+        Err(e) => Err(e),
     }
 }
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use actor_arbiter::server::serve_tls;
 use actor_arbiter::{ArbiterConfig, DEFAULT_ADDR, ENV_ADDR, ENV_LOG, ENV_TOKEN};
-use actor_transport::{Addr, ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, Listener, Secret, TlsConfig, Uid};
+use actor_transport::{
+    Addr, ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, Listener, Secret, TlsConfig, Uid, check_exposure,
+};
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -90,13 +92,11 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    if !args.bind.is_local() && tls.is_none() && !args.insecure_non_loopback {
+    if let Err(e) = check_exposure(&args.bind, tls.is_some(), args.insecure_non_loopback) {
         eprintln!(
-            "arbiter: refusing to listen on {}: it is not a loopback address, and without TLS the traffic \
-             is not encrypted. Pass --tls-ca, --tls-cert and --tls-key (or set {ENV_TLS_CA}, {ENV_TLS_CERT} \
-             and {ENV_TLS_KEY}) to accept only mutual-TLS clients, or --insecure-non-loopback to bind it \
-             anyway on a trusted network.",
-            args.bind
+            "arbiter: {e}. Pass --tls-ca, --tls-cert and --tls-key (or set {ENV_TLS_CA}, {ENV_TLS_CERT} and \
+             {ENV_TLS_KEY}) to accept only mutual-TLS clients, or --insecure-non-loopback to bind it anyway \
+             on a trusted network."
         );
         return ExitCode::from(2);
     }

@@ -5,35 +5,49 @@
 //! arbiter's functions) and `Msg::Cancel` (of one of its pending
 //! [`crate::WAIT_FOR`] calls). Anything else is a protocol violation that closes
 //! that connection, and only that one.
+//!
+//! Frames to and from the arbiter are at most [`MAX_FRAME`] bytes: every request
+//! is small, every stored length is capped (see [`crate::registry`]), and replies
+//! listing entries are pages that fit a frame, so a peer can make the arbiter
+//! hold only a small, fixed amount per connection.
 
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use actor_transport::{
-    Addr, Auth, CallApp, CallId, CallKind, ChannelConfig, Completion, End, ErrorKind, HandshakeConfig,
-    Incoming, Limits, Listener, Msg, RemoteError, Secret, Sender, Session, Side, Stream, TlsConfig, Uid,
-    accept,
+    Addr, Auth, CallApp, CallId, CallKind, ChannelConfig, ChannelError, Completion, End, ErrorKind,
+    FrameError, HandshakeConfig, Incoming, Limits, Listener, Msg, RemoteError, Secret, Sender, Session, Side,
+    Stream, TlsConfig, Uid, accept,
 };
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::registry::{ConnId, Registry, RegistryError};
-use crate::{FIND, FUNCTIONS, LIST, REGISTER, UNREGISTER, WAIT_FOR};
+use crate::registry::{self, ConnId, MAX_PAGE_ENTRIES, Page, Refusal, Registry, RegistryError};
+use crate::{FIND, FIND_PAGE, FUNCTIONS, LIST, LIST_PAGE, REGISTER, UNREGISTER, WAIT_FOR};
 
 /// How many [`crate::WAIT_FOR`] calls one connection may have pending at once.
 pub const MAX_WAITERS_PER_CONNECTION: usize = 1024;
 
-/// The bounds each connection's session enforces: pending calls are the
-/// `wait_for`s, and no client call carries items.
+/// The bounds each connection's session enforces: its open calls are the
+/// pending `wait_for`s (every other call is answered as it arrives), capped
+/// with a typed refusal in [`Conn::wait_for`] before the session's own cap
+/// could refuse anything; no client call carries items.
 fn limits() -> Limits {
-    Limits { max_served: MAX_WAITERS_PER_CONNECTION, max_served_window: 0, ..Limits::default() }
+    Limits { max_served: MAX_WAITERS_PER_CONNECTION + 1, max_served_window: 0, ..Limits::default() }
 }
+
+/// The largest frame the arbiter reads or writes, in bytes (64 KiB). Requests
+/// need far less; a reply page is at most [`registry::MAX_PAGE_BYTES`] plus a
+/// little framing. Larger frames (a hello with a huge uid, a huge address) are
+/// refused before they are buffered, and close the connection.
+pub const MAX_FRAME: usize = 64 * 1024;
 
 /// How long closing a connection may wait for queued replies to be written.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -125,7 +139,7 @@ pub async fn serve_registry_tls(
         handshake: HandshakeConfig {
             uid: config.uid.clone(),
             timeout: config.handshake_timeout,
-            channel: ChannelConfig::default(),
+            channel: ChannelConfig { max_frame: MAX_FRAME, ..ChannelConfig::default() },
         },
         auth: match &config.token {
             Some(token) => Auth::Require(token.clone()),
@@ -136,6 +150,10 @@ pub async fn serve_registry_tls(
         tls,
     });
     let tracker = TaskTracker::new();
+    // One permit per open connection, held by its task: past the registry's
+    // connection limit a new connection is closed before it costs anything.
+    let permits =
+        Arc::new(Semaphore::new(server.registry.limits().max_connections.min(Semaphore::MAX_PERMITS)));
     // Cancelled on shutdown and on a fatal accept error: closes every connection.
     let conns = shutdown.child_token();
     tracing::info!(
@@ -151,8 +169,20 @@ pub async fn serve_registry_tls(
             _ = shutdown.cancelled() => break Ok(()),
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer_addr)) => {
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        tracing::debug!(%peer_addr, "closing a connection: the arbiter is at its connection limit");
+                        drop(stream);
+                        continue;
+                    };
                     let span = tracing::info_span!("arbiter_conn", peer_addr = %peer_addr);
-                    tracker.spawn(server.clone().connection(stream, conns.clone()).instrument(span));
+                    let connection = server.clone().connection(stream, conns.clone());
+                    tracker.spawn(
+                        async move {
+                            connection.await;
+                            drop(permit);
+                        }
+                        .instrument(span),
+                    );
                 }
                 Err(e) if is_transient(&e) => {
                     tracing::warn!(error = %e, "accept failed; retrying shortly");
@@ -425,9 +455,32 @@ impl Conn {
         Box::new(RemoteError::new(self.server.uid.clone(), kind, type_name, message))
     }
 
+    /// Sends a reply. One too large for a frame is answered with an error
+    /// instead, so the caller is never left waiting (pages keep replies small,
+    /// this is the backstop).
     async fn reply(&self, msg: Msg) {
-        if let Err(e) = self.sender.send(&msg).await {
-            tracing::debug!(peer = %self.peer, error = %e, "cannot send a reply");
+        let cid = match &msg {
+            Msg::Return { cid, .. } => Some(*cid),
+            _ => None,
+        };
+        match self.sender.send(&msg).await {
+            Ok(()) => {}
+            Err(ChannelError::Frame(f)) if matches!(*f, FrameError::TooLarge { .. }) => {
+                let Some(cid) = cid else {
+                    tracing::warn!(peer = %self.peer, error = %f, "an error reply does not fit a frame");
+                    return;
+                };
+                tracing::warn!(peer = %self.peer, cid, error = %f, "a reply does not fit a frame");
+                let e = self.error(
+                    ErrorKind::Application,
+                    Refusal::ReplyTooLarge.type_name(),
+                    format!("the reply does not fit a frame: {f}"),
+                );
+                if let Err(e) = self.sender.send(&Msg::Error { cid, error: e }).await {
+                    tracing::debug!(peer = %self.peer, error = %e, "cannot send a reply");
+                }
+            }
+            Err(e) => tracing::debug!(peer = %self.peer, error = %e, "cannot send a reply"),
         }
     }
 
@@ -485,15 +538,27 @@ impl Conn {
                 }
             }),
             UNREGISTER => self.decode_unit(&func, &args).and_then(|()| {
-                if let Some(entry) = registry.unregister(&self.peer) {
-                    tracing::info!(uid = %entry.uid, addr = %entry.addr, "unregistered");
+                match registry.unregister(self.id, &self.peer) {
+                    Ok(Some(entry)) => tracing::info!(uid = %entry.uid, addr = %entry.addr, "unregistered"),
+                    Ok(None) => {}
+                    Err(e) => return Err(self.refusal(&e)),
                 }
                 self.encode(&func, &())
             }),
             FIND => self
                 .decode::<(String,)>(&func, &args)
-                .and_then(|(name,)| self.encode(&func, &registry.find(&name))),
-            LIST => self.decode_unit(&func, &args).and_then(|()| self.encode(&func, &registry.list())),
+                .and_then(|(name,)| self.whole(&func, registry.find_page(&name, None, MAX_PAGE_ENTRIES))),
+            FIND_PAGE => {
+                self.decode::<(String, Option<String>, u32)>(&func, &args).and_then(|(name, after, limit)| {
+                    self.encode(&func, &registry.find_page(&name, after.as_deref(), limit as usize))
+                })
+            }
+            LIST => self
+                .decode_unit(&func, &args)
+                .and_then(|()| self.whole(&func, registry.list_page(None, MAX_PAGE_ENTRIES))),
+            LIST_PAGE => self.decode::<(Option<Uid>, u32)>(&func, &args).and_then(|(after, limit)| {
+                self.encode(&func, &registry.list_page(after.as_ref(), limit as usize))
+            }),
             WAIT_FOR => match self.decode::<(String,)>(&func, &args) {
                 Ok((name,)) => {
                     self.wait_for(cid, name).await;
@@ -512,7 +577,12 @@ impl Conn {
     }
 
     async fn wait_for(self: &Arc<Self>, cid: CallId, name: String) {
-        let found = self.server.registry.find(&name);
+        // A name that could never be registered is refused before it is held.
+        if let Err(e) = registry::check_name(&name) {
+            self.answer(cid, Err(self.refusal(&e))).await;
+            return;
+        }
+        let found = self.server.registry.find_page(&name, None, MAX_PAGE_ENTRIES).entries;
         if !found.is_empty() {
             let outcome = self.encode(WAIT_FOR, &found);
             self.answer(cid, outcome).await;
@@ -521,7 +591,25 @@ impl Conn {
         // The session counts pending waiters against its call cap and routes
         // the client's Cancel to the token.
         let token = self.closing.child_token();
-        self.session().admit(cid, CallKind::Single, 0, Waiter(token.clone()));
+        let admitted = {
+            let mut session = self.session();
+            let admitted = session.open_calls() < MAX_WAITERS_PER_CONNECTION;
+            if admitted {
+                session.admit(cid, CallKind::Single, 0, Waiter(token.clone()));
+            }
+            admitted
+        };
+        if !admitted {
+            let e = self.error(
+                ErrorKind::Application,
+                Refusal::TooManyWaiters.type_name(),
+                format!(
+                    "this connection already has {MAX_WAITERS_PER_CONNECTION} pending `{WAIT_FOR}` calls"
+                ),
+            );
+            self.answer(cid, Err(e)).await;
+            return;
+        }
         let conn = self.clone();
         self.tasks.spawn(
             async move {
@@ -531,10 +619,11 @@ impl Conn {
                     found = conn.server.registry.wait_for(&name) => Some(found),
                 };
                 let how = match found {
-                    Some(found) => match conn.encode(WAIT_FOR, &found) {
+                    Some(Ok(found)) => match conn.encode(WAIT_FOR, &found) {
                         Ok(value) => Completion::Returned(value),
                         Err(error) => Completion::Failed(error),
                     },
+                    Some(Err(refused)) => Completion::Failed(conn.refusal(&refused)),
                     // The connection is closing: nobody to answer.
                     None if conn.closing.is_cancelled() => return,
                     None => Completion::Cancelled(conn.error(
@@ -555,7 +644,21 @@ impl Conn {
     }
 
     fn refusal(&self, e: &RegistryError) -> Box<RemoteError> {
-        self.error(ErrorKind::Application, std::any::type_name::<RegistryError>(), e.to_string())
+        self.error(ErrorKind::Application, e.refusal().type_name(), e.to_string())
+    }
+
+    /// Encodes a whole listing as a plain list of entries, refusing with
+    /// [`Refusal::ReplyTooLarge`] if it needs more than one page.
+    fn whole(&self, func: &str, page: Page) -> Result<Bytes, Box<RemoteError>> {
+        if page.more {
+            let paged = if func == FIND { FIND_PAGE } else { LIST_PAGE };
+            return Err(self.error(
+                ErrorKind::Application,
+                Refusal::ReplyTooLarge.type_name(),
+                format!("the result of `{func}` does not fit one reply; call `{paged}` to page through it"),
+            ));
+        }
+        self.encode(func, &page.entries)
     }
 
     fn decode<T: DeserializeOwned>(&self, func: &str, args: &[u8]) -> Result<T, Box<RemoteError>> {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use actor_transport::{Addr, Secret, TlsConfig};
+use actor_transport::{Addr, ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, Secret, TlsConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -175,14 +175,19 @@ impl Config {
 
     /// Refuses a configuration that would listen beyond this host in plaintext.
     pub(crate) fn check_exposure(&self) -> Result<()> {
-        if !self.bind.is_local() && self.tls.is_none() && !self.insecure_non_loopback {
-            return Err(Error::Config(format!(
-                "refusing to listen on {} without TLS: set ACTOR_TLS_CA, ACTOR_TLS_CERT and ACTOR_TLS_KEY \
-                 (or ACTOR_INSECURE=1 to accept plaintext beyond this host)",
-                self.bind
-            )));
-        }
-        Ok(())
+        self.check_listen(&self.bind)
+    }
+
+    /// Refuses to listen on `addr` (this actor's listener, or an embedded
+    /// arbiter's) if that would accept plaintext beyond this host: the rule of
+    /// [`actor_transport::check_exposure`], shared with the `arbiter` daemon.
+    pub(crate) fn check_listen(&self, addr: &Addr) -> Result<()> {
+        actor_transport::check_exposure(addr, self.tls.is_some(), self.insecure_non_loopback).map_err(|e| {
+            Error::Config(format!(
+                "{e}; set {ENV_TLS_CA}, {ENV_TLS_CERT} and {ENV_TLS_KEY} (or {ENV_INSECURE}=1 to accept \
+                 plaintext beyond this host)"
+            ))
+        })
     }
 
     /// Sets the root actor's name.

@@ -32,6 +32,12 @@ pub(crate) async fn connect_or_host(
             Err(ClientError::Handshake { source, .. }) if refused(&source) && actor.config.embed_arbiter => {}
             Err(e) => return Err(arbiter_error(&addr, e)),
         }
+        // The embedded arbiter is a listener like any other: no plaintext
+        // beyond this host (the rule the daemon and ACTOR_BIND follow).
+        actor.config.check_listen(&addr).map_err(|e| match e {
+            Error::Config(reason) => Error::Config(format!("cannot host an embedded arbiter: {reason}")),
+            other => other,
+        })?;
         let listener = match Listener::bind(&addr).await {
             Ok(l) => l,
             // Another root won the race to host it: connect to theirs.

@@ -8,6 +8,8 @@
 //! - [`channel`]: a framed, batching, split-able [`Channel`] over any byte stream
 //!   (TCP, Unix sockets, TLS),
 //! - [`addr`]: `tcp://host:port` and `unix:///path` addresses ([`Addr`]),
+//! - [`exposure`]: the rule that plaintext listeners stay on this host
+//!   ([`check_exposure`]),
 //! - [`handshake`]: the hello exchange that checks protocol versions and proves
 //!   possession of a shared secret without sending it ([`connect`], [`accept`]),
 //! - [`session`]: the call protocol of one channel as a state machine without
@@ -19,6 +21,7 @@
 pub mod addr;
 pub mod channel;
 pub mod codec;
+pub mod exposure;
 pub mod flow;
 pub mod handshake;
 pub mod listener;
@@ -29,6 +32,7 @@ pub mod wire;
 pub use addr::{Addr, AddrParseError};
 pub use channel::{Channel, ChannelConfig, ChannelError, Receiver, Sender};
 pub use codec::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, bin_payload};
+pub use exposure::{ExposureError, check_exposure};
 pub use flow::{FlowControl, Unclaimed, item_cost};
 pub use handshake::{Auth, HandshakeConfig, HandshakeError, Secret, accept, accept_on, connect, connect_on};
 pub use listener::{Listener, Stream};
