@@ -47,6 +47,13 @@ fn a_peer_that_did_not_prove_it_belongs_to_the_tree_cannot_reach_it() {
 }
 
 #[test]
+fn a_call_into_a_stopped_peer_fails_once_it_stops_answering() {
+    let out = scenario("stopped_peer", &[("ACTOR_PEER_TIMEOUT", "0.6")]);
+    let line = out.stdout.lines().find(|l| l.starts_with("CALL: ")).unwrap_or_else(|| panic!("{out:?}"));
+    assert!(line.contains("did not answer for"), "{line}");
+}
+
+#[test]
 fn a_reply_over_the_frame_limit_becomes_an_error_naming_the_limit() {
     let out = run("too_large", &[]);
     // The run_in_actor child failed, so its nursery does, with that error.

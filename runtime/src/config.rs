@@ -25,6 +25,9 @@ pub const ENV_BIND: &str = "ACTOR_BIND";
 /// Environment variable setting how many threads the root actor's runtime
 /// uses (default 1).
 pub const ENV_THREADS: &str = "ACTOR_THREADS";
+/// Environment variable setting [`Config::peer_timeout`] in seconds
+/// (default 30).
+pub const ENV_PEER_TIMEOUT: &str = "ACTOR_PEER_TIMEOUT";
 /// Environment variable that, set to `1`, allows listening on a non-loopback
 /// address without TLS.
 pub const ENV_INSECURE: &str = "ACTOR_INSECURE";
@@ -67,6 +70,12 @@ pub struct Config {
     pub spawn_timeout: Duration,
     /// How long a peer may take to finish the handshake (5 s).
     pub handshake_timeout: Duration,
+    /// How long a connected peer may stay silent before the channel to it is
+    /// closed and its calls fail (30 s; `ACTOR_PEER_TIMEOUT` in seconds).
+    /// After a third of it without a message, a ping asks for an answer, so
+    /// a live peer, even an idle one, is never dropped; a stopped process or
+    /// a silently broken link is.
+    pub peer_timeout: Duration,
 }
 
 impl Default for Config {
@@ -85,13 +94,14 @@ impl Default for Config {
             kill_grace: Duration::from_secs(1),
             spawn_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(5),
+            peer_timeout: Duration::from_secs(30),
         }
     }
 }
 
 impl Config {
     /// The defaults, overridden by `ACTOR_NAME`, `ACTOR_LOG`, `ACTOR_TOKEN`,
-    /// `ACTOR_ARBITER`, `ACTOR_BIND`, `ACTOR_INSECURE`, `ACTOR_THREADS` and
+    /// `ACTOR_ARBITER`, `ACTOR_BIND`, `ACTOR_INSECURE`, `ACTOR_THREADS`, `ACTOR_PEER_TIMEOUT` and
     /// `ACTOR_TLS_*`.
     ///
     /// # Errors
@@ -131,6 +141,16 @@ impl Config {
                 .trim()
                 .parse()
                 .map_err(|e| Error::codec(format!("the {ENV_THREADS} environment variable"), e))?;
+        }
+        if let Ok(secs) = std::env::var(ENV_PEER_TIMEOUT) {
+            let secs: f64 = secs
+                .trim()
+                .parse()
+                .map_err(|e| Error::codec(format!("the {ENV_PEER_TIMEOUT} environment variable"), e))?;
+            c.peer_timeout = Duration::try_from_secs_f64(secs)
+                .ok()
+                .filter(|d| *d >= Duration::from_millis(100))
+                .ok_or_else(|| Error::Config(format!("{ENV_PEER_TIMEOUT} must be at least 0.1 seconds")))?;
         }
         c.tls = TlsConfig::from_env().map_err(|e| Error::Config(e.to_string()))?;
         Ok(c)
@@ -237,6 +257,7 @@ pub(crate) struct ChildInit {
     pub kill_grace_ms: u64,
     pub spawn_timeout_ms: u64,
     pub handshake_timeout_ms: u64,
+    pub peer_timeout_ms: u64,
     /// The child runs one main call and exits when it returns.
     pub main: bool,
     /// When set, only these functions may be called in the child.
@@ -266,6 +287,7 @@ impl ChildInit {
             kill_grace_ms: ms(config.kill_grace),
             spawn_timeout_ms: ms(config.spawn_timeout),
             handshake_timeout_ms: ms(config.handshake_timeout),
+            peer_timeout_ms: ms(config.peer_timeout),
             main,
             expose,
             state: state.map(serde_bytes::ByteBuf::from),
@@ -295,6 +317,7 @@ impl ChildInit {
             kill_grace: Duration::from_millis(self.kill_grace_ms),
             spawn_timeout: Duration::from_millis(self.spawn_timeout_ms),
             handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            peer_timeout: Duration::from_millis(self.peer_timeout_ms),
         }
     }
 }

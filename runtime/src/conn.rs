@@ -383,6 +383,11 @@ impl Conn {
         self.send_control(&Msg::CancelActor { canceller: self.ends.me.clone(), reason: reason.to_owned() });
     }
 
+    /// Asks the peer to show it is alive (it answers `Pong`).
+    pub(crate) fn ping(&self, nonce: u64) {
+        self.send_control(&Msg::Ping { nonce });
+    }
+
     /// Queues a small control message that must not wait for the peer.
     fn send_control(&self, msg: &Msg) {
         if let Err(e) = self.sender.send_now(msg) {

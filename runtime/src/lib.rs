@@ -57,7 +57,9 @@ pub use actor_arbiter::Entry;
 pub use actor_macros::remote;
 pub use actor_transport as transport;
 pub use actor_transport::{Addr, ErrorKind, RemoteError, Secret, TlsConfig, Uid};
-pub use config::{Config, ENV_ARBITER, ENV_BIND, ENV_INSECURE, ENV_LOG, ENV_NAME, ENV_THREADS, ENV_TOKEN};
+pub use config::{
+    Config, ENV_ARBITER, ENV_BIND, ENV_INSECURE, ENV_LOG, ENV_NAME, ENV_PEER_TIMEOUT, ENV_THREADS, ENV_TOKEN,
+};
 pub use conn::STREAM_WINDOW;
 pub use context::{Context, ContextHandle};
 pub use discovery::{find_actor, get_arbiter, list_actors, wait_for_actor, wait_for_actor_within};

@@ -35,6 +35,12 @@ pub(crate) fn start(channel: Channel, peer: Uid, side: Side, relation: Peer, act
 }
 
 async fn read_loop(conn: Arc<Conn>, mut receiver: Receiver, relation: Peer, actor: Arc<Actor>) {
+    let timeout = actor.config.peer_timeout;
+    // Silence is checked on a ticker, not per message: the hot path only
+    // counts. After a tick of silence we ping; after `timeout` we give up.
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + timeout / 3, timeout / 3);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut received, mut at_last_tick, mut silent_ticks) = (0u64, 0u64, 0u32);
     let reason = loop {
         if let Some(reason) = conn.sender().close_reason() {
             // Our side closed the channel: during teardown that is routine; a
@@ -44,7 +50,25 @@ async fn read_loop(conn: Arc<Conn>, mut receiver: Receiver, relation: Peer, acto
             }
             break reason;
         }
-        match receiver.recv().await {
+        let next = tokio::select! {
+            biased;
+            next = receiver.recv() => next,
+            _ = ticks.tick() => {
+                if received != at_last_tick {
+                    (at_last_tick, silent_ticks) = (received, 0);
+                    continue;
+                }
+                silent_ticks += 1;
+                if silent_ticks >= 3 {
+                    tracing::warn!(peer = %conn.peer(), ?timeout, "the peer stopped answering; closing the channel");
+                    break format!("the peer did not answer for {timeout:?} (stopped, hung, or the link broke)");
+                }
+                conn.ping(u64::from(silent_ticks));
+                continue;
+            }
+        };
+        received += 1;
+        match next {
             Ok(Some(msg)) => match conn.handle(msg) {
                 Ok(None) => {}
                 Ok(Some(Arrival::Call { cid, func, kind, args, window })) => {

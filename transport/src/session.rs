@@ -636,6 +636,9 @@ impl<A: CallApp> Session<A> {
                 return Ok(Some(Incoming::CancelActor { canceller, reason }));
             }
             Msg::CancelActorAck => return Ok(Some(Incoming::CancelActorAck)),
+            Msg::Ping { nonce } => self.transmit.push_back(Msg::Pong { nonce }),
+            // Any message shows the peer is alive; the driver counts them all.
+            Msg::Pong { .. } => {}
             Msg::Hello { .. } | Msg::Auth { .. } | Msg::Welcome | Msg::Refused { .. } | Msg::Init { .. } => {
                 return Err(Violation::AfterHandshake { msg: name });
             }

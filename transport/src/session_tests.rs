@@ -561,6 +561,15 @@ fn stray_cancels_and_late_messages_are_ignored() {
 }
 
 #[test]
+fn a_ping_is_answered_by_the_session_itself() {
+    let mut p = Pair::new();
+    p.send(true, Msg::Ping { nonce: 7 });
+    assert!(p.step(false).expect("no violation"));
+    assert_eq!(p.to_a.pop_front(), Some(Msg::Pong { nonce: 7 }));
+    assert_eq!(p.a.s.handle(Msg::Pong { nonce: 7 }), Ok(None));
+}
+
+#[test]
 fn control_messages_are_handed_to_the_driver() {
     let mut p = Pair::new();
     let c = Uid::new("parent");

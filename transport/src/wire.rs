@@ -231,6 +231,18 @@ pub enum Msg {
     },
     /// The actor has finished cancelling and is about to exit.
     CancelActorAck,
+    /// Are you there? The peer answers [`Msg::Pong`] with the same nonce. Sent
+    /// by a side that heard nothing for a while, so a peer that stopped (or
+    /// a link that broke silently) is found within a bound.
+    Ping {
+        /// Echoed in the answer.
+        nonce: u64,
+    },
+    /// The answer to [`Msg::Ping`].
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
+    },
 }
 
 impl Msg {
@@ -271,6 +283,8 @@ impl Msg {
             Msg::Init { .. } => "Init",
             Msg::CancelActor { .. } => "CancelActor",
             Msg::CancelActorAck => "CancelActorAck",
+            Msg::Ping { .. } => "Ping",
+            Msg::Pong { .. } => "Pong",
         }
     }
 }

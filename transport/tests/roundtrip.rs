@@ -100,12 +100,14 @@ fn msg() -> impl Strategy<Value = Msg> {
         payload().prop_map(|config| Msg::Init { config }),
         (uid(), text()).prop_map(|(canceller, reason)| Msg::CancelActor { canceller, reason }),
         Just(Msg::CancelActorAck),
+        any::<u64>().prop_map(|nonce| Msg::Ping { nonce }),
+        any::<u64>().prop_map(|nonce| Msg::Pong { nonce }),
     ]
 }
 
 /// The number of `Msg` variants. The exhaustive match makes a new variant a
 /// compile error here, so the strategy above cannot silently fall behind.
-const VARIANTS: usize = 17;
+const VARIANTS: usize = 19;
 
 fn variant_index(m: &Msg) -> usize {
     match m {
@@ -126,6 +128,8 @@ fn variant_index(m: &Msg) -> usize {
         Msg::Init { .. } => 14,
         Msg::CancelActor { .. } => 15,
         Msg::CancelActorAck => 16,
+        Msg::Ping { .. } => 17,
+        Msg::Pong { .. } => 18,
     }
 }
 
