@@ -10,6 +10,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use futures::StreamExt;
@@ -29,11 +30,18 @@ pub struct ChannelConfig {
     pub max_frame: usize,
     /// [`Sender::send`] waits while this many bytes are queued for writing.
     pub write_high_water: usize,
+    /// How long a write may make no progress before the peer is taken to
+    /// have stopped reading and the channel is closed ([`STOPPED_READING`]).
+    pub write_stall: Duration,
 }
 
 impl Default for ChannelConfig {
     fn default() -> Self {
-        ChannelConfig { max_frame: DEFAULT_MAX_FRAME, write_high_water: 256 * 1024 }
+        ChannelConfig {
+            max_frame: DEFAULT_MAX_FRAME,
+            write_high_water: 256 * 1024,
+            write_stall: Duration::from_secs(30),
+        }
     }
 }
 
@@ -103,7 +111,7 @@ impl Channel {
             max_frame: config.max_frame,
             high_water: config.write_high_water,
         });
-        tokio::spawn(write_loop(shared.clone(), Box::pin(writer)));
+        tokio::spawn(write_loop(shared.clone(), Box::pin(writer), config.write_stall));
         let sender = Sender { guard: Arc::new(SenderGuard(shared.clone())), shared };
         let receiver = Receiver {
             frames: FramedRead::with_capacity(
@@ -332,7 +340,30 @@ impl std::fmt::Debug for Sender {
     }
 }
 
-async fn write_loop(shared: Arc<Shared>, mut io: BoxWrite) {
+/// Writes all of `buf`, failing if a single write makes no progress within
+/// `stall`: a peer that stopped reading must not hold our buffers forever,
+/// while a slow one that still reads is never cut off.
+async fn write_all_progressing(io: &mut BoxWrite, buf: &[u8], stall: Duration) -> io::Result<()> {
+    let mut written = 0;
+    while written < buf.len() {
+        match tokio::time::timeout(stall, io.write(&buf[written..])).await {
+            Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => written += n,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, STOPPED_READING)),
+        }
+    }
+    Ok(())
+}
+
+/// `op`, or a `TimedOut` error naming a peer that stopped reading.
+async fn bounded(stall: Duration, op: impl std::future::Future<Output = io::Result<()>>) -> io::Result<()> {
+    tokio::time::timeout(stall, op)
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, STOPPED_READING)))
+}
+
+async fn write_loop(shared: Arc<Shared>, mut io: BoxWrite, stall: Duration) {
     let mut spare = BytesMut::with_capacity(64 * 1024);
     let outcome: io::Result<()> = async {
         loop {
@@ -347,28 +378,31 @@ async fn write_loop(shared: Arc<Shared>, mut io: BoxWrite) {
                 }
             };
             if closing {
-                return io.shutdown().await;
+                return bounded(stall, io.shutdown()).await;
             }
             if spare.is_empty() {
                 wake.await;
                 continue;
             }
             shared.wake_senders.notify_waiters();
-            io.write_all(&spare).await?;
+            write_all_progressing(&mut io, &spare, stall).await?;
             if spare.capacity() > 4 * 1024 * 1024 {
                 spare = BytesMut::with_capacity(64 * 1024);
             } else {
                 spare.clear();
             }
             if shared.lock().buf.is_empty() {
-                io.flush().await?;
+                bounded(stall, io.flush()).await?;
             }
         }
     }
     .await;
     if let Err(e) = outcome {
         tracing::debug!(error = %e, "channel write failed");
-        shared.close(format!("write failed: {e}"));
+        shared.close(match e.kind() {
+            io::ErrorKind::TimedOut => STOPPED_READING.to_owned(),
+            _ => format!("write failed: {e}"),
+        });
     }
     shared.writer_done.cancel();
 }

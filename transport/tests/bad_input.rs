@@ -824,3 +824,39 @@ async fn forced_messages_to_a_peer_that_never_reads_close_the_channel() {
     );
     silent.abort();
 }
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_is_dropped_after_the_write_stall_bound() {
+    let listener = actor_transport::Listener::bind(&actor_transport::Addr::loopback(0)).await.expect("bind");
+    let addr = listener.local_addr().clone();
+    // The peer accepts and then never reads a byte.
+    let silent = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.expect("accept");
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        drop(stream);
+    });
+    let stream =
+        actor_transport::Stream::connect(&addr, std::time::Duration::from_secs(5)).await.expect("connect");
+    let config = actor_transport::ChannelConfig {
+        write_stall: std::time::Duration::from_millis(200),
+        ..Default::default()
+    };
+    let channel = actor_transport::Channel::from_stream(stream, &config);
+    // Ordinary sends wait for room; once the socket buffers are full they
+    // wait on a writer that makes no progress, until the stall bound.
+    let msg = actor_transport::Msg::Yield { cid: 1, value: bytes::Bytes::from(vec![0u8; 64 * 1024]) };
+    let err = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            if let Err(e) = channel.sender().send(&msg).await {
+                break e;
+            }
+        }
+    })
+    .await
+    .expect("a sender waiting on a peer that never reads must fail, not hang");
+    assert!(
+        matches!(err, actor_transport::ChannelError::Closed { ref reason } if reason.contains("stopped reading")),
+        "{err}"
+    );
+    silent.abort();
+}
