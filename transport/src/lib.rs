@@ -11,6 +11,7 @@
 //! - [`handshake`]: the hello exchange that checks protocol versions and proves
 //!   possession of a shared secret without sending it ([`connect`], [`accept`]),
 //! - [`listener`]: a listener with a deep accept backlog ([`Listener`]),
+//! - [`liveness`]: TCP keepalive so a vanished peer is detected within a bound,
 //! - [`tls`]: mutual TLS from PEM files ([`TlsConfig`], [`connect_tls`]).
 #![warn(missing_docs, unreachable_pub)]
 
@@ -19,6 +20,7 @@ pub mod channel;
 pub mod codec;
 pub mod handshake;
 pub mod listener;
+pub mod liveness;
 pub mod tls;
 pub mod wire;
 
