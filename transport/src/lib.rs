@@ -12,12 +12,14 @@
 //!   possession of a shared secret without sending it ([`connect`], [`accept`]),
 //! - [`listener`]: a listener with a deep accept backlog ([`Listener`]),
 //! - [`liveness`]: TCP keepalive so a vanished peer is detected within a bound,
+//! - [`escape`]: peer-supplied text made safe for logs ([`Escaped`]),
 //! - [`tls`]: mutual TLS from PEM files ([`TlsConfig`], [`connect_tls`]).
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod addr;
 pub mod channel;
 pub mod codec;
+pub mod escape;
 pub mod handshake;
 pub mod listener;
 pub mod liveness;
@@ -27,6 +29,7 @@ pub mod wire;
 pub use addr::{Addr, AddrParseError};
 pub use channel::{Channel, ChannelConfig, ChannelError, Receiver, Sender};
 pub use codec::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, bin_payload};
+pub use escape::{Escaped, escape_for_log};
 pub use handshake::{Auth, HandshakeConfig, HandshakeError, Secret, accept, accept_on, connect, connect_on};
 pub use listener::{Listener, Stream};
 pub use tls::{ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, TlsConfig, TlsError, connect_tls};

@@ -18,6 +18,8 @@ use std::fmt;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::escape::Escaped;
+
 /// The protocol version this crate speaks. Peers with another version are refused
 /// in the handshake.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -48,9 +50,12 @@ impl Uid {
     }
 }
 
+/// `name#abcdef` (the first six characters of the id). A uid is chosen by the
+/// peer, so control characters are escaped: a uid cannot forge log lines.
 impl fmt::Display for Uid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}#{}", self.name, self.id.get(..6).unwrap_or(&self.id))
+        let id = self.id.char_indices().nth(6).map_or(self.id.as_str(), |(i, _)| &self.id[..i]);
+        write!(f, "{}#{}", Escaped(&self.name), Escaped(id))
     }
 }
 
