@@ -30,7 +30,10 @@ pub use addr::{Addr, AddrParseError};
 pub use channel::{Channel, ChannelConfig, ChannelError, Receiver, Sender};
 pub use codec::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, bin_payload};
 pub use escape::{Escaped, escape_for_log};
-pub use handshake::{Auth, HandshakeConfig, HandshakeError, Secret, accept, accept_on, connect, connect_on};
+pub use handshake::{
+    Auth, HandshakeConfig, HandshakeError, MIN_SECRET_LEN, PRE_AUTH_MAX_FRAME, Secret, SecretError, accept,
+    accept_on, connect, connect_on,
+};
 pub use listener::{Listener, Stream};
 pub use tls::{ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, TlsConfig, TlsError, connect_tls};
 pub use wire::{CallId, CallKind, ErrorKind, Msg, PROTOCOL_VERSION, RemoteError, Uid};

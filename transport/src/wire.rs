@@ -22,7 +22,7 @@ use crate::escape::Escaped;
 
 /// The protocol version this crate speaks. Peers with another version are refused
 /// in the handshake.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Identifies a call (or stream, or context) within one channel.
 pub type CallId = u64;
@@ -356,6 +356,19 @@ mod tests {
     fn encodings_match_the_published_spec() {
         let enc = |m: &Msg| rmp_serde::to_vec(m).expect("encode");
         assert_eq!(enc(&Msg::Welcome), b"\xa7Welcome");
+        assert_eq!(enc(&Msg::Auth { proof: None }), b"\x81\xa4Auth\x91\xc0");
+        assert_eq!(
+            enc(&Msg::Auth { proof: Some(Bytes::from_static(b"\x01\x02")) }),
+            b"\x81\xa4Auth\x91\xc4\x02\x01\x02"
+        );
+        assert_eq!(
+            enc(&Msg::Hello {
+                version: PROTOCOL_VERSION,
+                uid: Uid { name: "a".into(), id: "0f".into() },
+                nonce: Bytes::from_static(b"\x07"),
+            }),
+            b"\x81\xa5Hello\x93\x02\x92\xa1a\xa20f\xc4\x01\x07"
+        );
         assert_eq!(enc(&Msg::Credit { cid: 3, credit: 10 }), b"\x81\xa6Credit\x92\x03\x0a");
         assert_eq!(enc(&Msg::Stop { cid: 1 }), b"\x81\xa4Stop\x91\x01");
         assert_eq!(
