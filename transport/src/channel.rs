@@ -322,6 +322,12 @@ impl Sender {
     pub async fn closed(&self) {
         self.shared.writer_done.cancelled().await;
     }
+
+    /// As [`Sender::closed`], as a future that holds no sender, so waiting on
+    /// it does not keep the channel open.
+    pub fn closed_owned(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.shared.writer_done.clone().cancelled_owned()
+    }
 }
 
 impl std::fmt::Debug for Sender {

@@ -235,6 +235,22 @@ pub enum HandshakeError {
     Channel(#[from] ChannelError),
 }
 
+impl HandshakeError {
+    /// Whether the peer simply went away (closed, reset, vanished mid-frame)
+    /// rather than failing or breaking the handshake: routine teardown.
+    pub fn is_hangup(&self) -> bool {
+        match self {
+            HandshakeError::Closed => true,
+            HandshakeError::Channel(ChannelError::Frame(f)) => match &**f {
+                FrameError::Io(e) => crate::accept_log::is_hangup(e),
+                FrameError::Truncated { .. } => true,
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
 /// Connects to `addr` and performs the connector's side of the handshake.
 /// Returns the ready channel and the acceptor's uid.
 ///

@@ -11,12 +11,17 @@
 //! - [`handshake`]: the hello exchange that checks protocol versions and proves
 //!   possession of a shared secret without sending it ([`connect`], [`accept`]),
 //! - [`listener`]: a listener with a deep accept backlog ([`Listener`]),
+//! - [`admission`]: per-listener caps on handshakes and connections
+//!   ([`Admission`]),
+//! - [`accept_log`]: escaped, rate-limited logging of refused connections,
 //! - [`liveness`]: TCP keepalive so a vanished peer is detected within a bound,
 //! - [`escape`]: peer-supplied text made safe for logs ([`Escaped`]),
 //! - [`tls`]: mutual TLS from PEM files ([`TlsConfig`], [`connect_tls`]).
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod accept_log;
 pub mod addr;
+pub mod admission;
 pub mod channel;
 pub mod codec;
 pub mod escape;
@@ -27,6 +32,7 @@ pub mod tls;
 pub mod wire;
 
 pub use addr::{Addr, AddrParseError};
+pub use admission::{Admission, AdmissionConfig, Refusal};
 pub use channel::{Channel, ChannelConfig, ChannelError, Receiver, Sender};
 pub use codec::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, bin_payload};
 pub use escape::{Escaped, escape_for_log};
