@@ -172,3 +172,32 @@ fn an_actor_under_attack_keeps_serving_its_legitimate_peers() {
     let out = victim.finish(BOUND);
     assert!(out.status.success(), "{out:?}");
 }
+
+#[test]
+fn short_or_empty_tokens_are_refused_at_startup() {
+    for bad in ["", "abcd", "00112233445566778899aabbccddee"] {
+        let tree = Tree::start("scenarios", &["victim"], &[("ACTOR_TOKEN", bad)]);
+        let out = tree.finish(BOUND);
+        assert!(!out.status.success(), "started with ACTOR_TOKEN={bad:?}: {out:?}");
+        assert!(out.stderr.contains("ACTOR_TOKEN"), "{bad:?}: {:?}", out.stderr);
+        assert!(out.stderr.contains("16 bytes"), "{bad:?}: {:?}", out.stderr);
+    }
+}
+
+#[test]
+fn the_arbiter_daemon_refuses_a_short_token() {
+    let dir = std::env::temp_dir().join(format!("actor-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("token");
+    std::fs::write(&file, "abcdef0123\n").expect("token file");
+    let file = file.to_str().expect("utf-8 path");
+    let tree = Tree::start_program(
+        &common::binary("arbiter"),
+        &["--bind", "tcp://127.0.0.1:0", "--token-file", file],
+        &[],
+    );
+    let out = tree.finish(BOUND);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success(), "the arbiter started with a 5-byte token: {out:?}");
+    assert!(out.stderr.contains("16 bytes"), "{:?}", out.stderr);
+}

@@ -154,17 +154,13 @@ fn load_token(args: &Args) -> Result<Option<Secret>, String> {
         (text, format!("the token file {}", path.display()))
     } else {
         match std::env::var(ENV_TOKEN) {
-            Ok(v) if !v.trim().is_empty() => (v, ENV_TOKEN.to_owned()),
-            Ok(_) => return Ok(None),
+            // Set but empty is an error too: it must not silently mean "admit anyone".
+            Ok(v) => (v, ENV_TOKEN.to_owned()),
             Err(std::env::VarError::NotPresent) => return Ok(None),
             Err(std::env::VarError::NotUnicode(_)) => return Err(format!("{ENV_TOKEN} is not valid hex")),
         }
     };
-    let hex = hex.trim();
-    if hex.is_empty() {
-        return Err(format!("{origin} is empty; it must hold the token as hex"));
-    }
-    Secret::from_hex(hex).map(Some).ok_or_else(|| format!("{origin} does not hold a hex token"))
+    Secret::parse_hex(hex.trim()).map(Some).map_err(|e| format!("{origin}: {e}"))
 }
 
 async fn run(args: Args, token: Option<Secret>, tls: Option<TlsConfig>) -> ExitCode {

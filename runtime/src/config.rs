@@ -93,8 +93,8 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// [`Error::Codec`] if `ACTOR_TOKEN` is set but is not an even-length hex
-    /// string, `ACTOR_ARBITER` or `ACTOR_BIND` is not an address, or
+    /// [`Error::Codec`] if `ACTOR_TOKEN` is set but is not hex of at least 16
+    /// bytes (32 digits), `ACTOR_ARBITER` or `ACTOR_BIND` is not an address, or
     /// `ACTOR_THREADS` is not a number;
     /// [`Error::Config`] if the TLS files cannot be loaded.
     pub fn from_env() -> Result<Config> {
@@ -106,12 +106,12 @@ impl Config {
             c.log = Some(log);
         }
         if let Ok(token) = std::env::var(ENV_TOKEN) {
-            c.token = Some(Secret::from_hex(token.trim()).ok_or_else(|| {
-                Error::codec(
-                    format!("the {ENV_TOKEN} environment variable"),
-                    "it is not an even-length hex string",
-                )
-            })?);
+            // Set but empty is refused too: an empty token would silently mean
+            // "no authentication" to a reader of the environment.
+            c.token = Some(
+                Secret::parse_hex(token.trim())
+                    .map_err(|e| Error::codec(format!("the {ENV_TOKEN} environment variable"), e))?,
+            );
         }
         if let Ok(addr) = std::env::var(ENV_ARBITER) {
             c.arbiter = addr
