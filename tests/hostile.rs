@@ -173,6 +173,108 @@ fn an_actor_under_attack_keeps_serving_its_legitimate_peers() {
     assert!(out.status.success(), "{out:?}");
 }
 
+/// Peak resident memory (VmHWM) of `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("victim status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// Starts a victim with the cluster token and returns it with its address and pid.
+fn victim(env: &[(&str, &str)]) -> (common::Tree, Addr, u32) {
+    let mut all = vec![("ACTOR_TOKEN", TOKEN)];
+    all.extend_from_slice(env);
+    let mut victim = Tree::start("scenarios", &["victim"], &all);
+    let line = victim.wait_for_line("VICTIM", BOUND);
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    let addr: Addr = parts[1].parse().expect("victim address");
+    let pid: u32 = parts[3].parse().expect("pid");
+    (victim, addr, pid)
+}
+
+/// Writes a 16 MiB length prefix and (nearly) all of its payload before any
+/// handshake, then waits for the victim to hang up. Write errors are the
+/// victim closing on us, which is the point.
+async fn announce_huge_frame(addr: Addr) {
+    const HUGE: usize = 16 * 1024 * 1024;
+    let mut s = raw(&addr).await;
+    let mut bytes = vec![0u8; HUGE + 3];
+    bytes[..4].copy_from_slice(&(HUGE as u32).to_be_bytes());
+    let _ = timeout(BOUND, s.write_all(&bytes)).await.expect("the victim must read or close");
+    drop(bytes);
+    closed_by_server(s).await;
+}
+
+#[test]
+fn unauthenticated_peers_announcing_huge_frames_cost_little_memory() {
+    let (victim, addr, pid) = victim(&[]);
+    let token = Secret::from_hex(TOKEN).expect("token");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let (mut legit, _) = connect(&addr, &hs("legit"), Some(&token)).await.expect("legit connect");
+        assert_eq!(square(&mut legit, 1, 7).await, 49);
+        let before = rss_kib(pid);
+        let attacks: Vec<_> = (0..100).map(|_| tokio::spawn(announce_huge_frame(addr.clone()))).collect();
+        for a in attacks {
+            a.await.expect("attacker task");
+        }
+        let peak = peak_rss_kib(pid);
+        assert_eq!(square(&mut legit, 3, 8).await, 64);
+        let after = rss_kib(pid);
+        println!("victim RSS under 100 x 16 MiB pre-auth frames: before {before} KiB, peak {peak} KiB, after {after} KiB");
+        assert!(
+            peak < before + 64 * 1024,
+            "the victim grew from {before} KiB to a peak of {peak} KiB (after: {after} KiB)"
+        );
+    });
+    drop(rt);
+    victim.signal(Signal::SIGTERM);
+    let out = victim.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn peers_cannot_forge_log_lines_and_hangups_are_not_warnings() {
+    // An empty NO_COLOR leaves the colour decision to the program: its stderr
+    // is a pipe here, so it must not colour.
+    let (victim, addr, _) = victim(&[("NO_COLOR", "")]);
+    let token = Secret::from_hex(TOKEN).expect("token");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        // A uid crafted to forge a log line and to drive the terminal.
+        let forged =
+            Uid { name: "evil\nFORGED WARN all is well\x1b[2J".into(), id: "\x1b[31mred\r\n".into() };
+        let config = HandshakeConfig { uid: forged, ..hs("unused") };
+        assert!(connect(&addr, &config, None).await.is_err(), "admitted without the token");
+
+        // Peers that reset or hang up in the middle of the handshake.
+        for _ in 0..5 {
+            let s = raw(&addr).await;
+            s.set_zero_linger().expect("linger");
+            drop(s);
+            drop(raw(&addr).await);
+        }
+        let (mut legit, _) = connect(&addr, &hs("legit"), Some(&token)).await.expect("legit connect");
+        assert_eq!(square(&mut legit, 1, 5).await, 25);
+    });
+    drop(rt);
+    victim.signal(Signal::SIGTERM);
+    let out = victim.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!out.stderr.contains('\x1b'), "escape codes in the log: {:?}", out.stderr);
+    assert!(!out.stderr.contains('\r'), "carriage return in the log: {:?}", out.stderr);
+    for line in out.stderr.lines() {
+        assert!(!line.trim_start().starts_with("FORGED"), "a forged log line: {:?}", out.stderr);
+        if line.contains("WARN") {
+            assert!(line.contains("authentication"), "an unexpected warning: {line:?}");
+        }
+    }
+    assert!(out.stderr.contains(r"evil\nFORGED"), "the refusal is not logged escaped: {:?}", out.stderr);
+}
+
 #[test]
 fn short_or_empty_tokens_are_refused_at_startup() {
     for bad in ["", "abcd", "00112233445566778899aabbccddee"] {

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use actor_arbiter::server::serve_tls;
 use actor_arbiter::{ArbiterConfig, DEFAULT_ADDR, ENV_ADDR, ENV_LOG, ENV_TOKEN};
-use actor_transport::{Addr, ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, Listener, Secret, TlsConfig, Uid};
+use actor_transport::admission::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, ENV_MAX_CONNECTIONS};
+use actor_transport::{
+    Addr, AdmissionConfig, ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, Listener, Secret, TlsConfig, Uid,
+};
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -60,6 +63,15 @@ struct Args {
     /// Clients must finish the handshake within this many milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 5000)]
     handshake_timeout_ms: u64,
+
+    /// The most client connections kept open; more are closed at once.
+    #[arg(long, value_name = "N", env = ENV_MAX_CONNECTIONS, default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(usize))]
+    max_connections: usize,
+
+    /// The most clients in the handshake at once; more are closed at once.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_HANDSHAKES)]
+    max_handshakes: usize,
 }
 
 fn main() -> ExitCode {
@@ -72,7 +84,8 @@ fn main() -> ExitCode {
         }
     };
     use std::io::IsTerminal;
-    let ansi = std::io::stderr().is_terminal();
+    // Colours only for a person at a terminal who did not opt out.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 
     let tls = match load_tls(&args) {
@@ -189,6 +202,10 @@ async fn run(args: Args, token: Option<Secret>, tls: Option<TlsConfig>) -> ExitC
         uid: Uid::new("arbiter"),
         token,
         handshake_timeout: Duration::from_millis(args.handshake_timeout_ms),
+        admission: AdmissionConfig {
+            max_connections: args.max_connections,
+            max_handshakes: args.max_handshakes,
+        },
     };
     let shutdown = CancellationToken::new();
     if tls.is_some() {

@@ -46,7 +46,11 @@ fn hs_uid(uid: Uid) -> HandshakeConfig {
 
 async fn start(token: Option<Secret>) -> ArbiterHandle {
     let listener = Listener::bind(&Addr::loopback(0)).await.expect("bind loopback port 0");
-    let config = ArbiterConfig { uid: Uid::new("arbiter"), token, handshake_timeout: Duration::from_secs(2) };
+    let config = ArbiterConfig {
+        token,
+        handshake_timeout: Duration::from_secs(2),
+        ..ArbiterConfig::new(Uid::new("arbiter"))
+    };
     spawn_embedded(listener, config).await
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use actor_transport::{Addr, Secret, TlsConfig};
+use actor_transport::{Addr, AdmissionConfig, Secret, TlsConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -64,6 +64,10 @@ pub struct Config {
     pub spawn_timeout: Duration,
     /// How long a peer may take to finish the handshake (5 s).
     pub handshake_timeout: Duration,
+    /// Caps of this actor's listener: connections in the handshake at once
+    /// (256) and open connections (4096, or `ACTOR_MAX_CONNECTIONS`). Excess
+    /// connections are closed as soon as they are accepted.
+    pub admission: AdmissionConfig,
 }
 
 impl Default for Config {
@@ -82,21 +86,23 @@ impl Default for Config {
             kill_grace: Duration::from_secs(1),
             spawn_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(5),
+            admission: AdmissionConfig::default(),
         }
     }
 }
 
 impl Config {
     /// The defaults, overridden by `ACTOR_NAME`, `ACTOR_LOG`, `ACTOR_TOKEN`,
-    /// `ACTOR_ARBITER`, `ACTOR_BIND`, `ACTOR_INSECURE`, `ACTOR_THREADS` and
-    /// `ACTOR_TLS_*`.
+    /// `ACTOR_ARBITER`, `ACTOR_BIND`, `ACTOR_INSECURE`, `ACTOR_THREADS`,
+    /// `ACTOR_MAX_CONNECTIONS` and `ACTOR_TLS_*`.
     ///
     /// # Errors
     ///
     /// [`Error::Codec`] if `ACTOR_TOKEN` is set but is not hex of at least 16
     /// bytes (32 digits), `ACTOR_ARBITER` or `ACTOR_BIND` is not an address, or
     /// `ACTOR_THREADS` is not a number;
-    /// [`Error::Config`] if the TLS files cannot be loaded.
+    /// [`Error::Config`] if the TLS files cannot be loaded or
+    /// `ACTOR_MAX_CONNECTIONS` is not a positive number.
     pub fn from_env() -> Result<Config> {
         let mut c = Config::default();
         if let Ok(name) = std::env::var(ENV_NAME) {
@@ -113,6 +119,7 @@ impl Config {
                     .map_err(|e| Error::codec(format!("the {ENV_TOKEN} environment variable"), e))?,
             );
         }
+        c.admission = AdmissionConfig::from_env().map_err(Error::Config)?;
         if let Ok(addr) = std::env::var(ENV_ARBITER) {
             c.arbiter = addr
                 .parse()
@@ -269,6 +276,8 @@ impl ChildInit {
             kill_grace: Duration::from_millis(self.kill_grace_ms),
             spawn_timeout: Duration::from_millis(self.spawn_timeout_ms),
             handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            // Children inherit the environment; the root already refused a bad value.
+            admission: AdmissionConfig::from_env().unwrap_or_default(),
         }
     }
 }
