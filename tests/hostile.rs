@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actor::transport::Stream;
 use actor::transport::{
-    Addr, CallKind, Channel, ErrorKind, HandshakeConfig, HandshakeError, Msg, Secret, Uid, connect,
+    Addr, CallKind, Channel, ErrorKind, HandshakeConfig, HandshakeError, Listener, Msg, Secret, Uid, connect,
 };
 use bytes::Bytes;
 use common::Tree;
@@ -302,4 +302,38 @@ fn the_arbiter_daemon_refuses_a_short_token() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(!out.status.success(), "the arbiter started with a 5-byte token: {out:?}");
     assert!(out.stderr.contains("16 bytes"), "{:?}", out.stderr);
+}
+
+#[test]
+fn an_actor_with_a_token_refuses_an_arbiter_that_cannot_prove_it() {
+    // Whoever listens on the arbiter's address without the cluster token. It
+    // speaks the client's own version and admits it without proving anything
+    // (as every acceptor did before servers had to prove the token).
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let listener = rt.block_on(Listener::bind(&Addr::loopback(0))).expect("bind");
+    let addr = listener.local_addr().to_string();
+    rt.spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut ch = Channel::from_stream(stream, &Default::default());
+                let Ok(Some(Msg::Hello { version, .. })) = ch.recv().await else { return };
+                let nonce = Bytes::from_static(&[7; 32]);
+                if ch.send(&Msg::Hello { version, uid: Uid::new("impostor"), nonce }).await.is_err() {
+                    return;
+                }
+                let Ok(Some(Msg::Auth { .. })) = ch.recv().await else { return };
+                if ch.send(&Msg::Welcome).await.is_err() {
+                    return;
+                }
+                // Hold the channel as a real arbiter would.
+                while let Ok(Some(_)) = ch.recv().await {}
+            });
+        }
+    });
+    let tree = Tree::start("scenarios", &["victim"], &[("ACTOR_TOKEN", TOKEN), ("ACTOR_ARBITER", &addr)]);
+    let out = tree.finish(BOUND);
+    drop(rt);
+    assert!(!out.status.success(), "the actor trusted an arbiter without the token: {out:?}");
+    assert!(out.stderr.contains("did not prove"), "{:?}", out.stderr);
+    assert!(!out.stdout.contains("VICTIM"), "the actor started serving: {:?}", out.stdout);
 }
