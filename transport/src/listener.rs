@@ -6,6 +6,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nix::fcntl::{Flock, FlockArg};
 use socket2::{Domain, SockAddr, Socket, Type};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
 
@@ -170,6 +171,7 @@ impl Listener {
 /// Binds a Unix socket at `path`, private to this user, replacing a stale
 /// socket file but never a live listener's or a file that is not a socket.
 fn bind_unix(path: &Path) -> io::Result<UnixListener> {
+    let _dir = lock_dir_of(path);
     match bind_unix_private(path) {
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
             let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
@@ -194,6 +196,23 @@ fn bind_unix(path: &Path) -> io::Result<UnixListener> {
             }
         }
         other => other,
+    }
+}
+
+/// Locks the directory of `path` (an advisory lock only our binders take)
+/// until the guard drops. Without it, a binder could find another's fresh
+/// socket between that one's bind and listen, be refused, and delete it as
+/// stale. If the directory cannot be locked, binding goes ahead unlocked: the
+/// race is rare and its loser fails later with a clear error.
+fn lock_dir_of(path: &Path) -> Option<Flock<std::fs::File>> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file = std::fs::File::open(dir).ok()?;
+    match Flock::lock(file, FlockArg::LockExclusive) {
+        Ok(lock) => Some(lock),
+        Err((_, e)) => {
+            tracing::debug!(dir = %dir.display(), error = %e, "cannot lock the socket's directory");
+            None
+        }
     }
 }
 
