@@ -165,7 +165,7 @@ pub async fn serve_registry_tls(
                     Err(refusal) => tracing::debug!(%peer_addr, "{refusal}"),
                 },
                 Err(e) if is_transient(&e) => {
-                    tracing::warn!(error = %e, "accept failed; retrying shortly");
+                    accept_log::accept_failed(&e);
                     tokio::select! {
                         _ = shutdown.cancelled() => break Ok(()),
                         _ = tokio::time::sleep(Duration::from_millis(100)) => {}

@@ -41,7 +41,9 @@ pub struct Config {
     pub log: Option<String>,
     /// Where the root listens for its children and peers.
     pub bind: Addr,
-    /// The cluster token required of peers that are not our children.
+    /// The cluster token: required of peers that are not our children, and
+    /// required of every server we connect to (the arbiter, other actors),
+    /// which must prove it holds it too. At least 16 bytes.
     pub token: Option<Secret>,
     /// Where the arbiter is (default `tcp://127.0.0.1:1616`).
     pub arbiter: Addr,

@@ -368,7 +368,7 @@ async fn accept_loop(actor: Arc<Actor>, listener: Listener) {
             Ok(s) => s,
             Err(e) => {
                 // Typically EMFILE: back off briefly rather than spin.
-                tracing::warn!(error = %e, "accept failed");
+                accept_log::accept_failed(&e);
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }

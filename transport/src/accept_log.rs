@@ -20,13 +20,33 @@ const BURST: u32 = 10;
 
 static REFUSALS: WarnLimit = WarnLimit::new(BURST, Duration::from_secs(60));
 
+/// Accept failures (running out of file descriptors) repeat every few
+/// milliseconds while they last; one limit for them, apart from refusals.
+static ACCEPT_FAILURES: WarnLimit = WarnLimit::new(BURST, Duration::from_secs(60));
+
+/// Logs a failed `accept` (typically EMFILE) as a rate-limited warning; the
+/// caller backs off and retries.
+pub fn accept_failed(error: &io::Error) {
+    if let WarnVerdict::Log { suppressed } = ACCEPT_FAILURES.check() {
+        if suppressed == 0 {
+            tracing::warn!(error = %error, "accept failed; retrying shortly");
+        } else {
+            tracing::warn!(error = %error, suppressed, "accept failed; retrying shortly");
+        }
+    }
+}
+
 /// Logs a failed handshake with the peer at `from`: debug for a hang-up,
 /// otherwise a rate-limited warning; peer-controlled text is escaped.
 pub fn handshake_failed(from: &str, error: &HandshakeError) {
     if error.is_hangup() {
         tracing::debug!(%from, error = %Escaped(error), "a peer hung up during the handshake");
     } else if let WarnVerdict::Log { suppressed } = REFUSALS.check() {
-        tracing::warn!(%from, error = %Escaped(error), suppressed, "refused a connection");
+        if suppressed == 0 {
+            tracing::warn!(%from, error = %Escaped(error), "refused a connection");
+        } else {
+            tracing::warn!(%from, error = %Escaped(error), suppressed, "refused a connection");
+        }
     }
 }
 
@@ -35,7 +55,12 @@ pub fn tls_failed(from: &str, error: &io::Error) {
     if is_hangup(error) {
         tracing::debug!(%from, error = %Escaped(error), "a peer hung up during the TLS handshake");
     } else if let WarnVerdict::Log { suppressed } = REFUSALS.check() {
-        tracing::warn!(%from, error = %Escaped(error), suppressed, "refused a connection that failed the TLS handshake");
+        let what = "refused a connection that failed the TLS handshake";
+        if suppressed == 0 {
+            tracing::warn!(%from, error = %Escaped(error), "{what}");
+        } else {
+            tracing::warn!(%from, error = %Escaped(error), suppressed, "{what}");
+        }
     }
 }
 
