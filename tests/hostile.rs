@@ -337,3 +337,55 @@ fn an_actor_with_a_token_refuses_an_arbiter_that_cannot_prove_it() {
     assert!(out.stderr.contains("did not prove"), "{:?}", out.stderr);
     assert!(!out.stdout.contains("VICTIM"), "the actor started serving: {:?}", out.stdout);
 }
+
+/// Waits for the server to close `s` and says whether it did so without
+/// sending anything (a refusal at accept, not a handshake answer).
+async fn closed_silently(mut s: tokio::net::TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    match timeout(BOUND, s.read(&mut buf)).await.expect("the server must close the connection") {
+        Ok(0) | Err(_) => true,
+        Ok(_) => false,
+    }
+}
+
+#[test]
+fn a_listener_closes_connections_beyond_its_caps_at_once() {
+    use actor::arbiter::{ArbiterConfig, spawn_embedded};
+    use actor::transport::AdmissionConfig;
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let listener = Listener::bind(&Addr::loopback(0)).await.expect("bind");
+        let mut config = ArbiterConfig::new(Uid::new("arbiter"));
+        // Far beyond this test's bounded waits: a close is the cap, not a timeout.
+        config.handshake_timeout = Duration::from_secs(600);
+        config.admission = AdmissionConfig { max_handshakes: 2, max_connections: 3 };
+        let arbiter = spawn_embedded(listener, config).await;
+        let addr = arbiter.local_addr().clone();
+
+        // Two silent connections fill the handshake slots; a third is closed.
+        let silent = [raw(&addr).await, raw(&addr).await];
+        assert!(closed_silently(raw(&addr).await).await, "a third handshake was let in");
+
+        // Completing the handshakes frees their slots but keeps the connections'.
+        drop(silent);
+        let mut held = Vec::new();
+        for name in ["a", "b", "c"] {
+            let mut attempt = 0;
+            // The server notices the two dropped connections asynchronously: a
+            // connection refused meanwhile is closed at once, so retry (bounded).
+            let ch = loop {
+                attempt += 1;
+                match connect(&addr, &hs(name), None).await {
+                    Ok((ch, _)) => break ch,
+                    Err(e) if attempt < 1000 && e.is_hangup() => tokio::task::yield_now().await,
+                    Err(e) => panic!("client {name} refused: {e}"),
+                }
+            };
+            held.push(ch);
+        }
+        assert!(closed_silently(raw(&addr).await).await, "a fourth connection was let in");
+        drop(held);
+        arbiter.shutdown().await.expect("shutdown");
+    });
+}
