@@ -117,8 +117,9 @@ fn a_root_refuses_to_host_an_embedded_arbiter_beyond_this_host_in_plaintext() {
     assert!(out.stderr.contains("ACTOR_INSECURE=1"), "{out:?}");
 }
 
-/// A fake arbiter on a loopback port: it completes the handshake with anyone,
-/// then reads and never answers. Runs until the test process ends.
+/// A fake arbiter on a loopback port: it completes the handshake (proving
+/// the per-user secret, as a real default arbiter does), then reads and
+/// never answers. Runs until the test process ends.
 fn silent_arbiter() -> Addr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -134,8 +135,10 @@ fn silent_arbiter() -> Addr {
                         timeout: Duration::from_secs(5),
                         channel: Default::default(),
                     };
+                    let secret = actor::default_token().expect("the per-user secret");
                     let accepted =
-                        actor::transport::accept(stream, &hs, |_| actor::transport::Auth::Open).await;
+                        actor::transport::accept(stream, &hs, |_| actor::transport::Auth::Require(secret))
+                            .await;
                     if let Ok((mut ch, _)) = accepted {
                         while let Ok(Some(_)) = ch.recv().await {}
                     }

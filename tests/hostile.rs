@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actor::transport::Stream;
 use actor::transport::{
-    Addr, CallKind, Channel, ErrorKind, HandshakeConfig, HandshakeError, Msg, Secret, Uid, connect,
+    Addr, CallKind, Channel, ErrorKind, HandshakeConfig, HandshakeError, Listener, Msg, Secret, Uid, connect,
 };
 use bytes::Bytes;
 use common::Tree;
@@ -171,4 +171,221 @@ fn an_actor_under_attack_keeps_serving_its_legitimate_peers() {
     victim.signal(Signal::SIGTERM);
     let out = victim.finish(BOUND);
     assert!(out.status.success(), "{out:?}");
+}
+
+/// Peak resident memory (VmHWM) of `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("victim status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// Starts a victim with the cluster token and returns it with its address and pid.
+fn victim(env: &[(&str, &str)]) -> (common::Tree, Addr, u32) {
+    let mut all = vec![("ACTOR_TOKEN", TOKEN)];
+    all.extend_from_slice(env);
+    let mut victim = Tree::start("scenarios", &["victim"], &all);
+    let line = victim.wait_for_line("VICTIM", BOUND);
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    let addr: Addr = parts[1].parse().expect("victim address");
+    let pid: u32 = parts[3].parse().expect("pid");
+    (victim, addr, pid)
+}
+
+/// Writes a 16 MiB length prefix and (nearly) all of its payload before any
+/// handshake, then waits for the victim to hang up. Write errors are the
+/// victim closing on us, which is the point.
+async fn announce_huge_frame(addr: Addr) {
+    const HUGE: usize = 16 * 1024 * 1024;
+    let mut s = raw(&addr).await;
+    let mut bytes = vec![0u8; HUGE + 3];
+    bytes[..4].copy_from_slice(&(HUGE as u32).to_be_bytes());
+    let _ = timeout(BOUND, s.write_all(&bytes)).await.expect("the victim must read or close");
+    drop(bytes);
+    closed_by_server(s).await;
+}
+
+#[test]
+fn unauthenticated_peers_announcing_huge_frames_cost_little_memory() {
+    let (victim, addr, pid) = victim(&[]);
+    let token = Secret::from_hex(TOKEN).expect("token");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let (mut legit, _) = connect(&addr, &hs("legit"), Some(&token)).await.expect("legit connect");
+        assert_eq!(square(&mut legit, 1, 7).await, 49);
+        let before = rss_kib(pid);
+        let attacks: Vec<_> = (0..100).map(|_| tokio::spawn(announce_huge_frame(addr.clone()))).collect();
+        for a in attacks {
+            a.await.expect("attacker task");
+        }
+        let peak = peak_rss_kib(pid);
+        assert_eq!(square(&mut legit, 3, 8).await, 64);
+        let after = rss_kib(pid);
+        println!("victim RSS under 100 x 16 MiB pre-auth frames: before {before} KiB, peak {peak} KiB, after {after} KiB");
+        assert!(
+            peak < before + 64 * 1024,
+            "the victim grew from {before} KiB to a peak of {peak} KiB (after: {after} KiB)"
+        );
+    });
+    drop(rt);
+    victim.signal(Signal::SIGTERM);
+    let out = victim.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn peers_cannot_forge_log_lines_and_hangups_are_not_warnings() {
+    // An empty NO_COLOR leaves the colour decision to the program: its stderr
+    // is a pipe here, so it must not colour.
+    let (victim, addr, _) = victim(&[("NO_COLOR", "")]);
+    let token = Secret::from_hex(TOKEN).expect("token");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        // A uid crafted to forge a log line and to drive the terminal.
+        let forged =
+            Uid { name: "evil\nFORGED WARN all is well\x1b[2J".into(), id: "\x1b[31mred\r\n".into() };
+        let config = HandshakeConfig { uid: forged, ..hs("unused") };
+        assert!(connect(&addr, &config, None).await.is_err(), "admitted without the token");
+
+        // Peers that reset or hang up in the middle of the handshake.
+        for _ in 0..5 {
+            let s = raw(&addr).await;
+            s.set_zero_linger().expect("linger");
+            drop(s);
+            drop(raw(&addr).await);
+        }
+        let (mut legit, _) = connect(&addr, &hs("legit"), Some(&token)).await.expect("legit connect");
+        assert_eq!(square(&mut legit, 1, 5).await, 25);
+    });
+    drop(rt);
+    victim.signal(Signal::SIGTERM);
+    let out = victim.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!out.stderr.contains('\x1b'), "escape codes in the log: {:?}", out.stderr);
+    assert!(!out.stderr.contains('\r'), "carriage return in the log: {:?}", out.stderr);
+    for line in out.stderr.lines() {
+        assert!(!line.trim_start().starts_with("FORGED"), "a forged log line: {:?}", out.stderr);
+        if line.contains("WARN") {
+            assert!(line.contains("authentication"), "an unexpected warning: {line:?}");
+        }
+    }
+    assert!(out.stderr.contains(r"evil\nFORGED"), "the refusal is not logged escaped: {:?}", out.stderr);
+}
+
+#[test]
+fn short_or_empty_tokens_are_refused_at_startup() {
+    for bad in ["", "abcd", "00112233445566778899aabbccddee"] {
+        let tree = Tree::start("scenarios", &["victim"], &[("ACTOR_TOKEN", bad)]);
+        let out = tree.finish(BOUND);
+        assert!(!out.status.success(), "started with ACTOR_TOKEN={bad:?}: {out:?}");
+        assert!(out.stderr.contains("ACTOR_TOKEN"), "{bad:?}: {:?}", out.stderr);
+        assert!(out.stderr.contains("16 bytes"), "{bad:?}: {:?}", out.stderr);
+    }
+}
+
+#[test]
+fn the_arbiter_daemon_refuses_a_short_token() {
+    let dir = std::env::temp_dir().join(format!("actor-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("token");
+    std::fs::write(&file, "abcdef0123\n").expect("token file");
+    let file = file.to_str().expect("utf-8 path");
+    let tree = Tree::start_program(
+        &common::binary("arbiter"),
+        &["--bind", "tcp://127.0.0.1:0", "--token-file", file],
+        &[],
+    );
+    let out = tree.finish(BOUND);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success(), "the arbiter started with a 5-byte token: {out:?}");
+    assert!(out.stderr.contains("16 bytes"), "{:?}", out.stderr);
+}
+
+#[test]
+fn an_actor_with_a_token_refuses_an_arbiter_that_cannot_prove_it() {
+    // Whoever listens on the arbiter's address without the cluster token. It
+    // speaks the client's own version and admits it without proving anything
+    // (as every acceptor did before servers had to prove the token).
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let listener = rt.block_on(Listener::bind(&Addr::loopback(0))).expect("bind");
+    let addr = listener.local_addr().to_string();
+    rt.spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut ch = Channel::from_stream(stream, &Default::default());
+                let Ok(Some(Msg::Hello { version, .. })) = ch.recv().await else { return };
+                let nonce = Bytes::from_static(&[7; 32]);
+                if ch.send(&Msg::Hello { version, uid: Uid::new("impostor"), nonce }).await.is_err() {
+                    return;
+                }
+                let Ok(Some(Msg::Auth { .. })) = ch.recv().await else { return };
+                if ch.send(&Msg::Welcome).await.is_err() {
+                    return;
+                }
+                // Hold the channel as a real arbiter would.
+                while let Ok(Some(_)) = ch.recv().await {}
+            });
+        }
+    });
+    let tree = Tree::start("scenarios", &["victim"], &[("ACTOR_TOKEN", TOKEN), ("ACTOR_ARBITER", &addr)]);
+    let out = tree.finish(BOUND);
+    drop(rt);
+    assert!(!out.status.success(), "the actor trusted an arbiter without the token: {out:?}");
+    assert!(out.stderr.contains("did not prove"), "{:?}", out.stderr);
+    assert!(!out.stdout.contains("VICTIM"), "the actor started serving: {:?}", out.stdout);
+}
+
+/// Waits for the server to close `s` and says whether it did so without
+/// sending anything (a refusal at accept, not a handshake answer).
+async fn closed_silently(mut s: tokio::net::TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    match timeout(BOUND, s.read(&mut buf)).await.expect("the server must close the connection") {
+        Ok(0) | Err(_) => true,
+        Ok(_) => false,
+    }
+}
+
+#[test]
+fn a_listener_closes_connections_beyond_its_caps_at_once() {
+    use actor::arbiter::{ArbiterConfig, spawn_embedded};
+    use actor::transport::AdmissionConfig;
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let listener = Listener::bind(&Addr::loopback(0)).await.expect("bind");
+        let mut config = ArbiterConfig::new(Uid::new("arbiter"));
+        // Far beyond this test's bounded waits: a close is the cap, not a timeout.
+        config.handshake_timeout = Duration::from_secs(600);
+        config.admission = AdmissionConfig { max_handshakes: 2, max_connections: 3 };
+        let arbiter = spawn_embedded(listener, config).await;
+        let addr = arbiter.local_addr().clone();
+
+        // Two silent connections fill the handshake slots; a third is closed.
+        let silent = [raw(&addr).await, raw(&addr).await];
+        assert!(closed_silently(raw(&addr).await).await, "a third handshake was let in");
+
+        // Completing the handshakes frees their slots but keeps the connections'.
+        drop(silent);
+        let mut held = Vec::new();
+        for name in ["a", "b", "c"] {
+            let mut attempt = 0;
+            // The server notices the two dropped connections asynchronously: a
+            // connection refused meanwhile is closed at once, so retry (bounded).
+            let ch = loop {
+                attempt += 1;
+                match connect(&addr, &hs(name), None).await {
+                    Ok((ch, _)) => break ch,
+                    Err(e) if attempt < 1000 && e.is_hangup() => tokio::task::yield_now().await,
+                    Err(e) => panic!("client {name} refused: {e}"),
+                }
+            };
+            held.push(ch);
+        }
+        assert!(closed_silently(raw(&addr).await).await, "a fourth connection was let in");
+        drop(held);
+        arbiter.shutdown().await.expect("shutdown");
+    });
 }

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use actor_arbiter::server::serve_tls;
 use actor_arbiter::{ArbiterConfig, DEFAULT_ADDR, ENV_ADDR, ENV_LOG, ENV_TOKEN};
+use actor_transport::admission::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, ENV_MAX_CONNECTIONS};
 use actor_transport::{
-    Addr, ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, Listener, Secret, TlsConfig, Uid, check_exposure,
+    Addr, AdmissionConfig, ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, Listener, Secret, TlsConfig, Uid,
+    check_exposure, default_token_path, load_or_create_token,
 };
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
@@ -21,7 +23,10 @@ use tracing_subscriber::EnvFilter;
     name = "arbiter",
     version,
     after_help = "The cluster token may also be given as hex in the ACTOR_TOKEN environment variable; \
-                  --token-file takes precedence. Without a token, any client is admitted.\n\n\
+                  --token-file takes precedence. Without either (and without TLS) the arbiter requires \
+                  the per-user secret that actors of the same user use by default (ACTOR_TOKEN_FILE, \
+                  else $XDG_RUNTIME_DIR/actor/token, else /tmp/actor-<uid>/token); --open admits any \
+                  client instead.\n\n\
                   With --tls-ca, --tls-cert and --tls-key (all three, or none) the arbiter accepts only \
                   mutual-TLS connections (clients must present a certificate signed by the CA), and \
                   may then bind a non-loopback address."
@@ -34,6 +39,12 @@ struct Args {
     /// File holding the cluster token as hex; clients must prove they hold it.
     #[arg(long, value_name = "PATH")]
     token_file: Option<PathBuf>,
+
+    /// Admit any client without a token (when neither --token-file nor
+    /// ACTOR_TOKEN is given): every local user may then list and register
+    /// names here. Without it the per-user secret is required.
+    #[arg(long, conflicts_with = "token_file")]
+    open: bool,
 
     /// Log filter, as for tracing's EnvFilter (e.g. `info`, `actor_arbiter=debug`).
     #[arg(long, env = ENV_LOG, default_value = "info")]
@@ -62,6 +73,15 @@ struct Args {
     /// Clients must finish the handshake within this many milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 5000)]
     handshake_timeout_ms: u64,
+
+    /// The most client connections kept open; more are closed at once.
+    #[arg(long, value_name = "N", env = ENV_MAX_CONNECTIONS, default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(usize))]
+    max_connections: usize,
+
+    /// The most clients in the handshake at once; more are closed at once.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_HANDSHAKES)]
+    max_handshakes: usize,
 }
 
 fn main() -> ExitCode {
@@ -74,7 +94,8 @@ fn main() -> ExitCode {
         }
     };
     use std::io::IsTerminal;
-    let ansi = std::io::stderr().is_terminal();
+    // Colours only for a person at a terminal who did not opt out.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 
     let tls = match load_tls(&args) {
@@ -100,7 +121,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let token = match load_token(&args) {
+    let token = match load_token(&args, tls.is_some()) {
         Ok(t) => t,
         Err(msg) => {
             eprintln!("arbiter: {msg}");
@@ -147,24 +168,29 @@ fn load_tls(args: &Args) -> Result<Option<TlsConfig>, String> {
     }
 }
 
-fn load_token(args: &Args) -> Result<Option<Secret>, String> {
+/// The token clients must prove: from `--token-file` or `ACTOR_TOKEN`; else,
+/// unless TLS or `--open` stands in for it, the per-user secret, so that a
+/// default arbiter admits the same programs a default actor does.
+fn load_token(args: &Args, tls: bool) -> Result<Option<Secret>, String> {
     let (hex, origin) = if let Some(path) = &args.token_file {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
         (text, format!("the token file {}", path.display()))
     } else {
         match std::env::var(ENV_TOKEN) {
-            Ok(v) if !v.trim().is_empty() => (v, ENV_TOKEN.to_owned()),
-            Ok(_) => return Ok(None),
-            Err(std::env::VarError::NotPresent) => return Ok(None),
+            // Set but empty is an error too: it must not silently mean "admit anyone".
+            Ok(v) => (v, ENV_TOKEN.to_owned()),
+            Err(std::env::VarError::NotPresent) if tls || args.open => return Ok(None),
+            Err(std::env::VarError::NotPresent) => {
+                let path = default_token_path();
+                return load_or_create_token(&path)
+                    .map(Some)
+                    .map_err(|e| format!("the per-user secret {}: {e}", path.display()));
+            }
             Err(std::env::VarError::NotUnicode(_)) => return Err(format!("{ENV_TOKEN} is not valid hex")),
         }
     };
-    let hex = hex.trim();
-    if hex.is_empty() {
-        return Err(format!("{origin} is empty; it must hold the token as hex"));
-    }
-    Secret::from_hex(hex).map(Some).ok_or_else(|| format!("{origin} does not hold a hex token"))
+    Secret::parse_hex(hex.trim()).map(Some).map_err(|e| format!("{origin}: {e}"))
 }
 
 async fn run(args: Args, token: Option<Secret>, tls: Option<TlsConfig>) -> ExitCode {
@@ -193,6 +219,10 @@ async fn run(args: Args, token: Option<Secret>, tls: Option<TlsConfig>) -> ExitC
         uid: Uid::new("arbiter"),
         token,
         handshake_timeout: Duration::from_millis(args.handshake_timeout_ms),
+        admission: AdmissionConfig {
+            max_connections: args.max_connections,
+            max_handshakes: args.max_handshakes,
+        },
     };
     let shutdown = CancellationToken::new();
     if tls.is_some() {

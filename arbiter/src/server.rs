@@ -16,14 +16,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use actor_transport::{
-    Addr, Auth, CallApp, CallId, CallKind, ChannelConfig, ChannelError, Completion, End, ErrorKind,
-    FrameError, HandshakeConfig, Incoming, Limits, Listener, Msg, RemoteError, Secret, Sender, Session, Side,
-    Stream, TlsConfig, Uid, accept,
+    Addr, Admission, AdmissionConfig, Auth, CallApp, CallId, CallKind, ChannelConfig, ChannelError,
+    Completion, End, ErrorKind, FrameError, HandshakeConfig, Incoming, Limits, Listener, Msg, RemoteError,
+    Secret, Sender, Session, Side, Stream, TlsConfig, Uid, accept, accept_log, admission::Pending,
 };
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -63,12 +62,21 @@ pub struct ArbiterConfig {
     pub token: Option<Secret>,
     /// A client must finish the handshake within this time or is disconnected.
     pub handshake_timeout: Duration,
+    /// Caps on clients in the handshake at once and open connections; excess
+    /// connections are closed as soon as they are accepted.
+    pub admission: AdmissionConfig,
 }
 
 impl ArbiterConfig {
-    /// A configuration with uid `uid`, no token and a 5-second handshake timeout.
+    /// A configuration with uid `uid`, no token, a 5-second handshake timeout
+    /// and the default connection caps.
     pub fn new(uid: Uid) -> Self {
-        ArbiterConfig { uid, token: None, handshake_timeout: Duration::from_secs(5) }
+        ArbiterConfig {
+            uid,
+            token: None,
+            handshake_timeout: Duration::from_secs(5),
+            admission: AdmissionConfig::default(),
+        }
     }
 }
 
@@ -149,11 +157,12 @@ pub async fn serve_registry_tls(
         registry,
         tls,
     });
+    // Past either cap a new connection is closed before it costs anything:
+    // the listener's, and the registry's own limit on connections.
+    let mut caps = config.admission;
+    caps.max_connections = caps.max_connections.min(server.registry.limits().max_connections);
+    let admission = Admission::new(caps);
     let tracker = TaskTracker::new();
-    // One permit per open connection, held by its task: past the registry's
-    // connection limit a new connection is closed before it costs anything.
-    let permits =
-        Arc::new(Semaphore::new(server.registry.limits().max_connections.min(Semaphore::MAX_PERMITS)));
     // Cancelled on shutdown and on a fatal accept error: closes every connection.
     let conns = shutdown.child_token();
     tracing::info!(
@@ -168,24 +177,17 @@ pub async fn serve_registry_tls(
             biased;
             _ = shutdown.cancelled() => break Ok(()),
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer_addr)) => {
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
-                        tracing::debug!(%peer_addr, "closing a connection: the arbiter is at its connection limit");
-                        drop(stream);
-                        continue;
-                    };
-                    let span = tracing::info_span!("arbiter_conn", peer_addr = %peer_addr);
-                    let connection = server.clone().connection(stream, conns.clone());
-                    tracker.spawn(
-                        async move {
-                            connection.await;
-                            drop(permit);
-                        }
-                        .instrument(span),
-                    );
-                }
+                Ok((stream, peer_addr)) => match admission.try_admit() {
+                    Ok(pending) => {
+                        let span = tracing::info_span!("arbiter_conn", peer_addr = %peer_addr);
+                        let conn = server.clone().connection(stream, pending, peer_addr, conns.clone());
+                        tracker.spawn(conn.instrument(span));
+                    }
+                    // Dropping the stream closes it before anything is read.
+                    Err(refusal) => tracing::debug!(%peer_addr, "{refusal}"),
+                },
                 Err(e) if is_transient(&e) => {
-                    tracing::warn!(error = %e, "accept failed; retrying shortly");
+                    accept_log::accept_failed(&e);
                     tokio::select! {
                         _ = shutdown.cancelled() => break Ok(()),
                         _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -362,7 +364,13 @@ enum Next {
 }
 
 impl Server {
-    async fn connection(self: Arc<Self>, stream: Stream, shutdown: CancellationToken) {
+    async fn connection(
+        self: Arc<Self>,
+        stream: Stream,
+        pending: Pending,
+        from: String,
+        shutdown: CancellationToken,
+    ) {
         let stream = match &self.tls {
             None => stream,
             Some(tls) => {
@@ -372,10 +380,7 @@ impl Server {
                 };
                 match upgraded {
                     Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "refused a connection that failed the TLS handshake");
-                        return;
-                    }
+                    Err(e) => return accept_log::tls_failed(&from, &e),
                 }
             }
         };
@@ -386,17 +391,9 @@ impl Server {
         };
         let (channel, peer) = match handshake {
             Ok(ok) => ok,
-            // A peer that hangs up mid-handshake (an actor exiting as it starts,
-            // a port probe) is routine; anything else is worth a warning.
-            Err(e @ actor_transport::HandshakeError::Closed) => {
-                tracing::debug!(error = %e, "arbiter handshake abandoned");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "arbiter handshake failed");
-                return;
-            }
+            Err(e) => return accept_log::handshake_failed(&from, &e),
         };
+        pending.authenticated().hold_until_closed(channel.sender());
         tracing::debug!(peer = %peer, "client connected");
         let (sender, mut receiver) = channel.split();
         let id = self.registry.connection();

@@ -46,7 +46,11 @@ fn hs_uid(uid: Uid) -> HandshakeConfig {
 
 async fn start(token: Option<Secret>) -> ArbiterHandle {
     let listener = Listener::bind(&Addr::loopback(0)).await.expect("bind loopback port 0");
-    let config = ArbiterConfig { uid: Uid::new("arbiter"), token, handshake_timeout: Duration::from_secs(2) };
+    let config = ArbiterConfig {
+        token,
+        handshake_timeout: Duration::from_secs(2),
+        ..ArbiterConfig::new(Uid::new("arbiter"))
+    };
     spawn_embedded(listener, config).await
 }
 
@@ -484,7 +488,7 @@ fn sigterm(child: &tokio::process::Child) {
 
 #[tokio::test]
 async fn the_binary_serves_and_exits_cleanly_on_sigterm() {
-    let mut child = arbiter_cmd().args(["--bind", "tcp://127.0.0.1:0"]).spawn().unwrap();
+    let mut child = arbiter_cmd().args(["--bind", "tcp://127.0.0.1:0", "--open"]).spawn().unwrap();
     let addr = listening_addr(&mut child).await;
     assert!(matches!(&addr, Addr::Tcp { port, .. } if *port != 0 && *port != 1616), "{addr}");
 

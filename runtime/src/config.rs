@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use actor_transport::{Addr, ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, Secret, TlsConfig};
+use actor_transport::{Addr, AdmissionConfig, ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, Secret, TlsConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -45,9 +45,11 @@ pub struct Config {
     pub log: Option<String>,
     /// Where the root listens for its children and peers.
     pub bind: Addr,
-    /// The cluster token required of peers that are not our children. `None`
-    /// at the root means the per-user secret ([`crate::default_token`]),
-    /// unless `tls` is set: certificates then prove membership instead.
+    /// The cluster token: required of peers that are not our children, and
+    /// required of every server we connect to (the arbiter, other actors),
+    /// which must prove it holds it too. At least 16 bytes. `None` at the
+    /// root means the per-user secret ([`crate::default_token`]), unless
+    /// `tls` is set: certificates then prove membership instead.
     pub token: Option<Secret>,
     /// Where the arbiter is (default `tcp://127.0.0.1:1616`).
     pub arbiter: Addr,
@@ -76,6 +78,10 @@ pub struct Config {
     /// a live peer, even an idle one, is never dropped; a stopped process or
     /// a silently broken link is.
     pub peer_timeout: Duration,
+    /// Caps of this actor's listener: connections in the handshake at once
+    /// (256) and open connections (4096, or `ACTOR_MAX_CONNECTIONS`). Excess
+    /// connections are closed as soon as they are accepted.
+    pub admission: AdmissionConfig,
 }
 
 impl Default for Config {
@@ -95,21 +101,23 @@ impl Default for Config {
             spawn_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(5),
             peer_timeout: Duration::from_secs(30),
+            admission: AdmissionConfig::default(),
         }
     }
 }
 
 impl Config {
     /// The defaults, overridden by `ACTOR_NAME`, `ACTOR_LOG`, `ACTOR_TOKEN`,
-    /// `ACTOR_ARBITER`, `ACTOR_BIND`, `ACTOR_INSECURE`, `ACTOR_THREADS`, `ACTOR_PEER_TIMEOUT` and
-    /// `ACTOR_TLS_*`.
+    /// `ACTOR_ARBITER`, `ACTOR_BIND`, `ACTOR_INSECURE`, `ACTOR_THREADS`,
+    /// `ACTOR_PEER_TIMEOUT`, `ACTOR_MAX_CONNECTIONS` and `ACTOR_TLS_*`.
     ///
     /// # Errors
     ///
-    /// [`Error::Codec`] if `ACTOR_TOKEN` is set but is not an even-length hex
-    /// string, `ACTOR_ARBITER` or `ACTOR_BIND` is not an address, or
+    /// [`Error::Codec`] if `ACTOR_TOKEN` is set but is not hex of at least 16
+    /// bytes (32 digits), `ACTOR_ARBITER` or `ACTOR_BIND` is not an address, or
     /// `ACTOR_THREADS` is not a number;
-    /// [`Error::Config`] if the TLS files cannot be loaded.
+    /// [`Error::Config`] if the TLS files cannot be loaded or
+    /// `ACTOR_MAX_CONNECTIONS` is not a positive number.
     pub fn from_env() -> Result<Config> {
         let mut c = Config::default();
         if let Ok(name) = std::env::var(ENV_NAME) {
@@ -119,13 +127,14 @@ impl Config {
             c.log = Some(log);
         }
         if let Ok(token) = std::env::var(ENV_TOKEN) {
-            c.token = Some(Secret::from_hex(token.trim()).ok_or_else(|| {
-                Error::codec(
-                    format!("the {ENV_TOKEN} environment variable"),
-                    "it is not an even-length hex string",
-                )
-            })?);
+            // Set but empty is refused too: an empty token would silently mean
+            // "no authentication" to a reader of the environment.
+            c.token = Some(
+                Secret::parse_hex(token.trim())
+                    .map_err(|e| Error::codec(format!("the {ENV_TOKEN} environment variable"), e))?,
+            );
         }
+        c.admission = AdmissionConfig::from_env().map_err(Error::Config)?;
         if let Ok(addr) = std::env::var(ENV_ARBITER) {
             c.arbiter = addr
                 .parse()
@@ -318,6 +327,28 @@ impl ChildInit {
             spawn_timeout: Duration::from_millis(self.spawn_timeout_ms),
             handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
             peer_timeout: Duration::from_millis(self.peer_timeout_ms),
+            // Children inherit the environment; the root already refused a bad value.
+            admission: AdmissionConfig::from_env().unwrap_or_default(),
         }
     }
+}
+
+/// This user's secret at [`default_token_path`](crate::default_token_path),
+/// created on first use: what a tree with neither `ACTOR_TOKEN` nor TLS
+/// requires of every peer that is not its own child. A client that talks to
+/// such a tree from outside (over `actor_transport::connect` or an arbiter
+/// client) passes it as its secret.
+///
+/// # Errors
+///
+/// [`Error::Config`] naming the file, if it cannot be created or read, or is
+/// not private to this user.
+pub fn default_token() -> Result<Secret> {
+    let path = actor_transport::default_token_path();
+    actor_transport::load_or_create_token(&path).map_err(|e| {
+        Error::Config(format!(
+            "no {ENV_TOKEN} is set, and the per-user secret {} cannot be used: {e}",
+            path.display()
+        ))
+    })
 }

@@ -46,7 +46,6 @@ mod portal;
 mod registry;
 mod run;
 mod scope;
-mod secret_file;
 mod serve;
 mod spawn;
 mod state;
@@ -57,6 +56,8 @@ pub use actor_arbiter::Entry;
 pub use actor_macros::remote;
 pub use actor_transport as transport;
 pub use actor_transport::{Addr, ErrorKind, RemoteError, Secret, TlsConfig, Uid};
+pub use actor_transport::{ENV_TOKEN_FILE, default_token_path, load_or_create_token};
+pub use config::default_token;
 pub use config::{
     Config, ENV_ARBITER, ENV_BIND, ENV_INSECURE, ENV_LOG, ENV_NAME, ENV_PEER_TIMEOUT, ENV_THREADS, ENV_TOKEN,
 };
@@ -68,7 +69,6 @@ pub use nursery::{ActorBuilder, Nursery, open_nursery};
 pub use portal::{Portal, ResultPortal};
 pub use registry::{RemoteContextFn, RemoteFn, RemoteStreamFn, is_registered};
 pub use run::{run, run_with, serve};
-pub use secret_file::{ENV_TOKEN_FILE, default_token, default_token_path, load_or_create_token};
 pub use state::{State, state};
 pub use stream::{StreamReceiver, StreamSender, Subscriber, Yielder};
 

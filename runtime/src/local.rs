@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use actor_arbiter::{ArbiterClient, ArbiterHandle};
-use actor_transport::{Addr, Auth, Channel, HandshakeConfig, Listener, Secret, Sender, Uid};
+use actor_transport::{
+    Addr, Admission, Auth, Channel, HandshakeConfig, Listener, Secret, Sender, Uid, accept_log,
+};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -381,14 +383,26 @@ fn advertised(bound: &Addr) -> Addr {
     }
 }
 
+/// Accepts connections for `actor` until the process ends: each admitted one
+/// (see [`Admission`]) runs the TLS (if configured) and actor handshakes in its
+/// own task and is handed to [`Actor::admit`].
 async fn accept_loop(actor: Arc<Actor>, listener: Listener) {
+    let admission = Admission::new(actor.config.admission);
     loop {
         let (stream, from) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
                 // Typically EMFILE: back off briefly rather than spin.
-                tracing::warn!(error = %e, "accept failed");
+                accept_log::accept_failed(&e);
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let pending = match admission.try_admit() {
+            Ok(p) => p,
+            Err(refusal) => {
+                // Dropping the stream closes it before anything is read.
+                tracing::debug!(%from, "{refusal}");
                 continue;
             }
         };
@@ -399,19 +413,16 @@ async fn accept_loop(actor: Arc<Actor>, listener: Listener) {
                 let stream = match &actor2.config.tls {
                     Some(tls) => match tls.accept(stream, config.timeout).await {
                         Ok(s) => s,
-                        Err(e) => {
-                            tracing::warn!(%from, error = %e, "refused a connection that failed the TLS handshake");
-                            return;
-                        }
+                        Err(e) => return accept_log::tls_failed(&from, &e),
                     },
                     None => stream,
                 };
                 match actor_transport::accept(stream, &config, |uid| actor2.auth_for(uid)).await {
-                    Ok((channel, peer)) => actor2.admit(channel, peer),
-                    Err(e @ actor_transport::HandshakeError::Closed) => {
-                        tracing::debug!(%from, error = %e, "a peer hung up during the handshake")
+                    Ok((channel, peer)) => {
+                        pending.authenticated().hold_until_closed(channel.sender());
+                        actor2.admit(channel, peer)
                     }
-                    Err(e) => tracing::warn!(%from, error = %e, "refused a connection"),
+                    Err(e) => accept_log::handshake_failed(&from, &e),
                 }
             }
             .instrument(actor.span()),

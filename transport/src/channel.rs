@@ -176,6 +176,12 @@ impl Channel {
     pub fn sender(&self) -> &Sender {
         &self.sender
     }
+
+    /// Sets the largest frame payload this channel will read from now on; see
+    /// [`Receiver::set_max_frame`].
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.receiver.set_max_frame(max_frame);
+    }
 }
 
 struct WriteState {
@@ -332,6 +338,12 @@ impl Sender {
     pub async fn closed(&self) {
         self.shared.writer_done.cancelled().await;
     }
+
+    /// As [`Sender::closed`], as a future that holds no sender, so waiting on
+    /// it does not keep the channel open.
+    pub fn closed_owned(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.shared.writer_done.clone().cancelled_owned()
+    }
 }
 
 impl std::fmt::Debug for Sender {
@@ -417,6 +429,13 @@ pub struct Receiver {
 }
 
 impl Receiver {
+    /// Sets the largest frame payload read from now on. The handshake keeps it
+    /// small until the peer is authenticated, then raises it to the channel's
+    /// configured maximum. Sending is not affected.
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.frames.decoder_mut().set_max_frame(max_frame);
+    }
+
     /// The next message; `Ok(None)` when the peer closed the stream cleanly
     /// between frames.
     ///

@@ -80,6 +80,12 @@ impl<T> FrameCodec<T> {
     pub fn max_frame(&self) -> usize {
         self.max_frame
     }
+
+    /// Changes the maximum payload size for frames whose length prefix has not
+    /// been read yet (a frame already announced keeps the limit it passed).
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame;
+    }
 }
 
 impl<T> Default for FrameCodec<T> {

@@ -4,15 +4,24 @@
 //! connector                         acceptor
 //!   Hello{version, uid, nonce_c} ->
 //!                                <- Hello{version, uid, nonce_a}   (or Refused)
-//!   Auth{proof}                  ->
-//!                                <- Welcome                        (or Refused)
+//!   Auth{proof_c}                ->
+//!                                <- Auth{proof_a}                  (or Refused)
+//!                                <- Welcome
 //! ```
 //!
-//! `proof` is HMAC-SHA256 keyed by the shared secret over a context string, both
-//! nonces and the connector's uid, so the secret never crosses the wire and a
-//! recorded proof is useless for another connection. The acceptor decides per
+//! Each proof is HMAC-SHA256 keyed by the shared secret over a label naming the
+//! side that proves, both nonces and both uids, so the secret never crosses the
+//! wire, a recorded proof is useless for another connection, and one side's
+//! proof cannot be reflected back as the other's. The acceptor decides per
 //! connector uid which secret (if any) it requires, which lets one listener take
-//! one-time spawn tokens for its children and a cluster token for everyone else.
+//! one-time spawn tokens for its children and a cluster token for everyone else;
+//! it proves the same secret it required. A connector that holds a secret
+//! requires the acceptor's proof of it: whoever listens on an address without
+//! the secret is not the server it wanted.
+//!
+//! Until the handshake completes, frames are limited to
+//! [`PRE_AUTH_MAX_FRAME`], so an unauthenticated peer costs a small, fixed
+//! amount of memory whatever it announces.
 
 use std::fmt;
 use std::sync::Arc;
@@ -24,11 +33,46 @@ use sha2::Sha256;
 
 use crate::addr::Addr;
 use crate::channel::{Channel, ChannelConfig, ChannelError};
+use crate::codec::FrameError;
+use crate::escape::Escaped;
 use crate::listener::Stream;
 use crate::wire::{Msg, PROTOCOL_VERSION, Uid};
 
-const CONTEXT: &[u8] = b"actor-transport handshake v1";
+/// Labels of the two proofs: distinct, so neither side's proof verifies as
+/// the other's (a reflected proof fails).
+const CONNECTOR_LABEL: &[u8] = b"actor-transport handshake v2 connector";
+const ACCEPTOR_LABEL: &[u8] = b"actor-transport handshake v2 acceptor";
 const NONCE_LEN: usize = 32;
+
+/// The largest frame either side accepts before the handshake completes. The
+/// handshake's messages are a few hundred bytes; anything near this size is
+/// an attack on memory, refused at its length prefix.
+pub const PRE_AUTH_MAX_FRAME: usize = 64 * 1024;
+
+/// The shortest secret accepted from configuration, in bytes (32 hex digits):
+/// shorter tokens can be guessed offline from one recorded handshake.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// Why a configured token is not a usable [`Secret`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecretError {
+    /// The text is empty.
+    #[error("the token is empty; it must be at least {MIN_SECRET_LEN} bytes ({} hex digits)", MIN_SECRET_LEN * 2)]
+    Empty,
+    /// The text is not an even number of hex digits.
+    #[error("the token is not hex (an even number of the digits 0-9, a-f)")]
+    NotHex,
+    /// The token is too short to resist guessing.
+    #[error(
+        "the token is {bytes} bytes; it must be at least {MIN_SECRET_LEN} bytes ({} hex digits)",
+        MIN_SECRET_LEN * 2
+    )]
+    TooShort {
+        /// The token's length in bytes.
+        bytes: usize,
+    },
+}
 
 /// A shared secret (token). Its `Debug` output never shows the bytes.
 #[derive(Clone, PartialEq, Eq)]
@@ -54,16 +98,35 @@ impl Secret {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// Parses the output of [`Secret::to_hex`]; `None` if `s` is not even-length hex.
+    /// Parses the output of [`Secret::to_hex`]; `None` if `s` is not
+    /// even-length hex or is shorter than [`MIN_SECRET_LEN`] bytes. Use
+    /// [`Secret::parse_hex`] to say why.
     pub fn from_hex(s: &str) -> Option<Self> {
+        Secret::parse_hex(s).ok()
+    }
+
+    /// Parses a configured token given as hex.
+    ///
+    /// # Errors
+    ///
+    /// [`SecretError`] if `s` is empty, not even-length hex, or shorter than
+    /// [`MIN_SECRET_LEN`] bytes.
+    pub fn parse_hex(s: &str) -> Result<Self, SecretError> {
+        if s.is_empty() {
+            return Err(SecretError::Empty);
+        }
         if s.len() % 2 != 0 {
-            return None;
+            return Err(SecretError::NotHex);
         }
         let bytes: Option<Vec<u8>> = (0..s.len())
             .step_by(2)
             .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
             .collect();
-        bytes.map(Secret::new)
+        let bytes = bytes.ok_or(SecretError::NotHex)?;
+        if bytes.len() < MIN_SECRET_LEN {
+            return Err(SecretError::TooShort { bytes: bytes.len() });
+        }
+        Ok(Secret::new(bytes))
     }
 }
 
@@ -120,7 +183,7 @@ pub enum HandshakeError {
         theirs: u32,
     },
     /// The acceptor refused us.
-    #[error("refused by the peer: {reason}")]
+    #[error("refused by the peer: {}", Escaped(reason))]
     Refused {
         /// The acceptor's reason.
         reason: String,
@@ -129,6 +192,15 @@ pub enum HandshakeError {
     #[error("peer {peer} failed authentication: {reason}")]
     AuthFailed {
         /// The uid the peer claimed.
+        peer: Uid,
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// The acceptor did not prove that it holds the secret this side proved
+    /// (connector side): whoever answered is not the peer we meant to reach.
+    #[error("the server {peer} did not prove it holds the token: {reason}")]
+    ServerUnauthenticated {
+        /// The uid the acceptor claimed.
         peer: Uid,
         /// What was wrong.
         reason: &'static str,
@@ -161,6 +233,22 @@ pub enum HandshakeError {
     /// The channel failed (bad frame, write error).
     #[error("{0}")]
     Channel(#[from] ChannelError),
+}
+
+impl HandshakeError {
+    /// Whether the peer simply went away (closed, reset, vanished mid-frame)
+    /// rather than failing or breaking the handshake: routine teardown.
+    pub fn is_hangup(&self) -> bool {
+        match self {
+            HandshakeError::Closed => true,
+            HandshakeError::Channel(ChannelError::Frame(f)) => match &**f {
+                FrameError::Io(e) => crate::accept_log::is_hangup(e),
+                FrameError::Truncated { .. } => true,
+                _ => false,
+            },
+            _ => false,
+        }
+    }
 }
 
 /// Connects to `addr` and performs the connector's side of the handshake.
@@ -205,6 +293,7 @@ async fn connector(
     config: &HandshakeConfig,
     secret: Option<&Secret>,
 ) -> Result<(Channel, Uid), HandshakeError> {
+    channel.set_max_frame(PRE_AUTH_MAX_FRAME.min(config.channel.max_frame));
     let nonce_c = Bytes::copy_from_slice(&random_bytes());
     channel
         .send(&Msg::Hello { version: PROTOCOL_VERSION, uid: config.uid.clone(), nonce: nonce_c.clone() })
@@ -219,10 +308,31 @@ async fn connector(
         Msg::Refused { reason } => return Err(HandshakeError::Refused { reason }),
         other => return Err(HandshakeError::Unexpected { expected: "Hello", got: other.name() }),
     };
-    let proof = secret.map(|s| Bytes::from(proof(s, &nonce_a, &nonce_c, &config.uid)));
+    let transcript =
+        Transcript { nonce_a: &nonce_a, nonce_c: &nonce_c, connector: &config.uid, acceptor: &peer };
+    let proof = secret.map(|s| Bytes::from(transcript.proof(s, Side::Connector)));
     channel.send(&Msg::Auth { proof }).await?;
+    let offered = match next(&mut channel).await? {
+        Msg::Auth { proof } => proof,
+        Msg::Refused { reason } => return Err(HandshakeError::Refused { reason }),
+        Msg::Welcome if secret.is_some() => {
+            return Err(HandshakeError::ServerUnauthenticated { peer, reason: "it sent no proof" });
+        }
+        other => return Err(HandshakeError::Unexpected { expected: "Auth", got: other.name() }),
+    };
+    if let Some(secret) = secret {
+        let Some(offered) = offered else {
+            return Err(HandshakeError::ServerUnauthenticated { peer, reason: "it sent no proof" });
+        };
+        if !transcript.verify(secret, Side::Acceptor, &offered) {
+            return Err(HandshakeError::ServerUnauthenticated { peer, reason: "its proof is wrong" });
+        }
+    }
     match next(&mut channel).await? {
-        Msg::Welcome => Ok((channel, peer)),
+        Msg::Welcome => {
+            channel.set_max_frame(config.channel.max_frame);
+            Ok((channel, peer))
+        }
         Msg::Refused { reason } => Err(HandshakeError::Refused { reason }),
         other => Err(HandshakeError::Unexpected { expected: "Welcome", got: other.name() }),
     }
@@ -280,6 +390,7 @@ async fn acceptor(
     config: &HandshakeConfig,
     policy: impl FnOnce(&Uid) -> Auth,
 ) -> Result<(Channel, Uid), HandshakeError> {
+    channel.set_max_frame(PRE_AUTH_MAX_FRAME.min(config.channel.max_frame));
     let (peer, nonce_c) = match next(&mut channel).await? {
         Msg::Hello { version, uid, nonce } => {
             if version != PROTOCOL_VERSION {
@@ -301,15 +412,25 @@ async fn acceptor(
         Msg::Auth { proof } => proof,
         other => return Err(HandshakeError::Unexpected { expected: "Auth", got: other.name() }),
     };
-    if let Auth::Require(secret) = &auth {
-        let Some(offered) = offered else {
-            return Err(HandshakeError::AuthFailed { peer, reason: "no token offered" });
-        };
-        if !verify(secret, &nonce_a, &nonce_c, &peer, &offered) {
-            return Err(HandshakeError::AuthFailed { peer, reason: "wrong token" });
+    let transcript =
+        Transcript { nonce_a: &nonce_a, nonce_c: &nonce_c, connector: &peer, acceptor: &config.uid };
+    // Prove the secret we required, and only after the connector proved it:
+    // an unauthenticated peer learns nothing keyed by the secret.
+    let our_proof = match &auth {
+        Auth::Require(secret) => {
+            let Some(offered) = offered else {
+                return Err(HandshakeError::AuthFailed { peer, reason: "no token offered" });
+            };
+            if !transcript.verify(secret, Side::Connector, &offered) {
+                return Err(HandshakeError::AuthFailed { peer, reason: "wrong token" });
+            }
+            Some(Bytes::from(transcript.proof(secret, Side::Acceptor)))
         }
-    }
+        Auth::Open | Auth::Refuse(_) => None,
+    };
+    channel.send(&Msg::Auth { proof: our_proof }).await?;
     channel.send(&Msg::Welcome).await?;
+    channel.set_max_frame(config.channel.max_frame);
     Ok((channel, peer))
 }
 
@@ -327,7 +448,7 @@ async fn next(channel: &mut Channel) -> Result<Msg, HandshakeError> {
 fn looks_like_tls(e: &ChannelError) -> bool {
     match e {
         ChannelError::Frame(f) => match **f {
-            crate::codec::FrameError::TooLarge { len, .. } => {
+            FrameError::TooLarge { len, .. } => {
                 let b = (len as u32).to_be_bytes();
                 matches!(b[0], 0x15 | 0x16) && b[1] == 0x03
             }
@@ -337,22 +458,53 @@ fn looks_like_tls(e: &ChannelError) -> bool {
     }
 }
 
-fn mac(secret: &Secret, nonce_a: &[u8], nonce_c: &[u8], connector: &Uid) -> Hmac<Sha256> {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&secret.0).expect("HMAC takes any key length");
-    for part in [CONTEXT, nonce_a, nonce_c, connector.name.as_bytes(), b"\0", connector.id.as_bytes()] {
-        mac.update(&(part.len() as u64).to_be_bytes());
-        mac.update(part);
+/// Which side of the handshake a proof speaks for.
+#[derive(Clone, Copy)]
+enum Side {
+    Connector,
+    Acceptor,
+}
+
+/// What both proofs of one handshake are bound to.
+struct Transcript<'a> {
+    nonce_a: &'a [u8],
+    nonce_c: &'a [u8],
+    connector: &'a Uid,
+    acceptor: &'a Uid,
+}
+
+impl Transcript<'_> {
+    fn mac(&self, secret: &Secret, side: Side) -> Hmac<Sha256> {
+        let label = match side {
+            Side::Connector => CONNECTOR_LABEL,
+            Side::Acceptor => ACCEPTOR_LABEL,
+        };
+        // HMAC accepts keys of any length, so this cannot fail.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&secret.0).expect("HMAC takes any key length");
+        // Each part is length-prefixed, so no two transcripts concatenate alike.
+        for part in [
+            label,
+            self.nonce_a,
+            self.nonce_c,
+            self.connector.name.as_bytes(),
+            self.connector.id.as_bytes(),
+            self.acceptor.name.as_bytes(),
+            self.acceptor.id.as_bytes(),
+        ] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac
     }
-    mac
-}
 
-fn proof(secret: &Secret, nonce_a: &[u8], nonce_c: &[u8], connector: &Uid) -> Vec<u8> {
-    mac(secret, nonce_a, nonce_c, connector).finalize().into_bytes().to_vec()
-}
+    fn proof(&self, secret: &Secret, side: Side) -> Vec<u8> {
+        self.mac(secret, side).finalize().into_bytes().to_vec()
+    }
 
-fn verify(secret: &Secret, nonce_a: &[u8], nonce_c: &[u8], connector: &Uid, offered: &[u8]) -> bool {
-    mac(secret, nonce_a, nonce_c, connector).verify_slice(offered).is_ok()
+    /// Constant-time check of `offered` against this side's proof.
+    fn verify(&self, secret: &Secret, side: Side, offered: &[u8]) -> bool {
+        self.mac(secret, side).verify_slice(offered).is_ok()
+    }
 }
 
 fn random_bytes() -> [u8; NONCE_LEN] {
@@ -382,14 +534,48 @@ mod tests {
         assert!(Secret::from_hex("zz").is_none());
     }
 
+    /// The published test vector (PROTOCOL.md): a peer in another language
+    /// checks its proofs against these.
     #[test]
-    fn proof_binds_nonces_and_uid() {
+    fn proofs_match_the_published_test_vector() {
+        let secret = Secret::new(vec![0x11; 16]);
+        let c = Uid { name: "child".into(), id: "00000000000000c1".into() };
+        let a = Uid { name: "parent".into(), id: "00000000000000a1".into() };
+        let t = Transcript { nonce_a: &[0xaa; 32], nonce_c: &[0xcc; 32], connector: &c, acceptor: &a };
+        let hex = |b: Vec<u8>| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        assert_eq!(
+            hex(t.proof(&secret, Side::Connector)),
+            "9e5733537bddb0ab36aae15dc632370ddc226245cd96997bc688ebc94b5469d9"
+        );
+        assert_eq!(
+            hex(t.proof(&secret, Side::Acceptor)),
+            "fb863bf6810860ba777e5152b3004b82121126362f42f9a0cdf97a39967d4b24"
+        );
+    }
+
+    #[test]
+    fn short_and_empty_tokens_are_refused() {
+        assert_eq!(Secret::parse_hex(""), Err(SecretError::Empty));
+        assert_eq!(Secret::parse_hex("abcd"), Err(SecretError::TooShort { bytes: 2 }));
+        assert_eq!(Secret::parse_hex(&"ab".repeat(15)), Err(SecretError::TooShort { bytes: 15 }));
+        assert_eq!(Secret::parse_hex(&"zz".repeat(16)), Err(SecretError::NotHex));
+        assert!(Secret::parse_hex(&"ab".repeat(16)).is_ok());
+        assert!(SecretError::TooShort { bytes: 2 }.to_string().contains("16 bytes"));
+    }
+
+    #[test]
+    fn proof_binds_nonces_uids_and_side() {
         let s = Secret::random();
-        let u = Uid::new("a");
-        let p = proof(&s, b"na", b"nc", &u);
-        assert!(verify(&s, b"na", b"nc", &u, &p));
-        assert!(!verify(&s, b"nb", b"nc", &u, &p));
-        assert!(!verify(&s, b"na", b"nc", &Uid::new("a"), &p));
-        assert!(!verify(&Secret::random(), b"na", b"nc", &u, &p));
+        let (c, a) = (Uid::new("c"), Uid::new("a"));
+        let t = Transcript { nonce_a: b"na", nonce_c: b"nc", connector: &c, acceptor: &a };
+        let p = t.proof(&s, Side::Connector);
+        assert!(t.verify(&s, Side::Connector, &p));
+        // Reflected: the connector's proof is not the acceptor's.
+        assert!(!t.verify(&s, Side::Acceptor, &p));
+        assert!(!Transcript { nonce_a: b"nb", ..t }.verify(&s, Side::Connector, &p));
+        let other = Uid::new("c");
+        assert!(!Transcript { connector: &other, ..t }.verify(&s, Side::Connector, &p));
+        assert!(!Transcript { acceptor: &other, ..t }.verify(&s, Side::Connector, &p));
+        assert!(!t.verify(&Secret::random(), Side::Connector, &p));
     }
 }

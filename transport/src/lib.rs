@@ -14,28 +14,45 @@
 //!   possession of a shared secret without sending it ([`connect`], [`accept`]),
 //! - [`session`]: the call protocol of one channel as a state machine without
 //!   IO ([`Session`]), with per-call flow control ([`flow`]),
+//! - [`secret_file`]: the per-user secret a tree uses when no token is set,
 //! - [`listener`]: a listener with a deep accept backlog ([`Listener`]),
+//! - [`admission`]: per-listener caps on handshakes and connections
+//!   ([`Admission`]),
+//! - [`accept_log`]: escaped, rate-limited logging of refused connections,
+//! - [`liveness`]: TCP keepalive so a vanished peer is detected within a bound,
+//! - [`escape`]: peer-supplied text made safe for logs ([`Escaped`]),
 //! - [`tls`]: mutual TLS from PEM files ([`TlsConfig`], [`connect_tls`]).
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod accept_log;
 pub mod addr;
+pub mod admission;
 pub mod channel;
 pub mod codec;
+pub mod escape;
 pub mod exposure;
 pub mod flow;
 pub mod handshake;
 pub mod listener;
+pub mod liveness;
+pub mod secret_file;
 pub mod session;
 pub mod tls;
 pub mod wire;
 
 pub use addr::{Addr, AddrParseError};
+pub use admission::{Admission, AdmissionConfig, Refusal};
 pub use channel::{Channel, ChannelConfig, ChannelError, Receiver, Sender};
 pub use codec::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, bin_payload};
+pub use escape::{Escaped, escape_for_log};
 pub use exposure::{ExposureError, check_exposure};
 pub use flow::{FlowControl, Unclaimed, item_cost};
-pub use handshake::{Auth, HandshakeConfig, HandshakeError, Secret, accept, accept_on, connect, connect_on};
+pub use handshake::{
+    Auth, HandshakeConfig, HandshakeError, MIN_SECRET_LEN, PRE_AUTH_MAX_FRAME, Secret, SecretError, accept,
+    accept_on, connect, connect_on,
+};
 pub use listener::{Listener, Stream};
+pub use secret_file::{ENV_TOKEN_FILE, default_token_path, load_or_create_token};
 pub use session::{CallApp, Completion, End, Incoming, Limits, Session, SessionError, Side, Violation};
 pub use tls::{ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, TlsConfig, TlsError, connect_tls};
 pub use wire::{CallId, CallKind, ErrorKind, Msg, PROTOCOL_VERSION, RemoteError, Uid};

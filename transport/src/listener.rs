@@ -1,12 +1,17 @@
 //! Listening sockets and the connected streams they yield.
 
 use std::io;
-use std::path::PathBuf;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nix::fcntl::{Flock, FlockArg};
+use socket2::{Domain, SockAddr, Socket, Type};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
 
 use crate::addr::Addr;
+use crate::liveness;
 use crate::tls::{TlsConfig, server_name};
 
 /// The accept backlog. tokio's default (128) drops SYNs when hundreds of children
@@ -37,6 +42,7 @@ impl Stream {
                 Addr::Tcp { host, port } => {
                     let s = TcpStream::connect((host.as_str(), *port)).await?;
                     s.set_nodelay(true)?;
+                    tune_liveness(&s);
                     Ok(Stream::Tcp(s))
                 }
                 Addr::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
@@ -81,6 +87,14 @@ impl Stream {
     }
 }
 
+/// Applies [`liveness::apply`]; a failure leaves a working connection that
+/// just detects a dead peer later, so it is logged, not returned.
+fn tune_liveness(s: &TcpStream) {
+    if let Err(e) = liveness::apply(s) {
+        tracing::debug!(error = %e, "cannot enable TCP keepalive");
+    }
+}
+
 /// A bound listener for TCP or Unix-socket connections.
 #[derive(Debug)]
 pub struct Listener {
@@ -97,9 +111,13 @@ enum Inner {
 impl Listener {
     /// Binds `addr` (TCP port 0 picks a free port) with a deep accept backlog.
     ///
+    /// A Unix socket file is created with mode 0600 whatever the umask, and a
+    /// stale one (left by a killed process: nobody accepts on it) is replaced.
+    ///
     /// # Errors
     ///
-    /// The bind error, e.g. `AddrInUse`, or a resolution failure.
+    /// The bind error, e.g. `AddrInUse` (for a Unix socket: another process is
+    /// listening there, or the path is not a socket), or a resolution failure.
     pub async fn bind(addr: &Addr) -> io::Result<Listener> {
         match addr {
             Addr::Tcp { host, port } => {
@@ -114,7 +132,7 @@ impl Listener {
                 Ok(Listener { inner: Inner::Tcp(l), local })
             }
             Addr::Unix(path) => {
-                let l = UnixListener::bind(path)?;
+                let l = bind_unix(path)?;
                 Ok(Listener { inner: Inner::Unix(l, path.clone()), local: addr.clone() })
             }
         }
@@ -139,6 +157,7 @@ impl Listener {
             Inner::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
                 s.set_nodelay(true)?;
+                tune_liveness(&s);
                 Ok((Stream::Tcp(s), peer.to_string()))
             }
             Inner::Unix(l, path) => {
@@ -147,6 +166,71 @@ impl Listener {
             }
         }
     }
+}
+
+/// Binds a Unix socket at `path`, private to this user, replacing a stale
+/// socket file but never a live listener's or a file that is not a socket.
+fn bind_unix(path: &Path) -> io::Result<UnixListener> {
+    let _dir = lock_dir_of(path);
+    match bind_unix_private(path) {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+            if !is_socket {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{} exists and is not a socket; not replacing it", path.display()),
+                ));
+            }
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("another process is listening on {}", path.display()),
+                )),
+                // Nobody accepts there: a file left behind by a killed listener.
+                Err(c) if c.kind() == io::ErrorKind::ConnectionRefused => {
+                    tracing::debug!(path = %path.display(), "replacing a stale socket file");
+                    std::fs::remove_file(path)?;
+                    bind_unix_private(path)
+                }
+                Err(_) => Err(e),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Locks the directory of `path` (an advisory lock only our binders take)
+/// until the guard drops. Without it, a binder could find another's fresh
+/// socket between that one's bind and listen, be refused, and delete it as
+/// stale. If the directory cannot be locked, binding goes ahead unlocked: the
+/// race is rare and its loser fails later with a clear error.
+fn lock_dir_of(path: &Path) -> Option<Flock<std::fs::File>> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file = std::fs::File::open(dir).ok()?;
+    match Flock::lock(file, FlockArg::LockExclusive) {
+        Ok(lock) => Some(lock),
+        Err((_, e)) => {
+            tracing::debug!(dir = %dir.display(), error = %e, "cannot lock the socket's directory");
+            None
+        }
+    }
+}
+
+/// Creates, binds and listens on a Unix socket with mode 0600. The mode is set
+/// between `bind` and `listen`: until `listen`, connects are refused, so no
+/// peer can connect while the file still has the umask's permissions.
+fn bind_unix_private(path: &Path) -> io::Result<UnixListener> {
+    let socket = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None)?;
+    socket.bind(&SockAddr::unix(path)?)?;
+    let listening = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| socket.listen(BACKLOG as i32))
+        .and_then(|()| socket.set_nonblocking(true));
+    if let Err(e) = listening {
+        // The file is ours (we just bound it); do not leave it behind.
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    UnixListener::from_std(std::os::unix::net::UnixListener::from(OwnedFd::from(socket)))
 }
 
 impl Drop for Listener {

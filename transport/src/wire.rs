@@ -18,9 +18,11 @@ use std::fmt;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::escape::Escaped;
+
 /// The protocol version this crate speaks. Peers with another version are refused
 /// in the handshake.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Identifies a call (or stream, or context) within one channel.
 pub type CallId = u64;
@@ -48,9 +50,12 @@ impl Uid {
     }
 }
 
+/// `name#abcdef` (the first six characters of the id). A uid is chosen by the
+/// peer, so control characters are escaped: a uid cannot forge log lines.
 impl fmt::Display for Uid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}#{}", self.name, self.id.get(..6).unwrap_or(&self.id))
+        let id = self.id.char_indices().nth(6).map_or(self.id.as_str(), |(i, _)| &self.id[..i]);
+        write!(f, "{}#{}", Escaped(&self.name), Escaped(id))
     }
 }
 
@@ -365,6 +370,19 @@ mod tests {
     fn encodings_match_the_published_spec() {
         let enc = |m: &Msg| rmp_serde::to_vec(m).expect("encode");
         assert_eq!(enc(&Msg::Welcome), b"\xa7Welcome");
+        assert_eq!(enc(&Msg::Auth { proof: None }), b"\x81\xa4Auth\x91\xc0");
+        assert_eq!(
+            enc(&Msg::Auth { proof: Some(Bytes::from_static(b"\x01\x02")) }),
+            b"\x81\xa4Auth\x91\xc4\x02\x01\x02"
+        );
+        assert_eq!(
+            enc(&Msg::Hello {
+                version: PROTOCOL_VERSION,
+                uid: Uid { name: "a".into(), id: "0f".into() },
+                nonce: Bytes::from_static(b"\x07"),
+            }),
+            b"\x81\xa5Hello\x93\x02\x92\xa1a\xa20f\xc4\x01\x07"
+        );
         assert_eq!(enc(&Msg::Credit { cid: 3, credit: 10 }), b"\x81\xa6Credit\x92\x03\x0a");
         assert_eq!(enc(&Msg::Stop { cid: 1 }), b"\x81\xa4Stop\x91\x01");
         assert_eq!(

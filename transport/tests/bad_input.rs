@@ -349,6 +349,8 @@ async fn peer_vanishing_mid_frame_over_unix_socket_is_truncated() {
         .expect("write hello");
         assert!(matches!(frames.next().await, Some(Ok(Msg::Hello { .. }))));
         w.write_all(&frame(&Msg::Auth { proof: None })).await.expect("write auth");
+        // An open acceptor proves nothing: its Auth carries no proof.
+        assert!(matches!(frames.next().await, Some(Ok(Msg::Auth { proof: None }))));
         assert!(matches!(frames.next().await, Some(Ok(Msg::Welcome))));
         let big = frame(&Msg::Return { cid: 1, value: Bytes::from(vec![5u8; 1000]) });
         let mut bytes = frame(&Msg::StartAck { cid: 1 });

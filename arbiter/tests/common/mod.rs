@@ -34,7 +34,12 @@ pub async fn start() -> ArbiterHandle {
 
 /// An arbiter configuration without a token.
 pub fn config() -> ArbiterConfig {
-    ArbiterConfig { uid: Uid::new("arbiter"), token: None, handshake_timeout: Duration::from_secs(2) }
+    ArbiterConfig {
+        uid: Uid::new("arbiter"),
+        token: None,
+        handshake_timeout: Duration::from_secs(2),
+        admission: Default::default(),
+    }
 }
 
 /// A loopback address nobody listens on (entries need not be reachable).

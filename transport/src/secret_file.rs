@@ -1,8 +1,8 @@
 //! The per-user secret: what a tree requires of its peers when no token is
 //! configured.
 //!
-//! Without it, a tree with no `ACTOR_TOKEN` welcomed any local user. Now a
-//! root with neither a token nor TLS reads the secret from a file only its
+//! Without it, a tree with no `ACTOR_TOKEN` welcomed any local user. A root
+//! (or the `arbiter` daemon) with neither a token nor TLS reads the secret from a file only its
 //! user can read, creating it on first use, so every program of that user on
 //! this host (other roots, standalone actors, `find_actor` callers) shares it
 //! and nobody else has it. It is one file per user, like Erlang's cookie:
@@ -21,7 +21,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use actor_transport::Secret;
+use crate::handshake::Secret;
 
 /// Environment variable naming the file that holds the tree's secret when
 /// `ACTOR_TOKEN` is not set.
@@ -40,26 +40,6 @@ pub fn default_token_path() -> PathBuf {
         Some(dir) => PathBuf::from(dir).join("actor").join("token"),
         None => PathBuf::from(format!("/tmp/actor-{}", nix::unistd::geteuid())).join("token"),
     }
-}
-
-/// This user's secret at [`default_token_path`], created on first use: what
-/// a tree with neither `ACTOR_TOKEN` nor TLS requires of every peer that is
-/// not its own child. A client that talks to such a tree from outside (over
-/// `actor_transport::connect` or an arbiter client) passes it as its secret.
-///
-/// # Errors
-///
-/// [`Error::Config`](crate::Error::Config) naming the file, if it cannot be
-/// created or read, or is not private to this user.
-pub fn default_token() -> crate::Result<Secret> {
-    let path = default_token_path();
-    load_or_create_token(&path).map_err(|e| {
-        crate::Error::Config(format!(
-            "no {} is set, and the per-user secret {} cannot be used: {e}",
-            crate::ENV_TOKEN,
-            path.display()
-        ))
-    })
 }
 
 /// Reads the secret at `path`, creating the file (and its directory) with a
