@@ -106,7 +106,7 @@ async fn client() -> Result<(Arc<Actor>, Arc<ArbiterClient>)> {
 
 /// A portal to the actor registered as `entry`, reusing a live connection.
 async fn connect_to(actor: &Arc<Actor>, entry: &Entry) -> Result<Portal> {
-    if let Some(conn) = actor.peer_conn(&entry.uid) {
+    if let Some(conn) = actor.peers.get(&entry.uid) {
         return Ok(Portal::new(conn, None));
     }
     let (channel, peer) = actor.connect(&entry.addr, actor.config.token.as_ref()).await?;
@@ -117,7 +117,7 @@ async fn connect_to(actor: &Arc<Actor>, entry: &Entry) -> Result<Portal> {
         )));
     }
     let conn = link::start(channel, peer, actor_transport::Side::Connector, Peer::Other, actor.clone());
-    actor.remember_peer(conn.clone());
+    actor.peers.remember(conn.clone());
     Ok(Portal::new(conn, None))
 }
 

@@ -32,6 +32,8 @@
 
 extern crate self as actor;
 
+mod accept;
+mod children;
 mod config;
 mod conn;
 mod context;
@@ -42,6 +44,7 @@ mod local;
 mod logging;
 mod nursery;
 mod parent_death;
+mod peers;
 mod portal;
 mod registry;
 mod run;

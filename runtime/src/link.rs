@@ -72,7 +72,7 @@ async fn read_loop(conn: Arc<Conn>, mut receiver: Receiver, relation: Peer, acto
             Ok(Some(msg)) => match conn.handle(msg) {
                 Ok(None) => {}
                 Ok(Some(Arrival::Call { cid, func, kind, args, window })) => {
-                    serve::start(&conn, &actor, relation, cid, func, kind, args, window);
+                    serve::start(&conn, &actor, relation == Peer::Parent, cid, func, kind, args, window);
                 }
                 Ok(Some(Arrival::CancelActor { canceller, reason })) => {
                     if relation == Peer::Parent {

@@ -1,5 +1,7 @@
-//! The actor living in this process: its identity, listener, cancellation
-//! token, background tasks, and the children it is waiting to hear from.
+//! The actor living in this process: its identity, configuration,
+//! cancellation, background tasks and actor-local state. Who may connect and
+//! how is `accept.rs`; the children it waits for, `children.rs`; the
+//! connections it made, `peers.rs`.
 
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet};
@@ -8,27 +10,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use actor_arbiter::{ArbiterClient, ArbiterHandle};
-use actor_transport::{
-    Addr, Admission, Auth, Channel, HandshakeConfig, Listener, Secret, Sender, Uid, accept_log,
-};
+use actor_transport::{Addr, Channel, HandshakeConfig, Listener, Secret, Sender, Uid};
 use bytes::Bytes;
-use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::children::PendingChildren;
 use crate::config::Config;
-use crate::conn::Conn;
 use crate::error::{Error, Result};
-use crate::link::{self, Peer};
+use crate::peers::Peers;
 use crate::spawn::Spawner;
-
-/// A child we spawned and expect to connect back with its one-time token.
-struct PendingSpawn {
-    uid: Uid,
-    token: Secret,
-    deliver: oneshot::Sender<Channel>,
-}
 
 /// Who cancelled this actor, why, and whether the parent wants an ack.
 #[derive(Default)]
@@ -63,7 +55,8 @@ pub(crate) struct Actor {
     token: CancellationToken,
     cancellation: Mutex<Cancellation>,
     tasks: TaskTracker,
-    pending: Mutex<HashMap<String, PendingSpawn>>,
+    /// Children spawned and expected to connect back.
+    pub children: PendingChildren,
     pub spawner: Spawner,
     states: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     span: tracing::Span,
@@ -74,7 +67,8 @@ pub(crate) struct Actor {
     /// Where the tree's arbiter is, handed down to children.
     arbiter_addr: OnceLock<Addr>,
     embedded: Mutex<Option<ArbiterHandle>>,
-    peers: Mutex<HashMap<Uid, Arc<Conn>>>,
+    /// Connections this actor made to peers found by name, for reuse.
+    pub peers: Peers,
 }
 
 static CURRENT: OnceLock<Arc<Actor>> = OnceLock::new();
@@ -93,7 +87,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Actor {
-    /// Creates this process's actor and starts accepting connections.
+    /// Creates this process's actor, to listen on `listener` (the caller
+    /// starts accepting: [`crate::accept::serve`]).
     ///
     /// # Errors
     ///
@@ -102,7 +97,7 @@ impl Actor {
     pub(crate) fn install(
         uid: Uid,
         config: Config,
-        listener: Listener,
+        listener: &Listener,
         role: Option<ChildRole>,
     ) -> Result<Arc<Actor>> {
         let actor = Arc::new(Actor {
@@ -112,7 +107,7 @@ impl Actor {
             token: CancellationToken::new(),
             cancellation: Mutex::new(Cancellation::default()),
             tasks: TaskTracker::new(),
-            pending: Mutex::new(HashMap::new()),
+            children: PendingChildren::default(),
             spawner: Spawner::start(tokio::runtime::Handle::current())?,
             states: Mutex::new(HashMap::new()),
             span: tracing::info_span!(parent: None, "actor", name = %uid.name, uid = %uid.id),
@@ -121,11 +116,10 @@ impl Actor {
             arbiter_known: CancellationToken::new(),
             arbiter_addr: OnceLock::new(),
             embedded: Mutex::new(None),
-            peers: Mutex::new(HashMap::new()),
+            peers: Peers::default(),
             uid,
         });
         CURRENT.set(actor.clone()).map_err(|_| Error::NotRunning)?;
-        tokio::spawn(accept_loop(actor.clone(), listener).instrument(actor.span()));
         Ok(actor)
     }
 
@@ -192,24 +186,6 @@ impl Actor {
                 tracing::warn!(error = %e, "the embedded arbiter stopped with an error");
             }
         }
-    }
-
-    /// A live connection to `uid` made earlier, if any.
-    pub(crate) fn peer_conn(&self, uid: &Uid) -> Option<Arc<Conn>> {
-        let mut peers = lock(&self.peers);
-        match peers.get(uid) {
-            Some(c) if !c.is_closed() => Some(c.clone()),
-            Some(_) => {
-                peers.remove(uid);
-                None
-            }
-            None => None,
-        }
-    }
-
-    /// Keeps `conn` for reuse by later lookups of its peer.
-    pub(crate) fn remember_peer(&self, conn: Arc<Conn>) {
-        lock(&self.peers).insert(conn.peer().clone(), conn);
     }
 
     /// The token cancelled when this actor is cancelled.
@@ -327,48 +303,6 @@ impl Actor {
             None => actor_transport::connect(addr, &hs, secret).await,
         }
     }
-
-    /// Expects child `uid` to connect back proving `token`; the returned
-    /// receiver gets its channel.
-    pub(crate) fn expect_child(&self, uid: &Uid, token: Secret) -> oneshot::Receiver<Channel> {
-        let (tx, rx) = oneshot::channel();
-        lock(&self.pending).insert(uid.id.clone(), PendingSpawn { uid: uid.clone(), token, deliver: tx });
-        rx
-    }
-
-    /// Stops expecting child `uid` (it failed to start).
-    pub(crate) fn forget_child(&self, uid: &Uid) {
-        lock(&self.pending).remove(&uid.id);
-    }
-
-    fn auth_for(&self, peer: &Uid) -> Auth {
-        if let Some(p) = lock(&self.pending).get(&peer.id) {
-            return if p.uid == *peer {
-                Auth::Require(p.token.clone())
-            } else {
-                Auth::Refuse("unknown child".into())
-            };
-        }
-        match &self.config.token {
-            Some(t) => Auth::Require(t.clone()),
-            None => Auth::Open,
-        }
-    }
-
-    fn admit(self: &Arc<Self>, channel: Channel, peer: Uid) {
-        let pending = lock(&self.pending).remove(&peer.id);
-        match pending {
-            Some(p) => {
-                if p.deliver.send(channel).is_err() {
-                    tracing::debug!(%peer, "child connected after its spawn was abandoned");
-                }
-            }
-            None => {
-                tracing::debug!(%peer, "peer connected");
-                link::start(channel, peer, actor_transport::Side::Acceptor, Peer::Other, self.clone());
-            }
-        }
-    }
 }
 
 /// The address to give others for a listener: an unspecified host (`0.0.0.0`,
@@ -380,52 +314,5 @@ fn advertised(bound: &Addr) -> Addr {
             Addr::loopback(*port)
         }
         other => other.clone(),
-    }
-}
-
-/// Accepts connections for `actor` until the process ends: each admitted one
-/// (see [`Admission`]) runs the TLS (if configured) and actor handshakes in its
-/// own task and is handed to [`Actor::admit`].
-async fn accept_loop(actor: Arc<Actor>, listener: Listener) {
-    let admission = Admission::new(actor.config.admission);
-    loop {
-        let (stream, from) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                // Typically EMFILE: back off briefly rather than spin.
-                accept_log::accept_failed(&e);
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let pending = match admission.try_admit() {
-            Ok(p) => p,
-            Err(refusal) => {
-                // Dropping the stream closes it before anything is read.
-                tracing::debug!(%from, "{refusal}");
-                continue;
-            }
-        };
-        let actor2 = actor.clone();
-        tokio::spawn(
-            async move {
-                let config = actor2.handshake_config();
-                let stream = match &actor2.config.tls {
-                    Some(tls) => match tls.accept(stream, config.timeout).await {
-                        Ok(s) => s,
-                        Err(e) => return accept_log::tls_failed(&from, &e),
-                    },
-                    None => stream,
-                };
-                match actor_transport::accept(stream, &config, |uid| actor2.auth_for(uid)).await {
-                    Ok((channel, peer)) => {
-                        pending.authenticated().hold_until_closed(channel.sender());
-                        actor2.admit(channel, peer)
-                    }
-                    Err(e) => accept_log::handshake_failed(&from, &e),
-                }
-            }
-            .instrument(actor.span()),
-        );
     }
 }

@@ -245,7 +245,7 @@ impl Nursery {
         let spawn_err = |reason: String| Error::Spawn { name: b.name.clone(), reason };
         let uid = Uid::new(b.name.clone());
         let token = Secret::random();
-        let connected = actor.expect_child(&uid, token.clone());
+        let connected = actor.children.expect(&uid, token.clone());
 
         let mut cmd = tokio::process::Command::new("/proc/self/exe");
         if let Some(arg0) = std::env::args_os().next() {
@@ -262,7 +262,7 @@ impl Nursery {
         let mut proc = match actor.spawner.spawn(cmd).await {
             Ok(p) => p,
             Err(e) => {
-                actor.forget_child(&uid);
+                actor.children.forget(&uid);
                 return Err(spawn_err(format!("cannot start the process: {e}")));
             }
         };
@@ -279,7 +279,7 @@ impl Nursery {
         let mut channel = match channel {
             Ok(c) => c,
             Err(e) => {
-                actor.forget_child(&uid);
+                actor.children.forget(&uid);
                 if let Err(io) = proc.kill().await {
                     tracing::warn!(error = %io, "cannot reap a child that failed to start");
                 }

@@ -15,7 +15,7 @@ use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::link::{self, Peer};
 use crate::local::{Actor, ChildRole};
-use crate::{discovery, logging, parent_death, spawn};
+use crate::{accept, discovery, logging, parent_death, spawn};
 
 /// Runs `main` as the root actor of a new tree, with [`Config::from_env`].
 ///
@@ -78,7 +78,8 @@ where
     config.check_exposure()?;
     let config = config.with_default_token()?;
     let listener = Listener::bind(&config.bind).await?;
-    let actor = Actor::install(Uid::new(config.name.clone()), config, listener, None)?;
+    let actor = Actor::install(Uid::new(config.name.clone()), config, &listener, None)?;
+    accept::serve(&actor, listener);
     spawn::reap_orphans();
     let (client, embedded) = discovery::connect_or_host(&actor).await?;
     client.register(&actor.listen).await.map_err(|e| Error::Arbiter(e.to_string()))?;
@@ -241,7 +242,8 @@ async fn child_setup(spec: SpawnSpec) -> Result<(std::sync::Arc<Actor>, std::syn
         expose: init.expose.map(|v| v.into_iter().collect::<HashSet<_>>()),
         state: init.state.map(|b| Bytes::from(b.into_vec())),
     };
-    let actor = Actor::install(spec.uid, config, listener, Some(role))?;
+    let actor = Actor::install(spec.uid, config, &listener, Some(role))?;
+    accept::serve(&actor, listener);
     spawn::reap_orphans();
     match init.arbiter {
         Some(addr) => {

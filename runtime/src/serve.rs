@@ -8,7 +8,6 @@ use bytes::Bytes;
 use tracing::Instrument;
 
 use crate::conn::{Conn, ServedIo};
-use crate::link::Peer;
 use crate::local::{Actor, ExitHook};
 use crate::registry::{self, Failure, Handler};
 
@@ -17,12 +16,14 @@ use crate::registry::{self, Failure, Handler};
 /// its calls and children, just before it exits.
 pub(crate) const CANCEL_FN: &str = "actor::cancel";
 
-/// Serves the peer's call `cid` of `func`, or refuses it.
+/// Serves the peer's call `cid` of `func`, or refuses it. `from_parent`
+/// says the peer is this actor's parent, whose first call to a
+/// `run_in_actor` child is its main call.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn start(
     conn: &Arc<Conn>,
     actor: &Arc<Actor>,
-    relation: Peer,
+    from_parent: bool,
     cid: CallId,
     func: String,
     kind: CallKind,
@@ -68,7 +69,7 @@ pub(crate) fn start(
     let conn = conn.clone();
     let actor2 = actor.clone();
     let span = tracing::info_span!("call", %func, cid);
-    let main = relation == Peer::Parent && actor.claim_main();
+    let main = from_parent && actor.claim_main();
     actor.spawn(
         async move {
             tracing::debug!("started");

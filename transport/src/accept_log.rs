@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::escape::Escaped;
 use crate::handshake::HandshakeError;
+use crate::stream::is_hangup;
 
 /// Refusal warnings logged per minute, per process, before suppressing.
 const BURST: u32 = 10;
@@ -62,13 +63,6 @@ pub fn tls_failed(from: &str, error: &io::Error) {
             tracing::warn!(%from, error = %Escaped(error), suppressed, "{what}");
         }
     }
-}
-
-/// Whether an I/O error means the peer went away (reset, hang-up), not that it
-/// sent something wrong.
-pub fn is_hangup(e: &io::Error) -> bool {
-    use io::ErrorKind as K;
-    matches!(e.kind(), K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof)
 }
 
 /// Lets at most `burst` warnings through per `period`, counting the rest so the

@@ -20,7 +20,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, encode_frame};
-use crate::listener::Stream;
+use crate::stream::Stream;
 use crate::wire::Msg;
 
 /// Limits of one channel.

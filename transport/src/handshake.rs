@@ -35,7 +35,8 @@ use crate::addr::Addr;
 use crate::channel::{Channel, ChannelConfig, ChannelError};
 use crate::codec::FrameError;
 use crate::escape::Escaped;
-use crate::listener::Stream;
+use crate::stream::Stream;
+use crate::tls::TlsConfig;
 use crate::wire::{Msg, PROTOCOL_VERSION, Uid};
 
 /// Labels of the two proofs: distinct, so neither side's proof verifies as
@@ -242,7 +243,7 @@ impl HandshakeError {
         match self {
             HandshakeError::Closed => true,
             HandshakeError::Channel(ChannelError::Frame(f)) => match &**f {
-                FrameError::Io(e) => crate::accept_log::is_hangup(e),
+                FrameError::Io(e) => crate::stream::is_hangup(e),
                 FrameError::Truncated { .. } => true,
                 _ => false,
             },
@@ -511,6 +512,57 @@ fn random_bytes() -> [u8; NONCE_LEN] {
     let mut b = [0u8; NONCE_LEN];
     getrandom::fill(&mut b).expect("the OS random source failed");
     b
+}
+
+/// Connects to `addr` over mutual TLS and performs the connector's side of the
+/// actor handshake inside it. Returns the ready channel and the acceptor's uid.
+///
+/// The TCP connect, the TLS handshake and the actor handshake together are
+/// bounded by `config.timeout`. The server's certificate is verified against the
+/// CA of `tls` for the host of `addr`.
+///
+/// # Errors
+///
+/// [`HandshakeError::Connect`] if the TCP connect or the TLS handshake fails (an
+/// untrusted server, a server that does not speak TLS, a Unix-socket address) or
+/// the server refuses our certificate; otherwise as [`crate::handshake::connect`].
+pub async fn connect_tls(
+    addr: &Addr,
+    config: &HandshakeConfig,
+    secret: Option<&Secret>,
+    tls: &TlsConfig,
+) -> Result<(Channel, Uid), HandshakeError> {
+    let deadline = tokio::time::Instant::now() + config.timeout;
+    let stream = Stream::connect_tls(addr, config.timeout, tls)
+        .await
+        .map_err(|source| HandshakeError::Connect { addr: addr.clone(), source })?;
+    let channel = Channel::from_stream(stream, &config.channel);
+    match tokio::time::timeout_at(deadline, connect_on(channel, config, secret)).await {
+        Err(_) => Err(HandshakeError::Timeout(config.timeout)),
+        Ok(Err(HandshakeError::Channel(e))) => match refused_by_tls(&e) {
+            Some(source) => Err(HandshakeError::Connect { addr: addr.clone(), source }),
+            None => Err(HandshakeError::Channel(e)),
+        },
+        Ok(res) => res,
+    }
+}
+
+/// The error to report when the channel of a freshly connected TLS client broke
+/// because the server refused us after the handshake (TLS 1.3 checks the client
+/// certificate last), or `None` if the failure is something else.
+fn refused_by_tls(e: &ChannelError) -> Option<std::io::Error> {
+    let ChannelError::Frame(frame) = e else { return None };
+    let FrameError::Io(io_err) = &**frame else { return None };
+    match io_err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::AlertReceived(alert)) => Some(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "the server refused our TLS certificate (alert: {alert:?}): is it signed by the CA the \
+                 server trusts?"
+            ),
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,9 @@
 //! - [`accept_log`]: escaped, rate-limited logging of refused connections,
 //! - [`liveness`]: TCP keepalive so a vanished peer is detected within a bound,
 //! - [`escape`]: peer-supplied text made safe for logs ([`Escaped`]),
-//! - [`tls`]: mutual TLS from PEM files ([`TlsConfig`], [`connect_tls`]).
+//! - [`stream`]: the connected byte streams channels run over ([`Stream`]),
+//! - [`tls`]: mutual TLS from PEM files ([`TlsConfig`]; the actor handshake over
+//!   it is [`connect_tls`]).
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod accept_log;
@@ -37,6 +39,7 @@ pub mod listener;
 pub mod liveness;
 pub mod secret_file;
 pub mod session;
+pub mod stream;
 pub mod tls;
 pub mod wire;
 
@@ -49,10 +52,11 @@ pub use exposure::{ExposureError, check_exposure};
 pub use flow::{FlowControl, Unclaimed, item_cost};
 pub use handshake::{
     Auth, HandshakeConfig, HandshakeError, MIN_SECRET_LEN, PRE_AUTH_MAX_FRAME, Secret, SecretError, accept,
-    accept_on, connect, connect_on,
+    accept_on, connect, connect_on, connect_tls,
 };
-pub use listener::{Listener, Stream};
+pub use listener::Listener;
 pub use secret_file::{ENV_TOKEN_FILE, default_token_path, load_or_create_token};
 pub use session::{CallApp, Completion, End, Incoming, Limits, Session, SessionError, Side, Violation};
-pub use tls::{ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, TlsConfig, TlsError, connect_tls};
+pub use stream::Stream;
+pub use tls::{ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, TlsConfig, TlsError};
 pub use wire::{CallId, CallKind, ErrorKind, Msg, PROTOCOL_VERSION, RemoteError, Uid};

@@ -1,99 +1,20 @@
-//! Listening sockets and the connected streams they yield.
+//! Listening sockets, yielding connected [`Stream`]s.
 
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
 use socket2::{Domain, SockAddr, Socket, Type};
-use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpListener, TcpSocket, UnixListener};
 
 use crate::addr::Addr;
-use crate::liveness;
-use crate::tls::{TlsConfig, server_name};
+use crate::stream::{Stream, tune_liveness};
 
 /// The accept backlog. tokio's default (128) drops SYNs when hundreds of children
 /// connect back at once, costing a one-second retransmit.
 const BACKLOG: u32 = 1024;
-
-/// A connected byte stream of any supported transport.
-#[derive(Debug)]
-pub enum Stream {
-    /// TCP, with `TCP_NODELAY` set.
-    Tcp(TcpStream),
-    /// A Unix domain socket.
-    Unix(UnixStream),
-    /// Mutual TLS over TCP, after a completed TLS handshake: the client side from
-    /// [`Stream::connect_tls`], the server side from [`TlsConfig::accept`].
-    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
-}
-
-impl Stream {
-    /// Connects to `addr`, giving up after `timeout`.
-    ///
-    /// # Errors
-    ///
-    /// The connect error, or `io::ErrorKind::TimedOut`.
-    pub async fn connect(addr: &Addr, timeout: Duration) -> io::Result<Stream> {
-        let fut = async {
-            match addr {
-                Addr::Tcp { host, port } => {
-                    let s = TcpStream::connect((host.as_str(), *port)).await?;
-                    s.set_nodelay(true)?;
-                    tune_liveness(&s);
-                    Ok(Stream::Tcp(s))
-                }
-                Addr::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
-            }
-        };
-        tokio::time::timeout(timeout, fut).await.map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("connecting to {addr} timed out after {timeout:?}"),
-            )
-        })?
-    }
-
-    /// Connects to the TCP address `addr` and runs the client side of the TLS
-    /// handshake with `tls`, verifying the server's certificate for the host of
-    /// `addr`; the whole is bounded by `timeout`.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for a Unix-socket address (TLS is for TCP) or a host that is
-    /// neither a DNS name nor an IP address; the connect error; `TimedOut`; or the
-    /// TLS failure, as [`TlsConfig::connect`].
-    pub async fn connect_tls(addr: &Addr, timeout: Duration, tls: &TlsConfig) -> io::Result<Stream> {
-        let Addr::Tcp { host, .. } = addr else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "cannot use TLS with {addr}: TLS is for TCP addresses; a Unix socket stays on this host"
-                ),
-            ));
-        };
-        // Check the name first, so a bad one fails without any traffic.
-        server_name(host)?;
-        let start = tokio::time::Instant::now();
-        let stream = Stream::connect(addr, timeout).await?;
-        tls.connect(stream, host, timeout.saturating_sub(start.elapsed())).await
-    }
-
-    /// Whether this is a TLS stream.
-    pub fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
-    }
-}
-
-/// Applies [`liveness::apply`]; a failure leaves a working connection that
-/// just detects a dead peer later, so it is logged, not returned.
-fn tune_liveness(s: &TcpStream) {
-    if let Err(e) = liveness::apply(s) {
-        tracing::debug!(error = %e, "cannot enable TCP keepalive");
-    }
-}
 
 /// A bound listener for TCP or Unix-socket connections.
 #[derive(Debug)]

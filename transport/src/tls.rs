@@ -71,11 +71,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::addr::Addr;
-use crate::channel::{Channel, ChannelError};
-use crate::codec::FrameError;
-use crate::handshake::{HandshakeConfig, HandshakeError, Secret, connect_on};
-use crate::listener::Stream;
-use crate::wire::Uid;
+use crate::stream::Stream;
 
 /// Environment variable naming the PEM file of the CA certificate(s) to trust.
 pub const ENV_TLS_CA: &str = "ACTOR_TLS_CA";
@@ -325,36 +321,30 @@ impl TlsConfig {
     }
 }
 
-/// Connects to `addr` over mutual TLS and performs the connector's side of the
-/// actor handshake inside it. Returns the ready channel and the acceptor's uid.
-///
-/// The TCP connect, the TLS handshake and the actor handshake together are
-/// bounded by `config.timeout`. The server's certificate is verified against the
-/// CA of `tls` for the host of `addr`.
-///
-/// # Errors
-///
-/// [`HandshakeError::Connect`] if the TCP connect or the TLS handshake fails (an
-/// untrusted server, a server that does not speak TLS, a Unix-socket address) or
-/// the server refuses our certificate; otherwise as [`crate::handshake::connect`].
-pub async fn connect_tls(
-    addr: &Addr,
-    config: &HandshakeConfig,
-    secret: Option<&Secret>,
-    tls: &TlsConfig,
-) -> Result<(Channel, Uid), HandshakeError> {
-    let deadline = tokio::time::Instant::now() + config.timeout;
-    let stream = Stream::connect_tls(addr, config.timeout, tls)
-        .await
-        .map_err(|source| HandshakeError::Connect { addr: addr.clone(), source })?;
-    let channel = Channel::from_stream(stream, &config.channel);
-    match tokio::time::timeout_at(deadline, connect_on(channel, config, secret)).await {
-        Err(_) => Err(HandshakeError::Timeout(config.timeout)),
-        Ok(Err(HandshakeError::Channel(e))) => match refused_by_tls(&e) {
-            Some(source) => Err(HandshakeError::Connect { addr: addr.clone(), source }),
-            None => Err(HandshakeError::Channel(e)),
-        },
-        Ok(res) => res,
+impl Stream {
+    /// Connects to the TCP address `addr` and runs the client side of the TLS
+    /// handshake with `tls`, verifying the server's certificate for the host of
+    /// `addr`; the whole is bounded by `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a Unix-socket address (TLS is for TCP) or a host that is
+    /// neither a DNS name nor an IP address; the connect error; `TimedOut`; or the
+    /// TLS failure, as [`TlsConfig::connect`].
+    pub async fn connect_tls(addr: &Addr, timeout: Duration, tls: &TlsConfig) -> io::Result<Stream> {
+        let Addr::Tcp { host, .. } = addr else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "cannot use TLS with {addr}: TLS is for TCP addresses; a Unix socket stays on this host"
+                ),
+            ));
+        };
+        // Check the name first, so a bad one fails without any traffic.
+        server_name(host)?;
+        let start = tokio::time::Instant::now();
+        let stream = Stream::connect(addr, timeout).await?;
+        tls.connect(stream, host, timeout.saturating_sub(start.elapsed())).await
     }
 }
 
@@ -538,24 +528,6 @@ fn describe(e: io::Error, side: Side) -> io::Error {
         _ => String::new(),
     };
     io::Error::new(e.kind(), format!("TLS handshake failed: {e}{hint}"))
-}
-
-/// The error to report when the channel of a freshly connected TLS client broke
-/// because the server refused us after the handshake (TLS 1.3 checks the client
-/// certificate last), or `None` if the failure is something else.
-fn refused_by_tls(e: &ChannelError) -> Option<io::Error> {
-    let ChannelError::Frame(frame) = e else { return None };
-    let FrameError::Io(io_err) = &**frame else { return None };
-    match io_err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::AlertReceived(alert)) => Some(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!(
-                "the server refused our TLS certificate (alert: {alert:?}): is it signed by the CA the \
-                 server trusts?"
-            ),
-        )),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,62 @@
+//! The children this actor spawned and is waiting to hear from: each must
+//! connect back proving the one-time token it was given, and nobody else
+//! may connect as it.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use actor_transport::{Auth, Channel, Secret, Uid};
+use tokio::sync::oneshot;
+
+/// A child we spawned and expect to connect back with its one-time token.
+struct PendingSpawn {
+    uid: Uid,
+    token: Secret,
+    deliver: oneshot::Sender<Channel>,
+}
+
+/// The children expected to connect back, by uid id.
+#[derive(Default)]
+pub(crate) struct PendingChildren(Mutex<HashMap<String, PendingSpawn>>);
+
+impl PendingChildren {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, PendingSpawn>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Expects child `uid` to connect back proving `token`; the returned
+    /// receiver gets its channel.
+    pub(crate) fn expect(&self, uid: &Uid, token: Secret) -> oneshot::Receiver<Channel> {
+        let (tx, rx) = oneshot::channel();
+        self.lock().insert(uid.id.clone(), PendingSpawn { uid: uid.clone(), token, deliver: tx });
+        rx
+    }
+
+    /// Stops expecting child `uid` (it failed to start).
+    pub(crate) fn forget(&self, uid: &Uid) {
+        self.lock().remove(&uid.id);
+    }
+
+    /// What a connecting `peer` that claims a pending child's id must prove:
+    /// that child's token, or nothing if it is not the uid we spawned.
+    /// `None` when no child of that id is expected.
+    pub(crate) fn auth_for(&self, peer: &Uid) -> Option<Auth> {
+        let pending = self.lock();
+        let p = pending.get(&peer.id)?;
+        Some(if p.uid == *peer {
+            Auth::Require(p.token.clone())
+        } else {
+            Auth::Refuse("unknown child".into())
+        })
+    }
+
+    /// Hands an authenticated channel to the spawn waiting for `peer`;
+    /// gives it back if no spawn waits for that peer.
+    pub(crate) fn deliver(&self, peer: &Uid, channel: Channel) -> Option<Channel> {
+        let Some(p) = self.lock().remove(&peer.id) else { return Some(channel) };
+        if p.deliver.send(channel).is_err() {
+            tracing::debug!(%peer, "child connected after its spawn was abandoned");
+        }
+        None
+    }
+}
