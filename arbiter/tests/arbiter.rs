@@ -503,6 +503,28 @@ async fn the_binary_serves_and_exits_cleanly_on_sigterm() {
 }
 
 #[tokio::test]
+async fn the_binary_requires_the_per_user_secret_by_default() {
+    let dir = std::env::temp_dir().join(format!("arbiter-default-{}", std::process::id()));
+    let file = dir.join("token");
+    let mut child =
+        arbiter_cmd().args(["--bind", "tcp://127.0.0.1:0"]).env("ACTOR_TOKEN_FILE", &file).spawn().unwrap();
+    let addr = listening_addr(&mut child).await;
+    // The daemon created the file; the same user reads the same secret.
+    let secret = actor_transport::load_or_create_token(&file).unwrap();
+    let refused = within("no secret", ArbiterClient::connect(&addr, &hs("stranger"), None)).await;
+    assert!(matches!(refused, Err(ClientError::Handshake { .. })), "{refused:?}");
+    let wrong = Secret::random();
+    let refused = within("wrong secret", ArbiterClient::connect(&addr, &hs("stranger"), Some(&wrong))).await;
+    assert!(matches!(refused, Err(ClientError::Handshake { .. })), "{refused:?}");
+    let c = within("connect", ArbiterClient::connect(&addr, &hs("same-user"), Some(&secret))).await.unwrap();
+    within("register", c.register(&fake_addr(9001))).await.unwrap();
+    sigterm(&child);
+    let status = within("the daemon exits", child.wait()).await.unwrap();
+    assert!(status.success(), "exit status {status}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
 async fn the_binary_takes_a_token_from_the_environment_or_a_file() {
     let token = Secret::random();
     let dir = std::env::temp_dir().join(format!("arbiter-test-{}", std::process::id()));
