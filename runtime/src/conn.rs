@@ -310,20 +310,32 @@ impl Conn {
 
     /// Sends one item on call `cid`, waiting for credit.
     pub(crate) async fn send_item(&self, cid: CallId, shared: &Shared, value: Bytes) -> Result<()> {
-        let msg = loop {
-            let credit = shared.credit.notified();
-            tokio::pin!(credit);
-            // Registered before trying, so a grant in between is not missed.
-            credit.as_mut().enable();
-            let attempt = self.session().send_item(cid, value.clone());
-            match attempt {
-                Ok(msg) => break msg,
-                Err(SessionError::NoCredit(_)) => credit.await,
-                Err(SessionError::NotOpen(_) | SessionError::Closed(_)) => return Err(self.ended(shared)),
-                Err(e) => return Err(Error::msg(e)),
-            }
+        // The common case has credit: try before registering for a wake-up.
+        let first = self.session().send_item(cid, value.clone());
+        let msg = match first {
+            Ok(msg) => msg,
+            Err(SessionError::NoCredit(_)) => loop {
+                let credit = shared.credit.notified();
+                tokio::pin!(credit);
+                // Registered before trying again, so a grant in between is not missed.
+                credit.as_mut().enable();
+                let attempt = self.session().send_item(cid, value.clone());
+                match attempt {
+                    Ok(msg) => break msg,
+                    Err(SessionError::NoCredit(_)) => credit.await,
+                    Err(e) => return Err(self.item_refused(shared, e)),
+                }
+            },
+            Err(e) => return Err(self.item_refused(shared, e)),
         };
         self.sender.send(&msg).await.map_err(|e| self.send_error("a stream item", e))
+    }
+
+    fn item_refused(&self, shared: &Shared, e: SessionError) -> Error {
+        match e {
+            SessionError::NotOpen(_) | SessionError::Closed(_) => self.ended(shared),
+            other => Error::msg(other),
+        }
     }
 
     /// Tells the peer we send no more items on call `cid`.
