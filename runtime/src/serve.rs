@@ -68,7 +68,8 @@ pub(crate) fn start(
     };
     let conn = conn.clone();
     let actor2 = actor.clone();
-    let span = tracing::info_span!("call", %func, cid);
+    // The name comes from the peer: escaped, so it cannot forge log lines.
+    let span = tracing::info_span!("call", func = %actor_transport::Escaped(&func), cid);
     let main = from_parent && actor.claim_main();
     actor.spawn(
         async move {
