@@ -189,7 +189,8 @@ impl Portal {
             return Ok(());
         }
         let config = &crate::local::current()?.config;
-        let bound = config.cancel_grace + config.kill_grace;
+        // Its own children may need their whole teardown before it can answer.
+        let bound = config.teardown_bound() * 2;
         let timeout = || Error::Timeout { what: format!("actor `{}` to cancel", self.uid()), after: bound };
         let args = encode_args(&("cancelled through a portal",), || "the cancel request".into())?;
         let answered = tokio::time::timeout(bound, self.conn.call(crate::serve::CANCEL_FN, args));
