@@ -3,9 +3,11 @@
 //! call to serve, a request to cancel this actor).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use actor_transport::session::Incoming as Arrival;
 use actor_transport::{Channel, Receiver, Side, Uid};
+use tokio::task::AbortHandle;
 use tracing::Instrument;
 
 use crate::conn::Conn;
@@ -24,23 +26,74 @@ pub(crate) enum Peer {
 }
 
 /// Starts serving `channel` to `peer`, our end being `side`: spawns its
-/// reader task and returns the connection.
+/// reader task, and a watchdog that pings a silent peer and drops it after
+/// `Config::peer_timeout`; returns the connection.
 pub(crate) fn start(channel: Channel, peer: Uid, side: Side, relation: Peer, actor: Arc<Actor>) -> Arc<Conn> {
     let (sender, receiver) = channel.split();
     let conn = Arc::new(Conn::new(sender, actor.uid.clone(), peer, side));
     let span = tracing::debug_span!(parent: &actor.span(), "conn", peer = %conn.peer());
+    let heard = Arc::new(AtomicU64::new(0));
     // Untracked: a reader runs until its peer goes, which may outlive teardown.
-    tokio::spawn(read_loop(conn.clone(), receiver, relation, actor).instrument(span));
+    let reader = tokio::spawn(
+        read_loop(conn.clone(), receiver, relation, actor.clone(), heard.clone()).instrument(span.clone()),
+    );
+    tokio::spawn(watchdog(conn.clone(), relation, actor, heard, reader.abort_handle()).instrument(span));
     conn
 }
 
-async fn read_loop(conn: Arc<Conn>, mut receiver: Receiver, relation: Peer, actor: Arc<Actor>) {
+/// Ends the link: every call on it fails with `reason`; losing the parent
+/// cancels this actor. Idempotent.
+fn finish(conn: &Conn, relation: Peer, actor: &Actor, reason: &str) {
+    conn.close(reason);
+    if relation == Peer::Parent {
+        actor.cancel(None, format!("lost the channel to the parent: {reason}"));
+    }
+}
+
+/// Watches for silence: the reader only counts messages (`heard`), so the
+/// hot path pays one relaxed increment. After a third of the peer timeout
+/// without a message it pings; after the whole of it, it stops the reader and
+/// ends the link.
+async fn watchdog(
+    conn: Arc<Conn>,
+    relation: Peer,
+    actor: Arc<Actor>,
+    heard: Arc<AtomicU64>,
+    reader: AbortHandle,
+) {
     let timeout = actor.config.peer_timeout;
-    // Silence is checked on a ticker, not per message: the hot path only
-    // counts. After a tick of silence we ping; after `timeout` we give up.
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + timeout / 3, timeout / 3);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut received, mut at_last_tick, mut silent_ticks) = (0u64, 0u64, 0u32);
+    let (mut last, mut silent) = (0u64, 0u32);
+    loop {
+        tokio::select! {
+            _ = conn.closed() => return,
+            _ = ticks.tick() => {}
+        }
+        let now = heard.load(Ordering::Relaxed);
+        if now != last {
+            (last, silent) = (now, 0);
+            continue;
+        }
+        silent += 1;
+        if silent >= 3 {
+            tracing::warn!(peer = %conn.peer(), ?timeout, "the peer stopped answering; closing the channel");
+            reader.abort();
+            let reason =
+                format!("the peer did not answer for {timeout:?} (stopped, hung, or the link broke)");
+            return finish(&conn, relation, &actor, &reason);
+        }
+        conn.ping(u64::from(silent));
+    }
+}
+
+async fn read_loop(
+    conn: Arc<Conn>,
+    mut receiver: Receiver,
+    relation: Peer,
+    actor: Arc<Actor>,
+    heard: Arc<AtomicU64>,
+) {
     let reason = loop {
         if let Some(reason) = conn.sender().close_reason() {
             // Our side closed the channel: during teardown that is routine; a
@@ -50,24 +103,8 @@ async fn read_loop(conn: Arc<Conn>, mut receiver: Receiver, relation: Peer, acto
             }
             break reason;
         }
-        let next = tokio::select! {
-            biased;
-            next = receiver.recv() => next,
-            _ = ticks.tick() => {
-                if received != at_last_tick {
-                    (at_last_tick, silent_ticks) = (received, 0);
-                    continue;
-                }
-                silent_ticks += 1;
-                if silent_ticks >= 3 {
-                    tracing::warn!(peer = %conn.peer(), ?timeout, "the peer stopped answering; closing the channel");
-                    break format!("the peer did not answer for {timeout:?} (stopped, hung, or the link broke)");
-                }
-                conn.ping(u64::from(silent_ticks));
-                continue;
-            }
-        };
-        received += 1;
+        let next = receiver.recv().await;
+        heard.fetch_add(1, Ordering::Relaxed);
         match next {
             Ok(Some(msg)) => match conn.handle(msg) {
                 Ok(None) => {}
@@ -102,8 +139,5 @@ async fn read_loop(conn: Arc<Conn>, mut receiver: Receiver, relation: Peer, acto
             }
         }
     };
-    conn.close(&reason);
-    if relation == Peer::Parent {
-        actor.cancel(None, format!("lost the channel to the parent: {reason}"));
-    }
+    finish(&conn, relation, &actor, &reason);
 }

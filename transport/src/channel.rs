@@ -358,18 +358,22 @@ impl std::fmt::Debug for Sender {
 async fn write_all_progressing(io: &mut BoxWrite, buf: &[u8], stall: Duration) -> io::Result<()> {
     let mut written = 0;
     while written < buf.len() {
-        match tokio::time::timeout(stall, io.write(&buf[written..])).await {
-            Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(Ok(n)) => written += n,
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, STOPPED_READING)),
+        match bounded(stall, io.write(&buf[written..])).await? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => written += n,
         }
     }
     Ok(())
 }
 
-/// `op`, or a `TimedOut` error naming a peer that stopped reading.
-async fn bounded(stall: Duration, op: impl std::future::Future<Output = io::Result<()>>) -> io::Result<()> {
+/// `op`, or a `TimedOut` error naming a peer that stopped reading. An
+/// operation that completes at once (the usual write into a socket with
+/// room) never arms a timer: that would cost more than the write.
+async fn bounded<T>(stall: Duration, op: impl std::future::Future<Output = io::Result<T>>) -> io::Result<T> {
+    let mut op = std::pin::pin!(op);
+    if let Some(done) = futures::FutureExt::now_or_never(&mut op) {
+        return done;
+    }
     tokio::time::timeout(stall, op)
         .await
         .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, STOPPED_READING)))
