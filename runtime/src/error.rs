@@ -45,6 +45,17 @@ pub enum Error {
         /// How it ended, e.g. `exit status 3` or `signal 9 (SIGKILL)`.
         status: String,
     },
+    /// A supervised actor needed more restarts than its nursery's intensity
+    /// allows (see [`Supervision::intensity`](crate::Supervision::intensity)):
+    /// the nursery stopped restarting, cancelled its actors and failed with
+    /// this.
+    RestartIntensity {
+        /// The name of the actor whose restart broke the limit.
+        actor: String,
+        /// The cause of every restart within the period, oldest first; the
+        /// last is the failure that was not restarted.
+        causes: Vec<Error>,
+    },
     /// A child actor could not be started.
     Spawn {
         /// The name asked for.
@@ -251,6 +262,16 @@ impl Error {
                 e.nested = errors.iter().map(|x| x.to_remote_unbounded(me)).collect();
                 e
             }
+            Error::RestartIntensity { actor, causes } => {
+                let mut e = RemoteError::new(
+                    me.clone(),
+                    ErrorKind::Group,
+                    "actor::Error::RestartIntensity",
+                    format!("actor `{actor}` failed more often than its nursery restarts ({} causes)", causes.len()),
+                );
+                e.nested = causes.iter().map(|x| x.to_remote_unbounded(me)).collect();
+                e
+            }
             Error::Cancelled { canceller, reason } => {
                 let mut e =
                     RemoteError::new(me.clone(), ErrorKind::Cancelled, "actor::Error::Cancelled", reason);
@@ -292,6 +313,7 @@ impl Error {
             Error::Group(_) => "actor::Error::Group",
             Error::Cancelled { .. } => "actor::Error::Cancelled",
             Error::ActorCrashed { .. } => "actor::Error::ActorCrashed",
+            Error::RestartIntensity { .. } => "actor::Error::RestartIntensity",
             Error::Spawn { .. } => "actor::Error::Spawn",
             Error::Disconnected { .. } => "actor::Error::Disconnected",
             Error::Channel(_) => "actor::Error::Channel",
@@ -345,6 +367,14 @@ impl fmt::Display for Error {
             Error::Group(errors) => {
                 write!(f, "{} actors failed:", errors.len())?;
                 for (i, e) in errors.iter().enumerate() {
+                    let text = e.to_string().replace('\n', "\n   ");
+                    write!(f, "\n{}) {text}", i + 1)?;
+                }
+                Ok(())
+            }
+            Error::RestartIntensity { actor, causes } => {
+                write!(f, "actor `{actor}` failed more often than its nursery restarts; every cause in order:")?;
+                for (i, e) in causes.iter().enumerate() {
                     let text = e.to_string().replace('\n', "\n   ");
                     write!(f, "\n{}) {text}", i + 1)?;
                 }

@@ -50,6 +50,7 @@ mod serve;
 mod spawn;
 mod state;
 mod stream;
+mod supervise;
 
 pub use actor_arbiter as arbiter;
 pub use actor_arbiter::Entry;
@@ -65,12 +66,13 @@ pub use conn::STREAM_WINDOW;
 pub use context::{Context, ContextHandle};
 pub use discovery::{find_actor, get_arbiter, list_actors, wait_for_actor, wait_for_actor_within};
 pub use error::{AppError, Error, Leaf, Leaves, Result};
-pub use nursery::{ActorBuilder, Nursery, open_nursery};
+pub use nursery::{ActorBuilder, Nursery, open_nursery, open_nursery_with};
 pub use portal::{Portal, ResultPortal};
 pub use registry::{RemoteContextFn, RemoteFn, RemoteStreamFn, is_registered};
 pub use run::{run, run_with, serve};
 pub use state::{State, state};
 pub use stream::{StreamReceiver, StreamSender, Subscriber, Yielder};
+pub use supervise::{Backoff, Restart, Strategy, Supervision};
 
 /// The uid of the actor running in this process.
 ///

@@ -2,7 +2,8 @@
 
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use actor_transport::{CallKind, Uid};
@@ -18,51 +19,128 @@ use crate::error::{Error, Result};
 use crate::registry::{RemoteContextFn, RemoteFn, RemoteStreamFn, decode, encode_args};
 use crate::stream::StreamReceiver;
 
-/// How a nursery controls one of its children.
+/// One process of a child actor: its channel, and how the process ended.
+/// A child that its nursery restarts has one per process it ran.
 #[derive(Clone)]
-pub(crate) struct ChildControl {
-    /// Cancel this child (and only it).
-    pub cancel: CancellationToken,
-    /// Cancelled once the child's process has been reaped.
+pub(crate) struct Incarnation {
+    pub conn: Arc<Conn>,
+    /// Cancelled once this process has been reaped.
     pub reaped: CancellationToken,
     /// Set just before `reaped`: how the process crashed (e.g. `exit status
     /// 3`), or `None` if it ended as asked.
     pub crash: Arc<OnceLock<Option<String>>>,
 }
 
-impl ChildControl {
-    /// What to report for a call that lost its channel to this child: once
-    /// the child is reaped (waiting at most `bound`), its crash, named as the
+impl Incarnation {
+    pub(crate) fn new(conn: Arc<Conn>) -> Self {
+        Incarnation { conn, reaped: CancellationToken::new(), crash: Arc::new(OnceLock::new()) }
+    }
+
+    /// What to report for a call that lost its channel to this process:
+    /// once it is reaped (waiting at most `bound`), its crash, named as the
     /// nursery names it; otherwise the disconnection itself.
-    async fn explain(&self, actor: &Uid, lost: Error, bound: Duration) -> Error {
+    async fn explain(&self, lost: Error, bound: Duration) -> Error {
         if tokio::time::timeout(bound, self.reaped.cancelled()).await.is_err() {
             return lost;
         }
         match self.crash.get() {
-            Some(Some(status)) => Error::ActorCrashed { actor: actor.clone(), status: status.clone() },
+            Some(Some(status)) => Error::ActorCrashed { actor: self.conn.peer().clone(), status: status.clone() },
             _ => lost,
         }
     }
 }
 
+/// How a nursery controls one of its children, across its restarts.
+#[derive(Clone)]
+pub(crate) struct ChildControl {
+    /// Cancel this child (and only it), for good: no restart follows.
+    pub cancel: CancellationToken,
+    /// Cancelled once the child's last process has been reaped and no
+    /// restart will follow.
+    pub done: CancellationToken,
+    /// The process serving now; its supervisor swaps in each restart, so
+    /// portals reach the new one for new calls.
+    pub current: Arc<RwLock<Incarnation>>,
+    /// How many times the nursery restarted it.
+    pub restarts: Arc<AtomicU32>,
+}
+
+impl ChildControl {
+    pub(crate) fn new(cancel: CancellationToken, first: Incarnation) -> Self {
+        ChildControl {
+            cancel,
+            done: CancellationToken::new(),
+            current: Arc::new(RwLock::new(first)),
+            restarts: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    pub(crate) fn current(&self) -> Incarnation {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn replace(&self, next: Incarnation) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = next;
+    }
+}
+
+/// Where a portal's calls go.
+#[derive(Clone)]
+enum Target {
+    /// A peer found by name, or the arbiter: one channel for good.
+    Peer(Arc<Conn>),
+    /// A child of one of our nurseries: whichever process serves it now.
+    Child(ChildControl),
+}
+
 /// A handle on another actor: call its functions, or cancel it.
 ///
 /// Cheap to clone; clones share one channel, over which any number of calls may
-/// run concurrently.
+/// run concurrently. A portal to a child that its nursery restarts (see
+/// [`Strategy`](crate::Strategy)) follows the child: each new call goes to the
+/// process serving it at that moment.
 #[derive(Clone)]
 pub struct Portal {
-    conn: Arc<Conn>,
-    child: Option<ChildControl>,
+    target: Target,
 }
 
 impl Portal {
-    pub(crate) fn new(conn: Arc<Conn>, child: Option<ChildControl>) -> Self {
-        Portal { conn, child }
+    pub(crate) fn peer(conn: Arc<Conn>) -> Self {
+        Portal { target: Target::Peer(conn) }
     }
 
-    /// The actor this portal leads to.
-    pub fn uid(&self) -> &Uid {
-        self.conn.peer()
+    pub(crate) fn child(control: ChildControl) -> Self {
+        Portal { target: Target::Child(control) }
+    }
+
+    /// The channel calls go to now, and the child process behind it if any.
+    fn now(&self) -> (Arc<Conn>, Option<Incarnation>) {
+        match &self.target {
+            Target::Peer(conn) => (conn.clone(), None),
+            Target::Child(c) => {
+                let inc = c.current();
+                (inc.conn.clone(), Some(inc))
+            }
+        }
+    }
+
+    fn conn(&self) -> Arc<Conn> {
+        self.now().0
+    }
+
+    /// The actor this portal leads to now. A restarted child keeps its name
+    /// but each of its processes has a uid of its own.
+    pub fn uid(&self) -> Uid {
+        self.conn().peer().clone()
+    }
+
+    /// How many times this actor's nursery has restarted it (0 for actors
+    /// not spawned by one of our nurseries).
+    pub fn restarts(&self) -> u32 {
+        match &self.target {
+            Target::Peer(_) => 0,
+            Target::Child(c) => c.restarts.load(Ordering::SeqCst),
+        }
     }
 
     /// Runs `f(args)` in the remote actor and returns its result.
@@ -97,24 +175,14 @@ impl Portal {
         T: DeserializeOwned,
     {
         let args = encode_args(args, || format!("arguments of `{name}`"))?;
-        let value = match self.conn.call(name, args).await {
-            Err(lost @ Error::Disconnected { .. }) => return Err(self.explain(lost).await),
+        // The process the call goes to: if it dies, the call reports how,
+        // even when a restart has already swapped in the next one.
+        let (conn, process) = self.now();
+        let value = match conn.call(name, args).await {
+            Err(lost @ Error::Disconnected { .. }) => return Err(explain(process, lost).await),
             r => r?,
         };
-        decode(&value, || format!("result of `{name}` from `{}`", self.uid()))
-    }
-
-    /// Turns a lost channel to our own child into the child's crash, when it
-    /// crashed. The supervisor reaps a dead child at once; the bound only
-    /// matters for a channel that broke under a live process.
-    async fn explain(&self, lost: Error) -> Error {
-        match &self.child {
-            Some(child) => match crate::local::current() {
-                Ok(actor) => child.explain(self.uid(), lost, actor.config.kill_grace).await,
-                Err(_) => lost,
-            },
-            None => lost,
-        }
+        decode(&value, || format!("result of `{name}` from `{}`", conn.peer()))
     }
 
     /// Starts remote stream function `f(args)` and returns the stream of its
@@ -132,9 +200,10 @@ impl Portal {
         args: F::Args,
     ) -> Result<StreamReceiver<F::Item>> {
         let args = encode_args(&args, || format!("arguments of `{}`", F::NAME))?;
-        let opened = self.conn.open(F::NAME, CallKind::Stream, args).await?;
+        let conn = self.conn();
+        let opened = conn.open(F::NAME, CallKind::Stream, args).await?;
         let items = opened.items.ok_or_else(|| Error::msg("internal: a stream call without items"))?;
-        Ok(StreamReceiver::new(self.conn.clone(), opened.cid, opened.shared, items, Some(opened.guard)))
+        Ok(StreamReceiver::new(conn, opened.cid, opened.shared, items, Some(opened.guard)))
     }
 
     /// Starts remote context function `f(args)` and waits until it calls
@@ -150,14 +219,14 @@ impl Portal {
         args: F::Args,
     ) -> Result<(ContextHandle<F::ToCallee, F::ToCaller, F::Output>, F::Started)> {
         let args = encode_args(&args, || format!("arguments of `{}`", F::NAME))?;
-        let opened = self.conn.open(F::NAME, CallKind::Context, args).await?;
+        let opened = self.conn().open(F::NAME, CallKind::Context, args).await?;
         let started = opened.started.ok_or_else(|| Error::msg("internal: a context call without started"))?;
         let first = match started.await {
             Ok(Ok(bytes)) => decode(&bytes, || format!("first value of `{}`", F::NAME))?,
             Ok(Err(e)) => return Err(e),
             Err(_) => {
                 return Err(Error::Disconnected {
-                    peer: self.uid().clone(),
+                    peer: self.uid(),
                     reason: "the call was dropped".into(),
                 });
             }
@@ -183,30 +252,41 @@ impl Portal {
     /// periods; [`Error::Disconnected`] if the channel broke before it
     /// answered.
     pub async fn cancel_actor(&self) -> Result<()> {
-        if let Some(child) = &self.child {
+        if let Target::Child(child) = &self.target {
             child.cancel.cancel();
-            child.reaped.cancelled().await;
+            child.done.cancelled().await;
             return Ok(());
         }
+        let conn = self.conn();
         let config = &crate::local::current()?.config;
         let bound = config.cancel_grace + config.kill_grace;
         let timeout = || Error::Timeout { what: format!("actor `{}` to cancel", self.uid()), after: bound };
         let args = encode_args(&("cancelled through a portal",), || "the cancel request".into())?;
-        let answered = tokio::time::timeout(bound, self.conn.call(crate::serve::CANCEL_FN, args));
+        let answered = tokio::time::timeout(bound, conn.call(crate::serve::CANCEL_FN, args));
         match answered.await {
             Ok(Ok(_)) => {}
             // It may close the channel as it exits, before its answer is read.
-            Ok(Err(Error::Disconnected { .. })) if self.conn.is_closed() => return Ok(()),
+            Ok(Err(Error::Disconnected { .. })) if conn.is_closed() => return Ok(()),
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err(timeout()),
         }
-        tokio::time::timeout(config.kill_grace, self.conn.closed()).await.map_err(|_| timeout())
+        tokio::time::timeout(config.kill_grace, conn.closed()).await.map_err(|_| timeout())
+    }
+}
+
+/// Turns a lost channel to one of our child processes into its crash, when it
+/// crashed. The supervisor reaps a dead child at once; the bound only matters
+/// for a channel that broke under a live process.
+async fn explain(process: Option<Incarnation>, lost: Error) -> Error {
+    match (process, crate::local::current()) {
+        (Some(p), Ok(actor)) => p.explain(lost, actor.config.kill_grace).await,
+        _ => lost,
     }
 }
 
 impl std::fmt::Debug for Portal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Portal").field("actor", self.uid()).finish()
+        f.debug_struct("Portal").field("actor", &self.uid()).finish()
     }
 }
 
