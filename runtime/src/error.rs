@@ -56,6 +56,16 @@ pub enum Error {
         /// last is the failure that was not restarted.
         causes: Vec<Error>,
     },
+    /// Every attempt of a retried call failed (see
+    /// [`Portal::run_with_retry`](crate::Portal::run_with_retry)).
+    Retries {
+        /// The function's registered name.
+        function: String,
+        /// The name of the actor it was called in.
+        actor: String,
+        /// Each attempt's error, in order.
+        attempts: Vec<Error>,
+    },
     /// A child actor could not be started.
     Spawn {
         /// The name asked for.
@@ -314,6 +324,7 @@ impl Error {
             Error::Cancelled { .. } => "actor::Error::Cancelled",
             Error::ActorCrashed { .. } => "actor::Error::ActorCrashed",
             Error::RestartIntensity { .. } => "actor::Error::RestartIntensity",
+            Error::Retries { .. } => "actor::Error::Retries",
             Error::Spawn { .. } => "actor::Error::Spawn",
             Error::Disconnected { .. } => "actor::Error::Disconnected",
             Error::Channel(_) => "actor::Error::Channel",
@@ -375,6 +386,14 @@ impl fmt::Display for Error {
             Error::RestartIntensity { actor, causes } => {
                 write!(f, "actor `{actor}` failed more often than its nursery restarts; every cause in order:")?;
                 for (i, e) in causes.iter().enumerate() {
+                    let text = e.to_string().replace('\n', "\n   ");
+                    write!(f, "\n{}) {text}", i + 1)?;
+                }
+                Ok(())
+            }
+            Error::Retries { function, actor, attempts } => {
+                write!(f, "`{function}` on actor `{actor}` failed {} attempt(s):", attempts.len())?;
+                for (i, e) in attempts.iter().enumerate() {
                     let text = e.to_string().replace('\n', "\n   ");
                     write!(f, "\n{}) {text}", i + 1)?;
                 }

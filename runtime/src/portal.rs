@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actor_transport::{CallKind, Uid};
@@ -59,8 +59,8 @@ pub(crate) struct ChildControl {
     /// restart will follow.
     pub done: CancellationToken,
     /// The process serving now; its supervisor swaps in each restart, so
-    /// portals reach the new one for new calls.
-    pub current: Arc<RwLock<Incarnation>>,
+    /// portals reach the new one for new calls (and retries can wait for it).
+    pub current: Arc<watch::Sender<Incarnation>>,
     /// How many times the nursery restarted it.
     pub restarts: Arc<AtomicU32>,
 }
@@ -70,17 +70,27 @@ impl ChildControl {
         ChildControl {
             cancel,
             done: CancellationToken::new(),
-            current: Arc::new(RwLock::new(first)),
+            current: Arc::new(watch::Sender::new(first)),
             restarts: Arc::new(AtomicU32::new(0)),
         }
     }
 
     pub(crate) fn current(&self) -> Incarnation {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current.borrow().clone()
     }
 
     pub(crate) fn replace(&self, next: Incarnation) {
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = next;
+        self.current.send_replace(next);
+    }
+
+    /// Waits until a process other than `dead` serves the child, or the
+    /// child is over; returns whether a new one serves.
+    pub(crate) async fn next_after(&self, dead: &Incarnation) -> bool {
+        let mut rx = self.current.subscribe();
+        tokio::select! {
+            r = rx.wait_for(|now| !Arc::ptr_eq(&now.conn, &dead.conn)) => r.is_ok(),
+            _ = self.done.cancelled() => false,
+        }
     }
 }
 
@@ -175,14 +185,31 @@ impl Portal {
         T: DeserializeOwned,
     {
         let args = encode_args(args, || format!("arguments of `{name}`"))?;
+        let (value, from) = self.call_encoded(name, args).await?;
+        decode(&value, || format!("result of `{name}` from `{from}`"))
+    }
+
+    /// Calls `name` with encoded `args` in the process serving now; returns
+    /// the encoded result and who answered.
+    pub(crate) async fn call_encoded(&self, name: &str, args: Bytes) -> Result<(Bytes, Uid)> {
         // The process the call goes to: if it dies, the call reports how,
         // even when a restart has already swapped in the next one.
         let (conn, process) = self.now();
-        let value = match conn.call(name, args).await {
-            Err(lost @ Error::Disconnected { .. }) => return Err(explain(process, lost).await),
-            r => r?,
-        };
-        decode(&value, || format!("result of `{name}` from `{}`", conn.peer()))
+        match conn.call(name, args).await {
+            Err(lost @ Error::Disconnected { .. }) => Err(explain(process, lost).await),
+            r => Ok((r?, conn.peer().clone())),
+        }
+    }
+
+    /// For a child whose process has died: waits (at most `bound`) until its
+    /// nursery has started the next one, or the child is over.
+    pub(crate) async fn await_restart(&self, bound: Duration) {
+        let Target::Child(c) = &self.target else { return };
+        let now = c.current();
+        if !now.conn.is_closed() {
+            return;
+        }
+        let _ = tokio::time::timeout(bound, c.next_after(&now)).await;
     }
 
     /// Starts remote stream function `f(args)` and returns the stream of its
