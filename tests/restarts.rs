@@ -114,3 +114,13 @@ fn teardown_while_a_restart_backoff_is_pending_stays_bounded() {
     assert!(out.stdout.contains("TORN DOWN"), "{out:?}");
     assert!(out.stderr.contains("restarting actor"), "{}", out.stderr);
 }
+
+/// A retried idempotent call whose worker is SIGKILLed meanwhile gets its
+/// answer from the restarted process; a call that fails every time returns
+/// every attempt's error.
+#[test]
+fn a_retried_idempotent_call_succeeds_on_the_restarted_actor() {
+    let out = scenario(&["retry"], &[]);
+    assert!(out.stdout.contains("RETRY ANSWERED BY a new process"), "{out:?}");
+    assert!(out.stdout.contains("ATTEMPTS 3"), "{out:?}");
+}

@@ -14,7 +14,31 @@ use crate::supervise::{Backoff, unit_random};
 /// A remote function that may run more than once with the effect of running
 /// once, so a call whose outcome is unknown (its actor died mid-call) may be
 /// made again. Implemented by `#[actor::remote(idempotent)]`; required by
-/// [`Portal::run_with_retry`], so only such functions can be retried.
+/// [`Portal::run_with_retry`], so only such functions can be retried:
+///
+/// ```no_run
+/// #[actor::remote(idempotent)]
+/// async fn lookup(key: String) -> actor::Result<u64> {
+///     Ok(key.len() as u64)
+/// }
+///
+/// async fn ask(p: &actor::Portal) -> actor::Result<u64> {
+///     p.run_with_retry(lookup, ("k".into(),), &actor::RetryPolicy::attempts(3)).await
+/// }
+/// ```
+///
+/// A function not declared idempotent is refused at compile time:
+///
+/// ```compile_fail
+/// #[actor::remote]
+/// async fn transfer(amount: u64) -> actor::Result<()> {
+///     Ok(())
+/// }
+///
+/// async fn pay(p: &actor::Portal) -> actor::Result<()> {
+///     p.run_with_retry(transfer, (10,), &actor::RetryPolicy::attempts(3)).await
+/// }
+/// ```
 pub trait Idempotent: RemoteFn {}
 
 /// How to retry a call: at most `attempts` attempts, a [`Backoff`] between
