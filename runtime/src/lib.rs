@@ -35,6 +35,7 @@ extern crate self as actor;
 mod config;
 mod conn;
 mod context;
+mod deadline;
 mod discovery;
 mod error;
 mod link;
@@ -65,6 +66,7 @@ pub use config::{
 };
 pub use conn::STREAM_WINDOW;
 pub use context::{Context, ContextHandle};
+pub use deadline::remaining_time;
 pub use discovery::{find_actor, get_arbiter, list_actors, wait_for_actor, wait_for_actor_within};
 pub use error::{AppError, Error, Leaf, Leaves, Result};
 pub use nursery::{ActorBuilder, Nursery, open_nursery, open_nursery_with};

@@ -71,8 +71,8 @@ async fn read_loop(conn: Arc<Conn>, mut receiver: Receiver, relation: Peer, acto
         match next {
             Ok(Some(msg)) => match conn.handle(msg) {
                 Ok(None) => {}
-                Ok(Some(Arrival::Call { cid, func, kind, args, window })) => {
-                    serve::start(&conn, &actor, relation, cid, func, kind, args, window);
+                Ok(Some(Arrival::Call { cid, func, kind, args, window, timeout_ms })) => {
+                    serve::start(&conn, &actor, relation, cid, func, kind, args, window, timeout_ms);
                 }
                 Ok(Some(Arrival::CancelActor { canceller, reason })) => {
                     if relation == Peer::Parent {

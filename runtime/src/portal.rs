@@ -171,6 +171,28 @@ impl Portal {
         self.run_by_name(F::NAME, &args).await
     }
 
+    /// Runs `f(args)` in the remote actor like [`Portal::run`], giving it
+    /// `timeout`. The deadline travels with the call: the callee cancels the
+    /// function when it passes, and calls the function makes meanwhile
+    /// inherit the time left (see [`remaining_time`](crate::remaining_time)).
+    /// Inside a call that has a deadline already, the earlier one applies.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] naming the function and the actor once the
+    /// deadline has passed (the remote call is cancelled); otherwise as
+    /// [`Portal::run`].
+    pub async fn run_with_timeout<F: RemoteFn>(&self, f: F, args: F::Args, timeout: Duration) -> Result<F::Output> {
+        let at = tokio::time::Instant::now() + timeout;
+        let call = crate::deadline::within(at, self.run(f, args));
+        // The effective deadline may be an outer, earlier one.
+        let at = crate::deadline::current().map_or(at, |outer| outer.min(at));
+        match tokio::time::timeout_at(at, call).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout { what: format!("`{}` in actor `{}`", F::NAME, self.uid()), after: timeout }),
+        }
+    }
+
     /// Runs the function registered as `name` with `args`, decoding its result
     /// as `T`, without compile-time checks. For calling functions this binary
     /// does not link, such as those of programs written in other languages.

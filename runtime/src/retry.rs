@@ -108,7 +108,8 @@ impl Portal {
         for attempt in 1..=policy.attempts {
             let call = self.call_encoded(F::NAME, args.clone());
             let outcome = match until {
-                Some((at, d)) => match tokio::time::timeout_at(at, call).await {
+                // The callee learns the deadline too (see deadline.rs).
+                Some((at, d)) => match tokio::time::timeout_at(at, crate::deadline::within(at, call)).await {
                     Ok(r) => r,
                     Err(_) => Err(Error::Timeout { what: format!("`{}` on actor `{}`", F::NAME, self.uid()), after: d }),
                 },
