@@ -302,7 +302,8 @@ async fn restart_section() -> actor::Result<()> {
     use nix::unistd::Pid;
     println!("== restart latency (SIGKILL -> restarted daemon answers)");
     let rounds = 50;
-    let supervision = Strategy::OneForOne.intensity(rounds + 1, Duration::from_secs(3600)).backoff(Backoff::none());
+    let supervision =
+        Strategy::OneForOne.intensity(rounds + 1, Duration::from_secs(3600)).backoff(Backoff::none());
     let times = actor::open_nursery_with(supervision, |n| async move {
         let p = n.start_actor("restarted").await?;
         let mut times = Vec::new();

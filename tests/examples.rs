@@ -142,7 +142,11 @@ fn supervised_workers() {
     out.assert_no_warnings();
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout.contains("400 of 400 jobs answered correctly"), "{out:?}");
-    let kills = out.stdout.lines().filter(|l| l.starts_with("chaos: SIGKILL") || l.starts_with("chaos: exit(3)")).count();
+    let kills = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("chaos: SIGKILL") || l.starts_with("chaos: exit(3)"))
+        .count();
     assert!(kills > 0, "{out:?}");
     assert!(out.stdout.contains(&format!("{kills} restarts in all")), "{out:?}");
 }

@@ -19,7 +19,10 @@ fn scenario(args: &[&str], env: &[(&str, &str)]) -> common::Finished {
 fn temp_path(what: &str) -> String {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    std::env::temp_dir().join(format!("actor-restarts-{}-{n}-{what}", std::process::id())).display().to_string()
+    std::env::temp_dir()
+        .join(format!("actor-restarts-{}-{n}-{what}", std::process::id()))
+        .display()
+        .to_string()
 }
 
 /// A one-for-one child SIGKILLed three times is restarted three times, keeps
@@ -31,7 +34,8 @@ fn a_one_for_one_child_killed_three_times_is_restarted_three_times() {
     assert_eq!(out.stdout.lines().filter(|l| l.starts_with("NEW worker ")).count(), 3, "{out:?}");
     assert!(out.stdout.contains("PORTAL RESTARTS 3"), "{out:?}");
     assert!(out.stdout.contains("RESTARTS worker=3"), "{out:?}");
-    let events = out.stderr.lines().filter(|l| l.contains(" INFO ") && l.contains("restarting actor")).count();
+    let events =
+        out.stderr.lines().filter(|l| l.contains(" INFO ") && l.contains("restarting actor")).count();
     assert_eq!(events, 3, "{}", out.stderr);
     for field in ["actor=worker", "cause=", "SIGKILL", "attempt=3", "delay="] {
         assert!(out.stderr.contains(field), "no {field} in the restart events:\n{}", out.stderr);

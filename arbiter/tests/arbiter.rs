@@ -64,7 +64,14 @@ async fn raw(arbiter: &ArbiterHandle, name: &str) -> Channel {
 }
 
 fn start_msg(cid: u64, func: &str, args: Vec<u8>) -> Msg {
-    Msg::Start { cid, func: func.into(), kind: CallKind::Single, args: Bytes::from(args), window: 0, timeout_ms: None }
+    Msg::Start {
+        cid,
+        func: func.into(),
+        kind: CallKind::Single,
+        args: Bytes::from(args),
+        window: 0,
+        timeout_ms: None,
+    }
 }
 
 fn enc<T: serde::Serialize>(v: &T) -> Vec<u8> {

@@ -49,5 +49,6 @@ pub(crate) fn timeout_ms() -> Option<u64> {
 /// The deadline of a call that arrived with `timeout_ms`.
 pub(crate) fn from_timeout_ms(timeout_ms: u64) -> Instant {
     let now = Instant::now();
-    now.checked_add(Duration::from_millis(timeout_ms)).unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
+    now.checked_add(Duration::from_millis(timeout_ms))
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
 }

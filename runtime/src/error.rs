@@ -277,7 +277,10 @@ impl Error {
                     me.clone(),
                     ErrorKind::Group,
                     "actor::Error::RestartIntensity",
-                    format!("actor `{actor}` failed more often than its nursery restarts ({} causes)", causes.len()),
+                    format!(
+                        "actor `{actor}` failed more often than its nursery restarts ({} causes)",
+                        causes.len()
+                    ),
                 );
                 e.nested = causes.iter().map(|x| x.to_remote_unbounded(me)).collect();
                 e
@@ -384,7 +387,10 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::RestartIntensity { actor, causes } => {
-                write!(f, "actor `{actor}` failed more often than its nursery restarts; every cause in order:")?;
+                write!(
+                    f,
+                    "actor `{actor}` failed more often than its nursery restarts; every cause in order:"
+                )?;
                 for (i, e) in causes.iter().enumerate() {
                     let text = e.to_string().replace('\n', "\n   ");
                     write!(f, "\n{}) {text}", i + 1)?;

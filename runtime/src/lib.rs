@@ -71,8 +71,8 @@ pub use discovery::{find_actor, get_arbiter, list_actors, wait_for_actor, wait_f
 pub use error::{AppError, Error, Leaf, Leaves, Result};
 pub use nursery::{ActorBuilder, Nursery, open_nursery, open_nursery_with};
 pub use portal::{Portal, ResultPortal};
-pub use retry::{Idempotent, RetryPolicy};
 pub use registry::{RemoteContextFn, RemoteFn, RemoteStreamFn, is_registered};
+pub use retry::{Idempotent, RetryPolicy};
 pub use run::{run, run_with, serve};
 pub use state::{State, state};
 pub use stream::{StreamReceiver, StreamSender, Subscriber, Yielder};

@@ -278,13 +278,24 @@ impl Nursery {
     /// A builder for an actor with options: exposed functions, actor-local
     /// state, environment.
     pub fn actor(&self, name: impl Into<String>) -> ActorBuilder<'_> {
-        ActorBuilder { nursery: self, name: name.into(), expose: None, state: None, env: Vec::new(), restart: None }
+        ActorBuilder {
+            nursery: self,
+            name: name.into(),
+            expose: None,
+            state: None,
+            env: Vec::new(),
+            restart: None,
+        }
     }
 
     /// How many times each actor of this nursery has been restarted, by name,
     /// in start order.
     pub fn restarts(&self) -> Vec<(String, u32)> {
-        self.inner.children().iter().map(|c| (c.name.clone(), c.control.restarts.load(Ordering::SeqCst))).collect()
+        self.inner
+            .children()
+            .iter()
+            .map(|c| (c.name.clone(), c.control.restarts.load(Ordering::SeqCst)))
+            .collect()
     }
 
     /// The nursery's supervision settings.
@@ -308,7 +319,8 @@ impl Nursery {
         main: Option<(&'static str, Bytes)>,
     ) -> Result<(Portal, Option<ResultSlot>)> {
         let inner = &self.inner;
-        let restart = b.restart.unwrap_or(if main.is_some() { Restart::Transient } else { Restart::Permanent });
+        let restart =
+            b.restart.unwrap_or(if main.is_some() { Restart::Transient } else { Restart::Permanent });
         let spec = Spec { name: b.name, expose: b.expose, state: b.state.transpose()?, env: b.env, main };
         let cancel = inner.kids.child_token();
         let launched = launch(&inner.actor, &spec, &cancel).await?;
@@ -409,4 +421,3 @@ impl ActorBuilder<'_> {
         Ok(ResultPortal::new(portal, &slot))
     }
 }
-

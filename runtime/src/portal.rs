@@ -44,7 +44,9 @@ impl Incarnation {
             return lost;
         }
         match self.crash.get() {
-            Some(Some(status)) => Error::ActorCrashed { actor: self.conn.peer().clone(), status: status.clone() },
+            Some(Some(status)) => {
+                Error::ActorCrashed { actor: self.conn.peer().clone(), status: status.clone() }
+            }
             _ => lost,
         }
     }
@@ -182,14 +184,22 @@ impl Portal {
     /// [`Error::Timeout`] naming the function and the actor once the
     /// deadline has passed (the remote call is cancelled); otherwise as
     /// [`Portal::run`].
-    pub async fn run_with_timeout<F: RemoteFn>(&self, f: F, args: F::Args, timeout: Duration) -> Result<F::Output> {
+    pub async fn run_with_timeout<F: RemoteFn>(
+        &self,
+        f: F,
+        args: F::Args,
+        timeout: Duration,
+    ) -> Result<F::Output> {
         let at = tokio::time::Instant::now() + timeout;
         let call = crate::deadline::within(at, self.run(f, args));
         // The effective deadline may be an outer, earlier one.
         let at = crate::deadline::current().map_or(at, |outer| outer.min(at));
         match tokio::time::timeout_at(at, call).await {
             Ok(r) => r,
-            Err(_) => Err(Error::Timeout { what: format!("`{}` in actor `{}`", F::NAME, self.uid()), after: timeout }),
+            Err(_) => Err(Error::Timeout {
+                what: format!("`{}` in actor `{}`", F::NAME, self.uid()),
+                after: timeout,
+            }),
         }
     }
 
@@ -274,10 +284,7 @@ impl Portal {
             Ok(Ok(bytes)) => decode(&bytes, || format!("first value of `{}`", F::NAME))?,
             Ok(Err(e)) => return Err(e),
             Err(_) => {
-                return Err(Error::Disconnected {
-                    peer: self.uid(),
-                    reason: "the call was dropped".into(),
-                });
+                return Err(Error::Disconnected { peer: self.uid(), reason: "the call was dropped".into() });
             }
         };
         let handle =

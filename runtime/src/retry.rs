@@ -77,10 +77,17 @@ impl RetryPolicy {
 /// result that does not decode).
 fn retryable(e: &Error) -> bool {
     match e {
-        Error::ActorCrashed { .. } | Error::Disconnected { .. } | Error::Channel(_) | Error::Timeout { .. } => true,
+        Error::ActorCrashed { .. }
+        | Error::Disconnected { .. }
+        | Error::Channel(_)
+        | Error::Timeout { .. } => true,
         Error::Remote(r) => matches!(
             r.kind,
-            ErrorKind::Application | ErrorKind::Panic | ErrorKind::Crashed | ErrorKind::Relayed | ErrorKind::Group
+            ErrorKind::Application
+                | ErrorKind::Panic
+                | ErrorKind::Crashed
+                | ErrorKind::Relayed
+                | ErrorKind::Group
         ),
         _ => false,
     }
@@ -101,7 +108,12 @@ impl Portal {
     /// attempts or the deadline are used up; a cancellation, or an error no
     /// attempt could change (unknown function, bad arguments, a result that
     /// does not decode), as itself, at once.
-    pub async fn run_with_retry<F: Idempotent>(&self, _f: F, args: F::Args, policy: &RetryPolicy) -> Result<F::Output> {
+    pub async fn run_with_retry<F: Idempotent>(
+        &self,
+        _f: F,
+        args: F::Args,
+        policy: &RetryPolicy,
+    ) -> Result<F::Output> {
         let args = encode_args(&args, || format!("arguments of `{}`", F::NAME))?;
         let until = policy.deadline.map(|d| (Instant::now() + d, d));
         let mut failures = Vec::new();
@@ -111,12 +123,17 @@ impl Portal {
                 // The callee learns the deadline too (see deadline.rs).
                 Some((at, d)) => match tokio::time::timeout_at(at, crate::deadline::within(at, call)).await {
                     Ok(r) => r,
-                    Err(_) => Err(Error::Timeout { what: format!("`{}` on actor `{}`", F::NAME, self.uid()), after: d }),
+                    Err(_) => Err(Error::Timeout {
+                        what: format!("`{}` on actor `{}`", F::NAME, self.uid()),
+                        after: d,
+                    }),
                 },
                 None => call.await,
             };
             let e = match outcome {
-                Ok((value, from)) => return decode(&value, || format!("result of `{}` from `{from}`", F::NAME)),
+                Ok((value, from)) => {
+                    return decode(&value, || format!("result of `{}` from `{from}`", F::NAME));
+                }
                 Err(e) => e,
             };
             let again = retryable(&e);

@@ -119,7 +119,10 @@ fn expand(func: ItemFn, idempotent: bool) -> syn::Result<proc_macro2::TokenStrea
         None => None,
     };
     if idempotent && special.is_some() {
-        return Err(syn::Error::new(sig.span(), "only plain remote functions can be idempotent, not streams or contexts"));
+        return Err(syn::Error::new(
+            sig.span(),
+            "only plain remote functions can be idempotent, not streams or contexts",
+        ));
     }
     let arg_names: Vec<_> = (0..arg_types.len()).map(|i| format_ident!("__arg{i}")).collect();
     let vis = &func.vis;

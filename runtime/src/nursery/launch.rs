@@ -2,7 +2,6 @@
 //! back, hand it its configuration, and start its main call. A child that its
 //! nursery restarts goes through this once per process.
 
-
 use actor_transport::{CallKind, Msg, Secret, Uid};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
@@ -42,7 +41,11 @@ pub(super) struct Launched {
 /// within the spawn timeout, or cannot be configured; [`Error::Cancelled`]
 /// when `cancel` fires first. A process that started is killed and reaped
 /// before an error is returned.
-pub(super) async fn launch(actor: &std::sync::Arc<Actor>, spec: &Spec, cancel: &CancellationToken) -> Result<Launched> {
+pub(super) async fn launch(
+    actor: &std::sync::Arc<Actor>,
+    spec: &Spec,
+    cancel: &CancellationToken,
+) -> Result<Launched> {
     let cancelled = || Error::Cancelled {
         canceller: Some(actor.uid.clone()),
         reason: "the nursery is closed or cancelled".into(),

@@ -46,7 +46,7 @@ struct Ending {
 
 /// What following a sibling's restart order came to.
 enum Followed {
-    Up(Launched),
+    Up(Box<Launched>),
     Failed(Error),
     Over,
 }
@@ -83,7 +83,7 @@ impl Supervisor {
                 },
             };
             launched = match next {
-                Followed::Up(l) => l,
+                Followed::Up(l) => *l,
                 Followed::Failed(cause) => match self.restart(cause).await {
                     Some(l) => l,
                     None => return,
@@ -192,7 +192,13 @@ impl Supervisor {
 
     /// One-cancels-all: reports how the child ended, to its result slot,
     /// its portals' calls, and (a failure) the nursery.
-    fn finish(&self, process: &Incarnation, status: &io::Result<ExitStatus>, crash: Option<String>, delivered: Delivery) {
+    fn finish(
+        &self,
+        process: &Incarnation,
+        status: &io::Result<ExitStatus>,
+        crash: Option<String>,
+        delivered: Delivery,
+    ) {
         let child = process.conn.peer().clone();
         match (status, &crash) {
             (Ok(st), None) => tracing::debug!(%child, status = %spawn::describe(*st), "reaped"),
@@ -251,7 +257,12 @@ impl Supervisor {
     /// Under a restarting strategy: whether the process that ended comes
     /// back. `Some(cause)` to restart it; `None` once the child is over (its
     /// outcome delivered).
-    fn decide(&self, crash: Option<String>, main: Option<Result<Bytes>>, process: &Incarnation) -> Option<Error> {
+    fn decide(
+        &self,
+        crash: Option<String>,
+        main: Option<Result<Bytes>>,
+        process: &Incarnation,
+    ) -> Option<Error> {
         let child = process.conn.peer().clone();
         if self.control.cancel.is_cancelled() {
             self.end(main.unwrap_or_else(|| Err(self.cancelled())));
@@ -295,7 +306,7 @@ impl Supervisor {
             let guard = tokio::select! {
                 g = lock.lock_owned() => g,
                 Some(order) = self.orders.recv() => match self.follow(order).await {
-                    Followed::Up(l) => return Some(l),
+                    Followed::Up(l) => return Some(*l),
                     Followed::Failed(e) => { cause = e; continue }
                     Followed::Over => return None,
                 },
@@ -305,7 +316,8 @@ impl Supervisor {
                 }
             };
             let supervision = &self.nursery.supervision;
-            let admitted = self.nursery.intensity().admit(supervision, tokio::time::Instant::now(), cause.clone());
+            let admitted =
+                self.nursery.intensity().admit(supervision, tokio::time::Instant::now(), cause.clone());
             let in_window = match admitted {
                 Ok(n) => n,
                 Err(causes) => {
@@ -359,7 +371,8 @@ impl Supervisor {
     /// latest first, and returns the handles that start them again, in
     /// start order.
     async fn stop_later_siblings(&self) -> Vec<(oneshot::Sender<()>, oneshot::Receiver<()>)> {
-        let orders: Vec<_> = self.nursery.children().iter().skip(self.index + 1).map(|c| c.orders.clone()).collect();
+        let orders: Vec<_> =
+            self.nursery.children().iter().skip(self.index + 1).map(|c| c.orders.clone()).collect();
         let mut held = Vec::new();
         for to in orders.iter().rev() {
             let (stopped, stopped_rx) = oneshot::channel();
@@ -400,7 +413,7 @@ impl Supervisor {
             Ok(l) => {
                 self.control.replace(l.process.clone());
                 self.control.restarts.fetch_add(1, Ordering::SeqCst);
-                Followed::Up(l)
+                Followed::Up(Box::new(l))
             }
             Err(_) if self.control.cancel.is_cancelled() => {
                 self.end(Err(self.cancelled()));
