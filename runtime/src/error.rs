@@ -583,4 +583,20 @@ mod tests {
         let text = Error::from(relayed).to_string();
         assert!(text.contains("leaf") && text.contains("mid") && text.contains("boom"), "{text}");
     }
+
+    /// Every restart's cause is shown, numbered in order, and each is a leaf.
+    #[test]
+    fn restart_intensity_shows_and_yields_every_cause() {
+        let crash = |n: u32| Error::ActorCrashed {
+            actor: Uid { name: "w".into(), id: format!("{n:016x}") },
+            status: "killed by signal 9 (SIGKILL)".into(),
+        };
+        let e = Error::RestartIntensity { actor: "w".into(), causes: vec![crash(1), crash(2)] };
+        let text = e.to_string();
+        assert!(text.contains("1) actor `w#") && text.contains("2) actor `w#"), "{text}");
+        assert_eq!(e.leaves().count(), 2);
+        let r = Error::Retries { function: "m::f".into(), actor: "w".into(), attempts: vec![crash(3)] };
+        assert!(r.to_string().starts_with("`m::f` on actor `w` failed 1 attempt(s):"), "{r}");
+        assert_eq!(r.leaves().count(), 1);
+    }
 }

@@ -393,10 +393,16 @@ impl Supervisor {
     }
 
     /// Follows a sibling's rest-for-one order: (already stopped) wait for
-    /// its go, then start again.
+    /// its go, then start again. A temporary child is stopped for good
+    /// instead, as in Erlang.
     async fn follow(&mut self, order: RestartOrder) -> Followed {
         let RestartOrder { stopped, go, up } = order;
         let _ = stopped.send(());
+        if self.restart == Restart::Temporary {
+            let _ = up.send(());
+            self.end(Err(self.cancelled()));
+            return Followed::Over;
+        }
         tokio::select! {
             // A dropped `go` means the restarter is gone: start anyway.
             _ = go => {}
