@@ -34,6 +34,7 @@ fn a_one_for_one_child_killed_three_times_is_restarted_three_times() {
     assert_eq!(out.stdout.lines().filter(|l| l.starts_with("NEW worker ")).count(), 3, "{out:?}");
     assert!(out.stdout.contains("PORTAL RESTARTS 3"), "{out:?}");
     assert!(out.stdout.contains("RESTARTS worker=3"), "{out:?}");
+    assert!(out.stdout.contains("REGISTERED THE NEW PROCESS ONLY"), "{out:?}");
     let events =
         out.stderr.lines().filter(|l| l.contains(" INFO ") && l.contains("restarting actor")).count();
     assert_eq!(events, 3, "{}", out.stderr);
