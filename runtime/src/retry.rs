@@ -147,7 +147,9 @@ impl Portal {
             }
             let delay = policy.backoff.delay(attempt, unit_random());
             let pause = async {
-                tokio::time::sleep(delay).await;
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
                 // Waiting for a restart is bounded by the restart backoff's
                 // own cap through the nursery; bound it here by the deadline
                 // or, without one, by a spawn's worth of time.

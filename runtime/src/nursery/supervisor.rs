@@ -330,11 +330,15 @@ impl Supervisor {
             let attempt = self.control.restarts.load(Ordering::SeqCst) + 1;
             let delay = supervision.backoff.delay(in_window, unit_random());
             tracing::info!(actor = %self.spec.name, cause = %cause, attempt, ?delay, "restarting actor");
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = self.control.cancel.cancelled() => {
-                    self.end(Err(self.cancelled()));
-                    return None;
+            // A zero delay skips the timer, whose tick (1 ms) would be most
+            // of a fast restart.
+            if !delay.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = self.control.cancel.cancelled() => {
+                        self.end(Err(self.cancelled()));
+                        return None;
+                    }
                 }
             }
             let later = match supervision.strategy {
