@@ -6,7 +6,9 @@
 //! calls functions marked [`#[actor::remote]`](remote) in another actor, with
 //! argument and result types checked at compile time. Errors in remote actors
 //! come back as [`Error::Remote`] with the source actor and cause chain; the
-//! nursery then cancels its other actors and returns the errors. No actor
+//! nursery then cancels its other actors and returns the errors, or, opened
+//! with [`open_nursery_with`] and a [`Strategy`], restarts the actor that
+//! ended (one-for-one, rest-for-one) within a restart intensity. No actor
 //! outlives its parent: not when it fails, not when the parent is cancelled,
 //! not even when the parent is killed with SIGKILL.
 //!

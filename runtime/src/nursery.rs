@@ -321,7 +321,14 @@ impl Nursery {
         let inner = &self.inner;
         let restart =
             b.restart.unwrap_or(if main.is_some() { Restart::Transient } else { Restart::Permanent });
-        let spec = Spec { name: b.name, expose: b.expose, state: b.state.transpose()?, env: b.env, main };
+        let spec = Spec {
+            name: b.name,
+            expose: b.expose,
+            state: b.state.transpose()?,
+            env: b.env,
+            main,
+            deadline: crate::deadline::current(),
+        };
         let cancel = inner.kids.child_token();
         let launched = launch(&inner.actor, &spec, &cancel).await?;
         let control = ChildControl::new(cancel, launched.process.clone());

@@ -852,3 +852,22 @@ proptest! {
         m.check();
     }
 }
+
+/// A call opened with a timeout carries it in its `Start`, and the callee's
+/// session hands it to the driver with the call; a plain call has none.
+#[test]
+fn a_call_timeout_travels_with_its_start() {
+    let mut a = Session::new(Side::Connector, Uid::new("a"), Limits::default());
+    let mut b: Session<Rec> = Session::new(Side::Acceptor, Uid::new("b"), Limits::default());
+    let (_, timed) =
+        a.open_within("f", CallKind::Single, Bytes::new(), Rec::default(), Some(250)).expect("open");
+    let (_, plain) = a.open("f", CallKind::Single, Bytes::new(), Rec::default()).expect("open");
+    match b.handle(timed) {
+        Ok(Some(Incoming::Call { timeout_ms, .. })) => assert_eq!(timeout_ms, Some(250)),
+        other => panic!("expected a call, got {other:?}"),
+    }
+    match b.handle(plain) {
+        Ok(Some(Incoming::Call { timeout_ms, .. })) => assert_eq!(timeout_ms, None),
+        other => panic!("expected a call, got {other:?}"),
+    }
+}

@@ -23,6 +23,10 @@ pub(super) struct Spec {
     pub env: Vec<(String, String)>,
     /// The main function and its encoded arguments, for `run_in_actor`.
     pub main: Option<(&'static str, Bytes)>,
+    /// The deadline of the call that spawned the actor, if any: its main
+    /// call inherits it, in every process a restart starts too, not only in
+    /// the first (restarts run in the supervisor's task, which has none).
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 /// A process that connected back and got its configuration.
@@ -113,8 +117,17 @@ pub(super) async fn launch(
     tracing::debug!(child = %conn.peer(), pid = proc.pid(), "spawned");
     // The main call goes out before anyone holds the portal, so it is the
     // first call the child sees from its parent: that is how it knows it.
+    let open = |func: &'static str, args: Bytes| {
+        let conn = conn.clone();
+        async move {
+            match spec.deadline {
+                Some(at) => crate::deadline::within(at, conn.open(func, CallKind::Single, args)).await,
+                None => conn.open(func, CallKind::Single, args).await,
+            }
+        }
+    };
     let main = match &spec.main {
-        Some((func, args)) => match conn.open(func, CallKind::Single, args.clone()).await {
+        Some((func, args)) => match open(func, args.clone()).await {
             Ok(opened) => Some((*func, opened)),
             Err(e) => {
                 let _ = proc.kill().await;
