@@ -150,11 +150,13 @@ impl Portal {
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
-                // Waiting for a restart is bounded by the restart backoff's
-                // own cap through the nursery; bound it here by the deadline
-                // or, without one, by a spawn's worth of time.
-                let bound = until.map(|(at, _)| at.saturating_duration_since(Instant::now()));
-                self.await_restart(bound.unwrap_or(Duration::from_secs(10))).await;
+                // A restart may never come (the child is temporary, or its
+                // backoff is long): wait for one at most until the deadline,
+                // or without one for a spawn's worth of time.
+                let spawn =
+                    crate::local::current().map_or(Duration::from_secs(10), |a| a.config.spawn_timeout);
+                let bound = until.map_or(spawn, |(at, _)| at.saturating_duration_since(Instant::now()));
+                self.await_restart(bound).await;
             };
             match until {
                 Some((at, _)) => {
