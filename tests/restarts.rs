@@ -131,3 +131,14 @@ fn a_retried_idempotent_call_succeeds_on_the_restarted_actor() {
     assert!(out.stdout.contains("RETRY ANSWERED BY a new process"), "{out:?}");
     assert!(out.stdout.contains("ATTEMPTS 3"), "{out:?}");
 }
+
+/// The default strategy is unchanged: a killed child, even one marked
+/// permanent, fails its one-cancels-all nursery and is not restarted.
+#[test]
+fn one_cancels_all_ignores_restart_kinds() {
+    let out = scenario(&["one_cancels_all"], &[]);
+    let line = out.stdout.lines().find(|l| l.starts_with("NURSERY FAILED")).unwrap_or_default();
+    assert!(line.contains("actor `worker#") && line.ends_with("killed by signal 9 (SIGKILL)"), "{out:?}");
+    let starts = out.stderr.matches("restarting actor").count();
+    assert_eq!(starts, 0, "{out:?}");
+}
