@@ -1,6 +1,8 @@
 //! Runtime benchmarks, each printed beside a raw baseline measured in the same
 //! run: spawn-to-result (one actor, 50 in parallel), portal round trip vs raw
-//! loopback TCP, stream throughput vs raw length-prefixed TCP.
+//! loopback TCP, stream throughput vs raw length-prefixed TCP, restart
+//! latency (SIGKILL of a daemon -> its restarted process answers) beside
+//! spawn-to-result.
 //!
 //! Run: `cargo bench --bench runtime`. This binary is an actor program: the
 //! actors it spawns are re-executions of it.
@@ -252,6 +254,9 @@ fn main() -> actor::Result<()> {
         if run("spawn") {
             spawn_section().await?;
         }
+        if run("restart") {
+            restart_section().await?;
+        }
         actor::open_nursery(|n| async move {
             if run("rtt") {
                 println!("== portal round trip (daemon actor)");
@@ -280,5 +285,46 @@ async fn spawn_section() -> actor::Result<()> {
     let fifty = spawn_to_result(50, 5).await?;
     let (m, p99) = summary(fifty);
     println!("50 actors parallel:  median {m:>9.1?}  max {p99:>9.1?}   target < 150 ms");
+    Ok(())
+}
+
+#[actor::remote(idempotent)]
+async fn own_pid() -> actor::Result<u32> {
+    Ok(std::process::id())
+}
+
+/// Restart latency: from SIGKILL of a one-for-one daemon to the first call
+/// its restarted process answers (no backoff), `rounds` times, beside
+/// spawn-to-result of one actor measured in the same run. The call is a
+/// retried idempotent one, which waits for the restart without polling.
+async fn restart_section() -> actor::Result<()> {
+    use actor::{Backoff, RetryPolicy, Strategy};
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    println!("== restart latency (SIGKILL -> restarted daemon answers)");
+    let rounds = 50;
+    let supervision =
+        Strategy::OneForOne.intensity(rounds + 1, Duration::from_secs(3600)).backoff(Backoff::none());
+    let times = actor::open_nursery_with(supervision, |n| async move {
+        let p = n.start_actor("restarted").await?;
+        let mut times = Vec::new();
+        for _ in 0..rounds {
+            let old = p.run(own_pid, ()).await?;
+            let t = Instant::now();
+            kill(Pid::from_raw(old as i32), Signal::SIGKILL).map_err(|e| actor::Error::msg(e.to_string()))?;
+            let retry = RetryPolicy::attempts(5).backoff(Backoff::none());
+            // The killed process may answer a call that reached it before
+            // the signal did: ask until the new one answers.
+            while p.run_with_retry(own_pid, (), &retry).await? == old {}
+            times.push(t.elapsed());
+        }
+        Ok(times)
+    })
+    .await?;
+    let (m, p99) = summary(times);
+    let spawn = spawn_to_result(1, 30).await?;
+    let (sm, sp99) = summary(spawn);
+    println!("restart to answer:   median {m:>9.1?}  p99 {p99:>9.1?}");
+    println!("spawn to result:     median {sm:>9.1?}  p99 {sp99:>9.1?}   (same run)");
     Ok(())
 }

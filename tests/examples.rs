@@ -132,3 +132,21 @@ fn service_discovery() {
     assert!(s.contains("wait_for_actor(latecomer) resolved -> latecomer#"), "{s}");
     assert!(s.contains("wait_for_actor(never) -> timed out after 300ms"), "{s}");
 }
+
+/// Workers killed at random (SIGKILL and exit(3)) come back; every job gets
+/// its answer through retries of an idempotent call; the restarts log at INFO
+/// only, so the run is clean, and no process is left.
+#[test]
+fn supervised_workers() {
+    let out = Tree::start("supervised_workers", &[], &[]).finish(BOUND);
+    out.assert_no_warnings();
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("400 of 400 jobs answered correctly"), "{out:?}");
+    let kills = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("chaos: SIGKILL") || l.starts_with("chaos: exit(3)"))
+        .count();
+    assert!(kills > 0, "{out:?}");
+    assert!(out.stdout.contains(&format!("{kills} restarts in all")), "{out:?}");
+}

@@ -35,7 +35,8 @@ fn rss_kib(pid: u32) -> u64 {
 /// One call over a raw channel: `Start` then the matching reply.
 async fn call(ch: &mut Channel, cid: u64, func: &str, args: &impl serde::Serialize) -> Msg {
     let args = Bytes::from(rmp_serde::to_vec(args).expect("encode args"));
-    let start = Msg::Start { cid, func: func.into(), kind: CallKind::Single, args, window: 0 };
+    let start =
+        Msg::Start { cid, func: func.into(), kind: CallKind::Single, args, window: 0, timeout_ms: None };
     timeout(BOUND, ch.send(&start)).await.expect("send in time").expect("send");
     loop {
         let msg = timeout(BOUND, ch.recv()).await.expect("reply in time").expect("recv").expect("open");

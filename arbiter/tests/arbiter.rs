@@ -64,7 +64,14 @@ async fn raw(arbiter: &ArbiterHandle, name: &str) -> Channel {
 }
 
 fn start_msg(cid: u64, func: &str, args: Vec<u8>) -> Msg {
-    Msg::Start { cid, func: func.into(), kind: CallKind::Single, args: Bytes::from(args), window: 0 }
+    Msg::Start {
+        cid,
+        func: func.into(),
+        kind: CallKind::Single,
+        args: Bytes::from(args),
+        window: 0,
+        timeout_ms: None,
+    }
 }
 
 fn enc<T: serde::Serialize>(v: &T) -> Vec<u8> {
@@ -284,6 +291,7 @@ async fn unknown_function_and_bad_arguments_are_typed_errors() {
         kind: CallKind::Stream,
         args: enc(&()).into(),
         window: 8,
+        timeout_ms: None,
     })
     .await
     .unwrap();

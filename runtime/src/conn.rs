@@ -256,7 +256,12 @@ impl Conn {
             done: Some(done_tx),
             token: None,
         };
-        let (cid, start) = self.session().open(func, kind, args, io).map_err(|e| self.session_error(e))?;
+        // A call made under a deadline carries the time left (deadline.rs).
+        let timeout_ms = crate::deadline::timeout_ms();
+        let (cid, start) = self
+            .session()
+            .open_within(func, kind, args, io, timeout_ms)
+            .map_err(|e| self.session_error(e))?;
         let guard = CallGuard { conn: self.clone(), cid };
         if let Err(e) = self.sender.send(&start).await {
             // The guard takes the call out of the table; the peer ignores the

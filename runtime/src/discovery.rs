@@ -107,7 +107,7 @@ async fn client() -> Result<(Arc<Actor>, Arc<ArbiterClient>)> {
 /// A portal to the actor registered as `entry`, reusing a live connection.
 async fn connect_to(actor: &Arc<Actor>, entry: &Entry) -> Result<Portal> {
     if let Some(conn) = actor.peers.get(&entry.uid) {
-        return Ok(Portal::new(conn, None));
+        return Ok(Portal::peer(conn));
     }
     let (channel, peer) = actor.connect(&entry.addr, actor.config.token.as_ref()).await?;
     if peer != entry.uid {
@@ -118,7 +118,7 @@ async fn connect_to(actor: &Arc<Actor>, entry: &Entry) -> Result<Portal> {
     }
     let conn = link::start(channel, peer, actor_transport::Side::Connector, Peer::Other, actor.clone());
     actor.peers.remember(conn.clone());
-    Ok(Portal::new(conn, None))
+    Ok(Portal::peer(conn))
 }
 
 /// Finds an actor registered under `name` and returns a portal to it, or

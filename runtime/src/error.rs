@@ -45,6 +45,27 @@ pub enum Error {
         /// How it ended, e.g. `exit status 3` or `signal 9 (SIGKILL)`.
         status: String,
     },
+    /// A supervised actor needed more restarts than its nursery's intensity
+    /// allows (see [`Supervision::intensity`](crate::Supervision::intensity)):
+    /// the nursery stopped restarting, cancelled its actors and failed with
+    /// this.
+    RestartIntensity {
+        /// The name of the actor whose restart broke the limit.
+        actor: String,
+        /// The cause of every restart within the period, oldest first; the
+        /// last is the failure that was not restarted.
+        causes: Vec<Error>,
+    },
+    /// Every attempt of a retried call failed (see
+    /// [`Portal::run_with_retry`](crate::Portal::run_with_retry)).
+    Retries {
+        /// The function's registered name.
+        function: String,
+        /// The name of the actor it was called in.
+        actor: String,
+        /// Each attempt's error, in order.
+        attempts: Vec<Error>,
+    },
     /// A child actor could not be started.
     Spawn {
         /// The name asked for.
@@ -251,6 +272,19 @@ impl Error {
                 e.nested = errors.iter().map(|x| x.to_remote_unbounded(me)).collect();
                 e
             }
+            Error::RestartIntensity { actor, causes } => {
+                let mut e = RemoteError::new(
+                    me.clone(),
+                    ErrorKind::Group,
+                    "actor::Error::RestartIntensity",
+                    format!(
+                        "actor `{actor}` failed more often than its nursery restarts ({} causes)",
+                        causes.len()
+                    ),
+                );
+                e.nested = causes.iter().map(|x| x.to_remote_unbounded(me)).collect();
+                e
+            }
             Error::Cancelled { canceller, reason } => {
                 let mut e =
                     RemoteError::new(me.clone(), ErrorKind::Cancelled, "actor::Error::Cancelled", reason);
@@ -292,6 +326,8 @@ impl Error {
             Error::Group(_) => "actor::Error::Group",
             Error::Cancelled { .. } => "actor::Error::Cancelled",
             Error::ActorCrashed { .. } => "actor::Error::ActorCrashed",
+            Error::RestartIntensity { .. } => "actor::Error::RestartIntensity",
+            Error::Retries { .. } => "actor::Error::Retries",
             Error::Spawn { .. } => "actor::Error::Spawn",
             Error::Disconnected { .. } => "actor::Error::Disconnected",
             Error::Channel(_) => "actor::Error::Channel",
@@ -345,6 +381,25 @@ impl fmt::Display for Error {
             Error::Group(errors) => {
                 write!(f, "{} actors failed:", errors.len())?;
                 for (i, e) in errors.iter().enumerate() {
+                    let text = e.to_string().replace('\n', "\n   ");
+                    write!(f, "\n{}) {text}", i + 1)?;
+                }
+                Ok(())
+            }
+            Error::RestartIntensity { actor, causes } => {
+                write!(
+                    f,
+                    "actor `{actor}` failed more often than its nursery restarts; every cause in order:"
+                )?;
+                for (i, e) in causes.iter().enumerate() {
+                    let text = e.to_string().replace('\n', "\n   ");
+                    write!(f, "\n{}) {text}", i + 1)?;
+                }
+                Ok(())
+            }
+            Error::Retries { function, actor, attempts } => {
+                write!(f, "`{function}` on actor `{actor}` failed {} attempt(s):", attempts.len())?;
+                for (i, e) in attempts.iter().enumerate() {
                     let text = e.to_string().replace('\n', "\n   ");
                     write!(f, "\n{}) {text}", i + 1)?;
                 }
@@ -527,5 +582,21 @@ mod tests {
         assert_eq!(relayed.nested[0].relay_path, vec![mid.clone()]);
         let text = Error::from(relayed).to_string();
         assert!(text.contains("leaf") && text.contains("mid") && text.contains("boom"), "{text}");
+    }
+
+    /// Every restart's cause is shown, numbered in order, and each is a leaf.
+    #[test]
+    fn restart_intensity_shows_and_yields_every_cause() {
+        let crash = |n: u32| Error::ActorCrashed {
+            actor: Uid { name: "w".into(), id: format!("{n:016x}") },
+            status: "killed by signal 9 (SIGKILL)".into(),
+        };
+        let e = Error::RestartIntensity { actor: "w".into(), causes: vec![crash(1), crash(2)] };
+        let text = e.to_string();
+        assert!(text.contains("1) actor `w#") && text.contains("2) actor `w#"), "{text}");
+        assert_eq!(e.leaves().count(), 2);
+        let r = Error::Retries { function: "m::f".into(), actor: "w".into(), attempts: vec![crash(3)] };
+        assert!(r.to_string().starts_with("`m::f` on actor `w` failed 1 attempt(s):"), "{r}");
+        assert_eq!(r.leaves().count(), 1);
     }
 }

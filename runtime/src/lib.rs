@@ -6,7 +6,9 @@
 //! calls functions marked [`#[actor::remote]`](remote) in another actor, with
 //! argument and result types checked at compile time. Errors in remote actors
 //! come back as [`Error::Remote`] with the source actor and cause chain; the
-//! nursery then cancels its other actors and returns the errors. No actor
+//! nursery then cancels its other actors and returns the errors, or, opened
+//! with [`open_nursery_with`] and a [`Strategy`], restarts the actor that
+//! ended (one-for-one, rest-for-one) within a restart intensity. No actor
 //! outlives its parent: not when it fails, not when the parent is cancelled,
 //! not even when the parent is killed with SIGKILL.
 //!
@@ -37,6 +39,7 @@ mod children;
 mod config;
 mod conn;
 mod context;
+mod deadline;
 mod discovery;
 mod error;
 mod link;
@@ -47,12 +50,14 @@ mod parent_death;
 mod peers;
 mod portal;
 mod registry;
+mod retry;
 mod run;
 mod scope;
 mod serve;
 mod spawn;
 mod state;
 mod stream;
+mod supervise;
 
 pub use actor_arbiter as arbiter;
 pub use actor_arbiter::Entry;
@@ -66,14 +71,17 @@ pub use config::{
 };
 pub use conn::STREAM_WINDOW;
 pub use context::{Context, ContextHandle};
+pub use deadline::remaining_time;
 pub use discovery::{find_actor, get_arbiter, list_actors, wait_for_actor, wait_for_actor_within};
 pub use error::{AppError, Error, Leaf, Leaves, Result};
-pub use nursery::{ActorBuilder, Nursery, open_nursery};
+pub use nursery::{ActorBuilder, Nursery, open_nursery, open_nursery_with};
 pub use portal::{Portal, ResultPortal};
 pub use registry::{RemoteContextFn, RemoteFn, RemoteStreamFn, is_registered};
+pub use retry::{Idempotent, RetryPolicy};
 pub use run::{run, run_with, serve};
 pub use state::{State, state};
 pub use stream::{StreamReceiver, StreamSender, Subscriber, Yielder};
+pub use supervise::{Backoff, Restart, Strategy, Supervision};
 
 /// The uid of the actor running in this process.
 ///

@@ -1,28 +1,28 @@
-//! Actor nurseries: spawn actors, supervise them one-cancels-all, and never
-//! return while one of them is alive.
+//! Actor nurseries: spawn actors, supervise them (one-cancels-all, or
+//! restarting them; see [`Strategy`]), and never return while one of them is
+//! alive.
+
+mod launch;
+mod supervisor;
 
 use std::future::Future;
-use std::io;
-use std::process::ExitStatus;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use actor_transport::{CallKind, Msg, Secret, Uid};
 use bytes::Bytes;
-use nix::sys::signal::Signal;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::ChildInit;
-use crate::conn::{Conn, Opened};
 use crate::error::{Error, Result};
-use crate::link::{self, Peer};
 use crate::local::{self, Actor};
 use crate::portal::{ChildControl, Portal, ResultPortal, ResultSlot};
-use crate::registry::{RemoteFn, encode, encode_args};
+use crate::registry::{RemoteFn, encode_args};
 use crate::scope;
-use crate::spawn::{self, ChildProcess};
+use crate::supervise::{Intensity, Restart, Strategy, Supervision};
+use launch::{Spec, launch};
+use supervisor::{RestartOrder, Supervisor};
 
 /// Opens an actor nursery, runs `body` with it, and returns once every actor
 /// spawned in it has been reaped.
@@ -46,6 +46,9 @@ use crate::spawn::{self, ChildProcess};
 /// is cancelled in the background and `actor::run` waits for them before the
 /// process exits.
 ///
+/// For nurseries that restart their actors instead, see
+/// [`open_nursery_with`].
+///
 /// # Errors
 ///
 /// The actors' errors as above; `body`'s own error (after cancelling every
@@ -56,6 +59,42 @@ where
     F: FnOnce(Nursery) -> Fut,
     Fut: Future<Output = Result<R>>,
 {
+    open_nursery_with(Strategy::OneCancelsAll, body).await
+}
+
+/// Opens an actor nursery supervised as `supervision` says (a [`Strategy`],
+/// or a [`Supervision`] built from one), runs `body` with it, and returns once
+/// every actor spawned in it has been reaped.
+///
+/// With [`Strategy::OneCancelsAll`] this is [`open_nursery`]. With
+/// [`Strategy::OneForOne`] or [`Strategy::RestForOne`], an actor that ends is
+/// started again as its [`Restart`] kind says (set per actor with
+/// [`ActorBuilder::restart`]; daemons default to [`Restart::Permanent`],
+/// `run_in_actor` actors to [`Restart::Transient`]), under the same name,
+/// after the [`Backoff`](crate::Backoff) delay; each restart is logged at
+/// INFO. Portals from this nursery follow the restarted actor: new calls go
+/// to its new process, while calls in flight when a process died fail with
+/// [`Error::ActorCrashed`] naming it and its exit status or signal. An actor
+/// that is not restarted (temporary, or transient after a normal end) ends
+/// alone: its outcome goes to its [`ResultPortal::result`], a failure is
+/// logged, and its siblings are not disturbed. When `body` returns `Ok`, the
+/// nursery waits for the results of its non-permanent `run_in_actor` actors,
+/// then cancels the rest.
+///
+/// # Errors
+///
+/// As [`open_nursery`]; with a restarting strategy, also
+/// [`Error::RestartIntensity`] once the actors need more restarts than the
+/// intensity allows: the nursery then cancels its body and every actor
+/// (within the usual grace periods, even while a restart's backoff is
+/// pending) and returns it, holding every restart's cause in order.
+pub async fn open_nursery_with<S, F, Fut, R>(supervision: S, body: F) -> Result<R>
+where
+    S: Into<Supervision>,
+    F: FnOnce(Nursery) -> Fut,
+    Fut: Future<Output = Result<R>>,
+{
+    let supervision = supervision.into();
     let actor = local::current()?;
     // Inside a served call the nursery answers to that call's token (a child
     // of the actor's), and tells the call it is open, so that a cancel waits
@@ -70,6 +109,9 @@ where
         children: Mutex::new(Vec::new()),
         supervisors: TaskTracker::new(),
         actor,
+        supervision,
+        intensity: Mutex::new(Intensity::default()),
+        restarting: Arc::new(tokio::sync::Mutex::new(())),
     });
     let _cancel_on_drop = inner.kids.clone().drop_guard();
     let nursery = Nursery { inner: inner.clone() };
@@ -142,11 +184,21 @@ struct Inner {
     errors: Mutex<Vec<Error>>,
     children: Mutex<Vec<Child>>,
     supervisors: TaskTracker,
+    supervision: Supervision,
+    /// The restarts made within the intensity period, with their causes.
+    intensity: Mutex<Intensity>,
+    /// Held through each restart, so rest-for-one restarts do not interleave.
+    restarting: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// One actor of the nursery, in start order.
 struct Child {
+    name: String,
     control: ChildControl,
     result: Option<watch::Receiver<Option<Result<Bytes>>>>,
+    restart: Restart,
+    /// Where a rest-for-one restart of an earlier sibling reaches its supervisor.
+    orders: mpsc::UnboundedSender<RestartOrder>,
 }
 
 impl Inner {
@@ -158,6 +210,10 @@ impl Inner {
         self.children.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn intensity(&self) -> MutexGuard<'_, Intensity> {
+        self.intensity.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn fail(&self, e: Error) {
         tracing::debug!(error = %e, "actor failed; cancelling the nursery");
         self.errors().push(e);
@@ -165,8 +221,16 @@ impl Inner {
         self.kids.cancel();
     }
 
+    /// Waits for the results of the `run_in_actor` actors, except those
+    /// restarted whatever they return (they run until cancelled).
     async fn all_results(&self) {
-        let slots: Vec<_> = self.children().iter().filter_map(|c| c.result.clone()).collect();
+        let restarting = self.supervision.strategy != Strategy::OneCancelsAll;
+        let slots: Vec<_> = self
+            .children()
+            .iter()
+            .filter(|c| !(restarting && c.restart == Restart::Permanent))
+            .filter_map(|c| c.result.clone())
+            .collect();
         for mut slot in slots {
             // Err means the supervisor is gone, which also means it is done.
             let _ = slot.wait_for(Option::is_some).await;
@@ -214,14 +278,36 @@ impl Nursery {
     /// A builder for an actor with options: exposed functions, actor-local
     /// state, environment.
     pub fn actor(&self, name: impl Into<String>) -> ActorBuilder<'_> {
-        ActorBuilder { nursery: self, name: name.into(), expose: None, state: None, env: Vec::new() }
+        ActorBuilder {
+            nursery: self,
+            name: name.into(),
+            expose: None,
+            state: None,
+            env: Vec::new(),
+            restart: None,
+        }
+    }
+
+    /// How many times each actor of this nursery has been restarted, by name,
+    /// in start order.
+    pub fn restarts(&self) -> Vec<(String, u32)> {
+        self.inner
+            .children()
+            .iter()
+            .map(|c| (c.name.clone(), c.control.restarts.load(Ordering::SeqCst)))
+            .collect()
+    }
+
+    /// The nursery's supervision settings.
+    pub fn supervision(&self) -> &Supervision {
+        &self.inner.supervision
     }
 
     /// Cancels every actor in this nursery and waits until all are reaped. The
     /// nursery block goes on; actors cancelled this way are not failures.
     pub async fn cancel(&self) {
         self.inner.kids.cancel();
-        let reaped: Vec<_> = self.inner.children().iter().map(|c| c.control.reaped.clone()).collect();
+        let reaped: Vec<_> = self.inner.children().iter().map(|c| c.control.done.clone()).collect();
         for r in reaped {
             r.cancelled().await;
         }
@@ -233,112 +319,44 @@ impl Nursery {
         main: Option<(&'static str, Bytes)>,
     ) -> Result<(Portal, Option<ResultSlot>)> {
         let inner = &self.inner;
-        let actor = &inner.actor;
-        let cancelled = || Error::Cancelled {
-            canceller: Some(actor.uid.clone()),
-            reason: "the nursery is closed or cancelled".into(),
+        let restart =
+            b.restart.unwrap_or(if main.is_some() { Restart::Transient } else { Restart::Permanent });
+        let spec = Spec {
+            name: b.name,
+            expose: b.expose,
+            state: b.state.transpose()?,
+            env: b.env,
+            main,
+            deadline: crate::deadline::current(),
         };
-        if inner.kids.is_cancelled() {
-            return Err(cancelled());
-        }
-        let state = b.state.transpose()?;
-        let spawn_err = |reason: String| Error::Spawn { name: b.name.clone(), reason };
-        let uid = Uid::new(b.name.clone());
-        let token = Secret::random();
-        let connected = actor.children.expect(&uid, token.clone());
-
-        let mut cmd = tokio::process::Command::new("/proc/self/exe");
-        if let Some(arg0) = std::env::args_os().next() {
-            cmd.arg0(arg0);
-        }
-        cmd.env(spawn::ENV_PARENT, actor.listen.to_string())
-            .env(spawn::ENV_NAME, &uid.name)
-            .env(spawn::ENV_ID, &uid.id)
-            .env(spawn::ENV_TOKEN, token.to_hex())
-            .env(spawn::ENV_PPID, std::process::id().to_string())
-            .envs(b.env.iter().map(|(k, v)| (k, v)))
-            .envs(tls_env(actor.config.tls.as_ref()).map_err(&spawn_err)?)
-            .stdin(std::process::Stdio::null());
-        let mut proc = match actor.spawner.spawn(cmd).await {
-            Ok(p) => p,
-            Err(e) => {
-                actor.children.forget(&uid);
-                return Err(spawn_err(format!("cannot start the process: {e}")));
-            }
+        let cancel = inner.kids.child_token();
+        let launched = launch(&inner.actor, &spec, &cancel).await?;
+        let control = ChildControl::new(cancel, launched.process.clone());
+        let slot = spec.main.as_ref().map(|_| watch::channel(None).0);
+        let (orders_tx, orders) = mpsc::unbounded_channel();
+        let index = {
+            let mut children = inner.children();
+            children.push(Child {
+                name: spec.name.clone(),
+                control: control.clone(),
+                result: slot.as_ref().map(|s| s.subscribe()),
+                restart,
+                orders: orders_tx,
+            });
+            children.len() - 1
         };
-        let timeout = actor.config.spawn_timeout;
-        let channel = tokio::select! {
-            ch = connected => ch.map_err(|_| spawn_err("the spawn was abandoned".into())),
-            st = proc.wait() => Err(spawn_err(match st {
-                Ok(st) => format!("the process ended ({}) before connecting back", spawn::describe(st)),
-                Err(e) => format!("cannot wait for the process: {e}"),
-            })),
-            _ = tokio::time::sleep(timeout) => Err(spawn_err(format!("the process did not connect back within {timeout:?}"))),
-            _ = inner.kids.cancelled() => Err(cancelled()),
-        };
-        let mut channel = match channel {
-            Ok(c) => c,
-            Err(e) => {
-                actor.children.forget(&uid);
-                if let Err(io) = proc.kill().await {
-                    tracing::warn!(error = %io, "cannot reap a child that failed to start");
-                }
-                return Err(e);
-            }
-        };
-        let init = ChildInit::new(&actor.config, main.is_some(), b.expose, state, actor.arbiter_addr());
-        let init = encode(&init, || "the child's configuration".into())?;
-        if let Err(e) = channel.send(&Msg::Init { config: init }).await {
-            let _ = proc.kill().await;
-            return Err(spawn_err(format!("cannot send the configuration: {e}")));
-        }
-        let conn = link::start(channel, uid, actor_transport::Side::Acceptor, Peer::Child, actor.clone());
-        tracing::debug!(child = %conn.peer(), pid = proc.pid(), "spawned");
-        // The main call goes out before anyone holds the portal, so it is the
-        // first call the child sees from its parent: that is how it knows it.
-        let main = match main {
-            Some((func, args)) => match conn.open(func, CallKind::Single, args).await {
-                Ok(opened) => Some((func, opened)),
-                Err(e) => {
-                    let _ = proc.kill().await;
-                    return Err(spawn_err(format!("cannot start the main function: {e}")));
-                }
-            },
-            None => None,
-        };
-        let control = ChildControl {
-            cancel: inner.kids.child_token(),
-            reaped: CancellationToken::new(),
-            crash: Arc::new(OnceLock::new()),
-        };
-        let slot = main.as_ref().map(|_| watch::channel(None).0);
-        inner
-            .children()
-            .push(Child { control: control.clone(), result: slot.as_ref().map(|s| s.subscribe()) });
         let sup = Supervisor {
             nursery: inner.clone(),
-            conn: conn.clone(),
+            spec,
+            restart,
             control: control.clone(),
             slot: slot.clone(),
+            orders,
+            index,
         };
-        actor.spawn(inner.supervisors.track_future(sup.run(proc, main)));
-        Ok((Portal::new(conn, Some(control)), slot))
+        inner.actor.spawn(inner.supervisors.track_future(sup.run(launched)));
+        Ok((Portal::child(control), slot))
     }
-}
-
-/// The environment that gives a child the tree's TLS files.
-fn tls_env(
-    tls: Option<&actor_transport::TlsConfig>,
-) -> std::result::Result<Vec<(&'static str, std::path::PathBuf)>, String> {
-    let Some(tls) = tls else { return Ok(Vec::new()) };
-    let (ca, cert, key) = tls
-        .paths()
-        .ok_or("a TLS configuration loaded from memory cannot be handed to children; load it from files")?;
-    Ok(vec![
-        (actor_transport::ENV_TLS_CA, ca.to_path_buf()),
-        (actor_transport::ENV_TLS_CERT, cert.to_path_buf()),
-        (actor_transport::ENV_TLS_KEY, key.to_path_buf()),
-    ])
 }
 
 /// Options for one actor; from [`Nursery::actor`].
@@ -349,6 +367,7 @@ pub struct ActorBuilder<'a> {
     expose: Option<Vec<String>>,
     state: Option<Result<Vec<u8>>>,
     env: Vec<(String, String)>,
+    restart: Option<Restart>,
 }
 
 impl ActorBuilder<'_> {
@@ -364,6 +383,15 @@ impl ActorBuilder<'_> {
     /// serves through [`actor::state`](crate::state()).
     pub fn state<S: Serialize>(mut self, initial: &S) -> Self {
         self.state = Some(rmp_serde::to_vec(initial).map_err(|e| Error::codec("the initial state", e)));
+        self
+    }
+
+    /// Which ends of this actor make a restarting nursery (see
+    /// [`open_nursery_with`]) start it again. Without it: daemons are
+    /// [`Restart::Permanent`], `run_in_actor` actors [`Restart::Transient`].
+    /// Ignored under [`Strategy::OneCancelsAll`].
+    pub fn restart(mut self, restart: Restart) -> Self {
+        self.restart = Some(restart);
         self
     }
 
@@ -398,178 +426,5 @@ impl ActorBuilder<'_> {
         let (portal, slot) = nursery.spawn(self, Some((F::NAME, args))).await?;
         let slot = slot.ok_or_else(|| Error::msg("internal: a main actor without a result slot"))?;
         Ok(ResultPortal::new(portal, &slot))
-    }
-}
-
-/// What a `run_in_actor` child's main call delivered.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Delivery {
-    Nothing,
-    Value,
-    Error,
-}
-
-/// Watches one child from spawn to reaping.
-struct Supervisor {
-    nursery: Arc<Inner>,
-    conn: Arc<Conn>,
-    control: ChildControl,
-    slot: Option<ResultSlot>,
-}
-
-impl Supervisor {
-    async fn run(self, mut proc: ChildProcess, main: Option<(&'static str, Opened)>) {
-        let config = &self.nursery.actor.config;
-        let has_main = main.is_some();
-        let main_call = async move {
-            match main {
-                Some((func, opened)) => opened.result(func).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::pin!(main_call);
-        let mut main_done = !has_main;
-        let mut delivered = Delivery::Nothing;
-        let mut exit_by: Option<tokio::time::Instant> = None;
-        let (status, sent) = loop {
-            let deadline = exit_by.unwrap_or_else(|| tokio::time::Instant::now() + config.spawn_timeout);
-            tokio::select! {
-                st = proc.wait() => break (st, None),
-                r = &mut main_call, if !main_done => {
-                    main_done = true;
-                    delivered = self.deliver(r);
-                    exit_by = Some(tokio::time::Instant::now() + config.cancel_grace);
-                }
-                _ = self.control.cancel.cancelled() => break self.stop(&mut proc).await,
-                _ = tokio::time::sleep_until(deadline), if exit_by.is_some() => {
-                    tracing::warn!(child = %self.conn.peer(), "did not exit after its main function returned");
-                    break self.stop(&mut proc).await;
-                }
-            }
-        };
-        if !main_done {
-            // The process ended first; a reply it sent may still be buffered.
-            if let Ok(r) = tokio::time::timeout(config.cancel_grace, &mut main_call).await {
-                delivered = self.deliver(r);
-            }
-        }
-        // The process is gone, so its channel is ending: let the reader see
-        // that first, so calls in flight to it have ended (and can report the
-        // crash, see `Portal::run`) before `finish` wakes the nursery.
-        let _ = tokio::time::timeout(config.kill_grace, self.conn.closed()).await;
-        self.finish(status, sent, has_main, delivered);
-    }
-
-    /// Records the main function's outcome.
-    ///
-    /// The result slot is filled before the nursery hears of a failure, so a
-    /// body awaiting this child's result is woken with it no later than the
-    /// nursery's cancel of the body (see `open_nursery`).
-    fn deliver(&self, r: Result<Bytes>) -> Delivery {
-        let (delivery, failure) = match &r {
-            // The process died: its exit status is the better report.
-            Err(Error::Disconnected { .. }) => return Delivery::Nothing,
-            Ok(_) => (Delivery::Value, None),
-            Err(e) => {
-                let merely_cancelled = e.is_cancelled() && self.control.cancel.is_cancelled();
-                (Delivery::Error, (!merely_cancelled).then(|| e.clone()))
-            }
-        };
-        if let Some(slot) = &self.slot {
-            slot.send_replace(Some(r));
-        }
-        if let Some(e) = failure {
-            self.nursery.fail(e);
-        }
-        delivery
-    }
-
-    /// Cancel request, grace period, SIGTERM, grace period, SIGKILL; always
-    /// reaps. Returns the exit status and the last signal we sent, if any.
-    async fn stop(&self, proc: &mut ChildProcess) -> (io::Result<ExitStatus>, Option<Signal>) {
-        let config = &self.nursery.actor.config;
-        let child = self.conn.peer();
-        self.conn.cancel_actor("cancelled by its nursery");
-        if let Ok(st) = tokio::time::timeout(config.cancel_grace, proc.wait()).await {
-            return (st, None);
-        }
-        tracing::warn!(%child, grace = ?config.cancel_grace, "ignored the cancel request; sending SIGTERM");
-        proc.signal_group(Signal::SIGTERM);
-        if let Ok(st) = tokio::time::timeout(config.kill_grace, proc.wait()).await {
-            return (st, Some(Signal::SIGTERM));
-        }
-        tracing::warn!(%child, grace = ?config.kill_grace, "ignored SIGTERM; sending SIGKILL");
-        (proc.kill().await, Some(Signal::SIGKILL))
-    }
-
-    fn finish(
-        self,
-        status: io::Result<ExitStatus>,
-        sent: Option<Signal>,
-        has_main: bool,
-        delivered: Delivery,
-    ) {
-        use std::os::unix::process::ExitStatusExt;
-        let child = self.conn.peer().clone();
-        let stopped_by_us = self.control.cancel.is_cancelled();
-        // A death by a signal we did not send is a crash even while we were
-        // stopping the child: someone else killed it first. So is a non-zero
-        // exit before any signal of ours: a cancelled actor exits with 0, so
-        // that status is a failure raised while it handled the cancel.
-        let our_signal = |st: &ExitStatus| sent.is_some_and(|s| st.signal() == Some(s as i32));
-        let crash = match &status {
-            Err(e) => Some(format!("cannot reap the process: {e}")),
-            Ok(st) if st.signal().is_some() && !our_signal(st) => Some(spawn::describe(*st)),
-            Ok(st) if !st.success() && (!stopped_by_us || sent.is_none()) => Some(spawn::describe(*st)),
-            // It told us it was cancelled (by a peer of the tree): not a crash.
-            Ok(_) if self.conn.cancel_acked() => None,
-            Ok(_) if !stopped_by_us && delivered == Delivery::Nothing => Some(if has_main {
-                "exited without returning a result (exit status 0)".to_owned()
-            } else {
-                "exited on its own while serving (exit status 0)".to_owned()
-            }),
-            Ok(_) => None,
-        };
-        match (&status, &crash) {
-            (Ok(st), None) => tracing::debug!(%child, status = %spawn::describe(*st), "reaped"),
-            (_, Some(c)) => tracing::warn!(%child, status = %c, "actor crashed"),
-            _ => {}
-        }
-        // Before anyone is woken: a call that lost its channel to this child
-        // reads how it ended here once `reaped` fires.
-        let _ = self.control.crash.set(crash.clone());
-        let mut failure = None;
-        let outcome = match crash {
-            Some(status) => {
-                let e = Error::ActorCrashed { actor: child, status };
-                if delivered != Delivery::Error {
-                    failure = Some(e.clone());
-                }
-                Err(e)
-            }
-            None => {
-                let (canceller, reason) = self.nursery.actor.cancel_reason();
-                Err(Error::Cancelled {
-                    canceller: canceller.or_else(|| Some(self.nursery.actor.uid.clone())),
-                    reason: if reason.is_empty() { "cancelled by its nursery".into() } else { reason },
-                })
-            }
-        };
-        if let Some(slot) = &self.slot {
-            slot.send_if_modified(|v| {
-                if v.is_none() {
-                    *v = Some(outcome);
-                    true
-                } else {
-                    false
-                }
-            });
-        }
-        // Waiters on this child (its result, calls that lost the channel) are
-        // woken before the nursery cancels its body; see `deliver`.
-        self.control.reaped.cancel();
-        if let Some(e) = failure {
-            self.nursery.fail(e);
-        }
     }
 }

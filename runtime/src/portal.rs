@@ -2,6 +2,7 @@
 
 use std::marker::PhantomData;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -18,51 +19,140 @@ use crate::error::{Error, Result};
 use crate::registry::{RemoteContextFn, RemoteFn, RemoteStreamFn, decode, encode_args};
 use crate::stream::StreamReceiver;
 
-/// How a nursery controls one of its children.
+/// One process of a child actor: its channel, and how the process ended.
+/// A child that its nursery restarts has one per process it ran.
 #[derive(Clone)]
-pub(crate) struct ChildControl {
-    /// Cancel this child (and only it).
-    pub cancel: CancellationToken,
-    /// Cancelled once the child's process has been reaped.
+pub(crate) struct Incarnation {
+    pub conn: Arc<Conn>,
+    /// Cancelled once this process has been reaped.
     pub reaped: CancellationToken,
     /// Set just before `reaped`: how the process crashed (e.g. `exit status
     /// 3`), or `None` if it ended as asked.
     pub crash: Arc<OnceLock<Option<String>>>,
 }
 
-impl ChildControl {
-    /// What to report for a call that lost its channel to this child: once
-    /// the child is reaped (waiting at most `bound`), its crash, named as the
+impl Incarnation {
+    pub(crate) fn new(conn: Arc<Conn>) -> Self {
+        Incarnation { conn, reaped: CancellationToken::new(), crash: Arc::new(OnceLock::new()) }
+    }
+
+    /// What to report for a call that lost its channel to this process:
+    /// once it is reaped (waiting at most `bound`), its crash, named as the
     /// nursery names it; otherwise the disconnection itself.
-    async fn explain(&self, actor: &Uid, lost: Error, bound: Duration) -> Error {
+    async fn explain(&self, lost: Error, bound: Duration) -> Error {
         if tokio::time::timeout(bound, self.reaped.cancelled()).await.is_err() {
             return lost;
         }
         match self.crash.get() {
-            Some(Some(status)) => Error::ActorCrashed { actor: actor.clone(), status: status.clone() },
+            Some(Some(status)) => {
+                Error::ActorCrashed { actor: self.conn.peer().clone(), status: status.clone() }
+            }
             _ => lost,
         }
     }
 }
 
+/// How a nursery controls one of its children, across its restarts.
+#[derive(Clone)]
+pub(crate) struct ChildControl {
+    /// Cancel this child (and only it), for good: no restart follows.
+    pub cancel: CancellationToken,
+    /// Cancelled once the child's last process has been reaped and no
+    /// restart will follow.
+    pub done: CancellationToken,
+    /// The process serving now; its supervisor swaps in each restart, so
+    /// portals reach the new one for new calls (and retries can wait for it).
+    pub current: Arc<watch::Sender<Incarnation>>,
+    /// How many times the nursery restarted it.
+    pub restarts: Arc<AtomicU32>,
+}
+
+impl ChildControl {
+    pub(crate) fn new(cancel: CancellationToken, first: Incarnation) -> Self {
+        ChildControl {
+            cancel,
+            done: CancellationToken::new(),
+            current: Arc::new(watch::Sender::new(first)),
+            restarts: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    pub(crate) fn current(&self) -> Incarnation {
+        self.current.borrow().clone()
+    }
+
+    pub(crate) fn replace(&self, next: Incarnation) {
+        self.current.send_replace(next);
+    }
+
+    /// Waits until a process other than `dead` serves the child, or the
+    /// child is over; returns whether a new one serves.
+    pub(crate) async fn next_after(&self, dead: &Incarnation) -> bool {
+        let mut rx = self.current.subscribe();
+        tokio::select! {
+            r = rx.wait_for(|now| !Arc::ptr_eq(&now.conn, &dead.conn)) => r.is_ok(),
+            _ = self.done.cancelled() => false,
+        }
+    }
+}
+
+/// Where a portal's calls go.
+#[derive(Clone)]
+enum Target {
+    /// A peer found by name, or the arbiter: one channel for good.
+    Peer(Arc<Conn>),
+    /// A child of one of our nurseries: whichever process serves it now.
+    Child(ChildControl),
+}
+
 /// A handle on another actor: call its functions, or cancel it.
 ///
 /// Cheap to clone; clones share one channel, over which any number of calls may
-/// run concurrently.
+/// run concurrently. A portal to a child that its nursery restarts (see
+/// [`Strategy`](crate::Strategy)) follows the child: each new call goes to the
+/// process serving it at that moment.
 #[derive(Clone)]
 pub struct Portal {
-    conn: Arc<Conn>,
-    child: Option<ChildControl>,
+    target: Target,
 }
 
 impl Portal {
-    pub(crate) fn new(conn: Arc<Conn>, child: Option<ChildControl>) -> Self {
-        Portal { conn, child }
+    pub(crate) fn peer(conn: Arc<Conn>) -> Self {
+        Portal { target: Target::Peer(conn) }
     }
 
-    /// The actor this portal leads to.
-    pub fn uid(&self) -> &Uid {
-        self.conn.peer()
+    pub(crate) fn child(control: ChildControl) -> Self {
+        Portal { target: Target::Child(control) }
+    }
+
+    /// The channel calls go to now, and the child process behind it if any.
+    fn now(&self) -> (Arc<Conn>, Option<Incarnation>) {
+        match &self.target {
+            Target::Peer(conn) => (conn.clone(), None),
+            Target::Child(c) => {
+                let inc = c.current();
+                (inc.conn.clone(), Some(inc))
+            }
+        }
+    }
+
+    fn conn(&self) -> Arc<Conn> {
+        self.now().0
+    }
+
+    /// The actor this portal leads to now. A restarted child keeps its name
+    /// but each of its processes has a uid of its own.
+    pub fn uid(&self) -> Uid {
+        self.conn().peer().clone()
+    }
+
+    /// How many times this actor's nursery has restarted it (0 for actors
+    /// not spawned by one of our nurseries).
+    pub fn restarts(&self) -> u32 {
+        match &self.target {
+            Target::Peer(_) => 0,
+            Target::Child(c) => c.restarts.load(Ordering::SeqCst),
+        }
     }
 
     /// Runs `f(args)` in the remote actor and returns its result.
@@ -83,6 +173,36 @@ impl Portal {
         self.run_by_name(F::NAME, &args).await
     }
 
+    /// Runs `f(args)` in the remote actor like [`Portal::run`], giving it
+    /// `timeout`. The deadline travels with the call: the callee cancels the
+    /// function when it passes, and calls the function makes meanwhile
+    /// inherit the time left (see [`remaining_time`](crate::remaining_time)).
+    /// Inside a call that has a deadline already, the earlier one applies.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] naming the function and the actor once the
+    /// deadline has passed (the remote call is cancelled); otherwise as
+    /// [`Portal::run`].
+    pub async fn run_with_timeout<F: RemoteFn>(
+        &self,
+        f: F,
+        args: F::Args,
+        timeout: Duration,
+    ) -> Result<F::Output> {
+        let at = tokio::time::Instant::now() + timeout;
+        let call = crate::deadline::within(at, self.run(f, args));
+        // The effective deadline may be an outer, earlier one.
+        let at = crate::deadline::current().map_or(at, |outer| outer.min(at));
+        match tokio::time::timeout_at(at, call).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout {
+                what: format!("`{}` in actor `{}`", F::NAME, self.uid()),
+                after: timeout,
+            }),
+        }
+    }
+
     /// Runs the function registered as `name` with `args`, decoding its result
     /// as `T`, without compile-time checks. For calling functions this binary
     /// does not link, such as those of programs written in other languages.
@@ -97,24 +217,31 @@ impl Portal {
         T: DeserializeOwned,
     {
         let args = encode_args(args, || format!("arguments of `{name}`"))?;
-        let value = match self.conn.call(name, args).await {
-            Err(lost @ Error::Disconnected { .. }) => return Err(self.explain(lost).await),
-            r => r?,
-        };
-        decode(&value, || format!("result of `{name}` from `{}`", self.uid()))
+        let (value, from) = self.call_encoded(name, args).await?;
+        decode(&value, || format!("result of `{name}` from `{from}`"))
     }
 
-    /// Turns a lost channel to our own child into the child's crash, when it
-    /// crashed. The supervisor reaps a dead child at once; the bound only
-    /// matters for a channel that broke under a live process.
-    async fn explain(&self, lost: Error) -> Error {
-        match &self.child {
-            Some(child) => match crate::local::current() {
-                Ok(actor) => child.explain(self.uid(), lost, actor.config.kill_grace).await,
-                Err(_) => lost,
-            },
-            None => lost,
+    /// Calls `name` with encoded `args` in the process serving now; returns
+    /// the encoded result and who answered.
+    pub(crate) async fn call_encoded(&self, name: &str, args: Bytes) -> Result<(Bytes, Uid)> {
+        // The process the call goes to: if it dies, the call reports how,
+        // even when a restart has already swapped in the next one.
+        let (conn, process) = self.now();
+        match conn.call(name, args).await {
+            Err(lost @ Error::Disconnected { .. }) => Err(explain(process, lost).await),
+            r => Ok((r?, conn.peer().clone())),
         }
+    }
+
+    /// For a child whose process has died: waits (at most `bound`) until its
+    /// nursery has started the next one, or the child is over.
+    pub(crate) async fn await_restart(&self, bound: Duration) {
+        let Target::Child(c) = &self.target else { return };
+        let now = c.current();
+        if !now.conn.is_closed() {
+            return;
+        }
+        let _ = tokio::time::timeout(bound, c.next_after(&now)).await;
     }
 
     /// Starts remote stream function `f(args)` and returns the stream of its
@@ -132,9 +259,10 @@ impl Portal {
         args: F::Args,
     ) -> Result<StreamReceiver<F::Item>> {
         let args = encode_args(&args, || format!("arguments of `{}`", F::NAME))?;
-        let opened = self.conn.open(F::NAME, CallKind::Stream, args).await?;
+        let conn = self.conn();
+        let opened = conn.open(F::NAME, CallKind::Stream, args).await?;
         let items = opened.items.ok_or_else(|| Error::msg("internal: a stream call without items"))?;
-        Ok(StreamReceiver::new(self.conn.clone(), opened.cid, opened.shared, items, Some(opened.guard)))
+        Ok(StreamReceiver::new(conn, opened.cid, opened.shared, items, Some(opened.guard)))
     }
 
     /// Starts remote context function `f(args)` and waits until it calls
@@ -150,16 +278,13 @@ impl Portal {
         args: F::Args,
     ) -> Result<(ContextHandle<F::ToCallee, F::ToCaller, F::Output>, F::Started)> {
         let args = encode_args(&args, || format!("arguments of `{}`", F::NAME))?;
-        let opened = self.conn.open(F::NAME, CallKind::Context, args).await?;
+        let opened = self.conn().open(F::NAME, CallKind::Context, args).await?;
         let started = opened.started.ok_or_else(|| Error::msg("internal: a context call without started"))?;
         let first = match started.await {
             Ok(Ok(bytes)) => decode(&bytes, || format!("first value of `{}`", F::NAME))?,
             Ok(Err(e)) => return Err(e),
             Err(_) => {
-                return Err(Error::Disconnected {
-                    peer: self.uid().clone(),
-                    reason: "the call was dropped".into(),
-                });
+                return Err(Error::Disconnected { peer: self.uid(), reason: "the call was dropped".into() });
             }
         };
         let handle =
@@ -183,31 +308,42 @@ impl Portal {
     /// periods; [`Error::Disconnected`] if the channel broke before it
     /// answered.
     pub async fn cancel_actor(&self) -> Result<()> {
-        if let Some(child) = &self.child {
+        if let Target::Child(child) = &self.target {
             child.cancel.cancel();
-            child.reaped.cancelled().await;
+            child.done.cancelled().await;
             return Ok(());
         }
+        let conn = self.conn();
         let config = &crate::local::current()?.config;
         // Its own children may need their whole teardown before it can answer.
         let bound = config.teardown_bound() * 2;
         let timeout = || Error::Timeout { what: format!("actor `{}` to cancel", self.uid()), after: bound };
         let args = encode_args(&("cancelled through a portal",), || "the cancel request".into())?;
-        let answered = tokio::time::timeout(bound, self.conn.call(crate::serve::CANCEL_FN, args));
+        let answered = tokio::time::timeout(bound, conn.call(crate::serve::CANCEL_FN, args));
         match answered.await {
             Ok(Ok(_)) => {}
             // It may close the channel as it exits, before its answer is read.
-            Ok(Err(Error::Disconnected { .. })) if self.conn.is_closed() => return Ok(()),
+            Ok(Err(Error::Disconnected { .. })) if conn.is_closed() => return Ok(()),
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err(timeout()),
         }
-        tokio::time::timeout(config.kill_grace, self.conn.closed()).await.map_err(|_| timeout())
+        tokio::time::timeout(config.kill_grace, conn.closed()).await.map_err(|_| timeout())
+    }
+}
+
+/// Turns a lost channel to one of our child processes into its crash, when it
+/// crashed. The supervisor reaps a dead child at once; the bound only matters
+/// for a channel that broke under a live process.
+async fn explain(process: Option<Incarnation>, lost: Error) -> Error {
+    match (process, crate::local::current()) {
+        (Some(p), Ok(actor)) => p.explain(lost, actor.config.kill_grace).await,
+        _ => lost,
     }
 }
 
 impl std::fmt::Debug for Portal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Portal").field("actor", self.uid()).finish()
+        f.debug_struct("Portal").field("actor", &self.uid()).finish()
     }
 }
 

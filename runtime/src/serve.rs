@@ -29,6 +29,7 @@ pub(crate) fn start(
     kind: CallKind,
     args: Bytes,
     window: u32,
+    timeout_ms: Option<u64>,
 ) {
     let me = &actor.uid;
     let refuse = |kind, type_name: &str, message: String| {
@@ -66,6 +67,13 @@ pub(crate) fn start(
         Handler::Stream(f) => f(args, io),
         Handler::Context(f) => f(args, io),
     };
+    // The caller's deadline: calls this one makes inherit it, and the call
+    // is cancelled when it passes.
+    let deadline = timeout_ms.map(crate::deadline::from_timeout_ms);
+    let served: crate::registry::Served = match deadline {
+        Some(at) => Box::pin(crate::deadline::within(at, served)),
+        None => served,
+    };
     let conn = conn.clone();
     let actor2 = actor.clone();
     // The name comes from the peer: escaped, so it cannot forge log lines.
@@ -76,7 +84,21 @@ pub(crate) fn start(
             tracing::debug!("started");
             // A call with a nursery open lets the nursery handle a cancel, so
             // failures of its children are not lost (see scope.rs).
-            let outcome = crate::scope::serve(served, &token).await;
+            let expire = async {
+                match deadline {
+                    Some(at) => {
+                        tokio::time::sleep_until(at).await;
+                        token.cancel();
+                    }
+                    None => std::future::pending().await,
+                }
+                std::future::pending::<()>().await
+            };
+            let outcome = tokio::select! {
+                outcome = crate::scope::serve(served, &token) => outcome,
+                () = expire => None,
+            };
+            let expired = deadline.is_some_and(|at| tokio::time::Instant::now() >= at);
             let me = &actor2.uid;
             let how = match outcome {
                 Some(Ok(value)) => Completion::Returned(value),
@@ -84,6 +106,7 @@ pub(crate) fn start(
                 None => {
                     let (canceller, reason) = match conn.canceller(cid) {
                         Some(c) => (Some(c), "cancelled by the caller".to_owned()),
+                        None if expired => (None, format!("the deadline of `{func}` passed")),
                         None => actor2.cancel_reason(),
                     };
                     let mut e =

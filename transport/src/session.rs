@@ -122,6 +122,8 @@ pub enum Incoming {
         args: Bytes,
         /// The call's window.
         window: u32,
+        /// The time the caller gives the call, in milliseconds, if any.
+        timeout_ms: Option<u64>,
     },
     /// The peer asks this actor to cancel itself.
     CancelActor {
@@ -354,6 +356,23 @@ impl<A: CallApp> Session<A> {
         args: Bytes,
         app: A,
     ) -> Result<(CallId, Msg), SessionError> {
+        self.open_within(func, kind, args, app, None)
+    }
+
+    /// [`Session::open`] for a call the caller gives `timeout_ms`
+    /// milliseconds (carried in its `Start`; see [`Msg::Start`]).
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Closed`] once the channel closed.
+    pub fn open_within(
+        &mut self,
+        func: &str,
+        kind: CallKind,
+        args: Bytes,
+        app: A,
+        timeout_ms: Option<u64>,
+    ) -> Result<(CallId, Msg), SessionError> {
         if let Some(reason) = &self.closed {
             return Err(SessionError::Closed(reason.clone()));
         }
@@ -361,7 +380,7 @@ impl<A: CallApp> Session<A> {
         self.next_cid += 2;
         let window = self.limits.window;
         self.calls.insert(cid, Call::new(kind, true, window, app));
-        Ok((cid, Msg::Start { cid, func: func.to_owned(), kind, args, window }))
+        Ok((cid, Msg::Start { cid, func: func.to_owned(), kind, args, window, timeout_ms }))
     }
 
     /// Gives up on our call `cid`: it leaves the table at once and the peer is
@@ -537,8 +556,8 @@ impl<A: CallApp> Session<A> {
         }
         let name = msg.name();
         match msg {
-            Msg::Start { cid, func, kind, args, window } => {
-                return Ok(self.start(cid, func, kind, args, window));
+            Msg::Start { cid, func, kind, args, window, timeout_ms } => {
+                return Ok(self.start(cid, func, kind, args, window, timeout_ms));
             }
             Msg::StartAck { cid } => {
                 self.ours_mut(name, cid)?;
@@ -653,6 +672,7 @@ impl<A: CallApp> Session<A> {
         kind: CallKind,
         args: Bytes,
         window: u32,
+        timeout_ms: Option<u64>,
     ) -> Option<Incoming> {
         let refusal = if self.is_ours(cid) {
             Some(format!("call id {cid} has the parity of this side's calls"))
@@ -684,7 +704,7 @@ impl<A: CallApp> Session<A> {
                 self.transmit.push_back(Msg::Error { cid, error: Box::new(error) });
                 None
             }
-            None => Some(Incoming::Call { cid, func, kind, args, window }),
+            None => Some(Incoming::Call { cid, func, kind, args, window, timeout_ms }),
         }
     }
 }

@@ -411,7 +411,7 @@ fn refusal(p: &mut Pair, to_a: bool, msg: Msg) -> String {
 }
 
 fn start(cid: CallId, kind: CallKind, window: u32) -> Msg {
-    Msg::Start { cid, func: "f".into(), kind, args: Bytes::new(), window }
+    Msg::Start { cid, func: "f".into(), kind, args: Bytes::new(), window, timeout_ms: None }
 }
 
 #[test]
@@ -850,5 +850,24 @@ proptest! {
         }
         m.settle();
         m.check();
+    }
+}
+
+/// A call opened with a timeout carries it in its `Start`, and the callee's
+/// session hands it to the driver with the call; a plain call has none.
+#[test]
+fn a_call_timeout_travels_with_its_start() {
+    let mut a = Session::new(Side::Connector, Uid::new("a"), Limits::default());
+    let mut b: Session<Rec> = Session::new(Side::Acceptor, Uid::new("b"), Limits::default());
+    let (_, timed) =
+        a.open_within("f", CallKind::Single, Bytes::new(), Rec::default(), Some(250)).expect("open");
+    let (_, plain) = a.open("f", CallKind::Single, Bytes::new(), Rec::default()).expect("open");
+    match b.handle(timed) {
+        Ok(Some(Incoming::Call { timeout_ms, .. })) => assert_eq!(timeout_ms, Some(250)),
+        other => panic!("expected a call, got {other:?}"),
+    }
+    match b.handle(plain) {
+        Ok(Some(Incoming::Call { timeout_ms, .. })) => assert_eq!(timeout_ms, None),
+        other => panic!("expected a call, got {other:?}"),
     }
 }

@@ -162,6 +162,12 @@ pub enum Msg {
         args: Bytes,
         /// How many items the callee may send before waiting for [`Msg::Credit`].
         window: u32,
+        /// The time the caller still gives the call, in milliseconds: the
+        /// callee cancels the call when it has passed, and calls it makes
+        /// meanwhile inherit what is left. Optional and last: omitted when
+        /// `None`, so a `Start` without it is encoded exactly as before.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
     },
     /// The callee found the function and started it.
     StartAck {
@@ -396,8 +402,36 @@ mod tests {
                 kind: CallKind::Single,
                 args: Bytes::from_static(b"\x90"),
                 window: 1024,
+                timeout_ms: None,
             }),
             b"\x81\xa5Start\x95\x01\xa4m::f\xa6Single\xc4\x01\x90\xcd\x04\x00"
         );
+        assert_eq!(
+            enc(&Msg::Start {
+                cid: 1,
+                func: "m::f".into(),
+                kind: CallKind::Single,
+                args: Bytes::from_static(b"\x90"),
+                window: 1024,
+                timeout_ms: Some(250),
+            }),
+            b"\x81\xa5Start\x96\x01\xa4m::f\xa6Single\xc4\x01\x90\xcd\x04\x00\xcc\xfa"
+        );
+    }
+
+    /// A `Start` from a peer that never sends a timeout decodes as one
+    /// without; one with a timeout keeps it.
+    #[test]
+    fn start_timeout_is_optional_on_the_wire() {
+        let old = b"\x81\xa5Start\x95\x01\xa4m::f\xa6Single\xc4\x01\x90\xcd\x04\x00";
+        match rmp_serde::from_slice::<Msg>(old) {
+            Ok(Msg::Start { timeout_ms, window, .. }) => assert_eq!((timeout_ms, window), (None, 1024)),
+            other => panic!("{other:?}"),
+        }
+        let new = b"\x81\xa5Start\x96\x01\xa4m::f\xa6Single\xc4\x01\x90\xcd\x04\x00\xcc\xfa";
+        match rmp_serde::from_slice::<Msg>(new) {
+            Ok(Msg::Start { timeout_ms, .. }) => assert_eq!(timeout_ms, Some(250)),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -86,8 +86,16 @@ fn msg() -> impl Strategy<Value = Msg> {
         prop::option::of(payload()).prop_map(|proof| Msg::Auth { proof }),
         Just(Msg::Welcome),
         text().prop_map(|reason| Msg::Refused { reason }),
-        (any::<u64>(), text(), call_kind(), payload(), any::<u32>())
-            .prop_map(|(cid, func, kind, args, window)| Msg::Start { cid, func, kind, args, window }),
+        (any::<u64>(), text(), call_kind(), payload(), any::<u32>(), any::<Option<u64>>()).prop_map(
+            |(cid, func, kind, args, window, timeout_ms)| Msg::Start {
+                cid,
+                func,
+                kind,
+                args,
+                window,
+                timeout_ms
+            }
+        ),
         any::<u64>().prop_map(|cid| Msg::StartAck { cid }),
         (any::<u64>(), payload()).prop_map(|(cid, value)| Msg::Started { cid, value }),
         (any::<u64>(), payload()).prop_map(|(cid, value)| Msg::Yield { cid, value }),

@@ -54,5 +54,12 @@ pub fn long_unix_addr(len: usize) -> Addr {
 
 /// A single-result call.
 pub fn start_msg(cid: u64, func: &str, args: Vec<u8>) -> Msg {
-    Msg::Start { cid, func: func.into(), kind: CallKind::Single, args: Bytes::from(args), window: 0 }
+    Msg::Start {
+        cid,
+        func: func.into(),
+        kind: CallKind::Single,
+        args: Bytes::from(args),
+        window: 0,
+        timeout_ms: None,
+    }
 }

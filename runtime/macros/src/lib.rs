@@ -21,14 +21,25 @@ use syn::{FnArg, ItemFn, ReturnType, parse_macro_input};
 /// function (open it with `Portal::open_stream_from`); one whose last parameter
 /// is an `actor::Context<S, Out, In>` is a context function (open it with
 /// `Portal::open_context`). The special parameter is not part of the arguments.
+///
+/// `#[actor::remote(idempotent)]` declares that running the function more
+/// than once has the effect of running it once: it implements
+/// `actor::Idempotent` for the handle, which `Portal::run_with_retry`
+/// requires. Only plain (not stream or context) functions can be idempotent.
 #[proc_macro_attribute]
 pub fn remote(attr: TokenStream, item: TokenStream) -> TokenStream {
-    if !attr.is_empty() {
-        let attr = proc_macro2::TokenStream::from(attr);
-        return syn::Error::new(attr.span(), "#[actor::remote] takes no arguments").to_compile_error().into();
-    }
+    let attr = proc_macro2::TokenStream::from(attr);
+    let idempotent = match attr.to_string().as_str() {
+        "" => false,
+        "idempotent" => true,
+        _ => {
+            return syn::Error::new(attr.span(), "#[actor::remote] takes no arguments but `idempotent`")
+                .to_compile_error()
+                .into();
+        }
+    };
     let func = parse_macro_input!(item as ItemFn);
-    match expand(func) {
+    match expand(func, idempotent) {
         Ok(ts) => ts.into(),
         Err(e) => e.to_compile_error().into(),
     }
@@ -74,7 +85,7 @@ fn last_segment(ty: &syn::Type) -> Option<String> {
     }
 }
 
-fn expand(func: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
+fn expand(func: ItemFn, idempotent: bool) -> syn::Result<proc_macro2::TokenStream> {
     let sig = &func.sig;
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         return Err(syn::Error::new(sig.generics.span(), "remote functions cannot be generic"));
@@ -107,6 +118,12 @@ fn expand(func: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
         }
         None => None,
     };
+    if idempotent && special.is_some() {
+        return Err(syn::Error::new(
+            sig.span(),
+            "only plain remote functions can be idempotent, not streams or contexts",
+        ));
+    }
     let arg_names: Vec<_> = (0..arg_types.len()).map(|i| format_ident!("__arg{i}")).collect();
     let vis = &func.vis;
     let name = &sig.ident;
@@ -184,6 +201,7 @@ fn expand(func: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
         }
     };
 
+    let idempotent_impl = if idempotent { quote!(impl ::actor::Idempotent for #name {}) } else { quote!() };
     Ok(quote! {
         #(#docs)*
         #[allow(non_camel_case_types)]
@@ -197,6 +215,8 @@ fn expand(func: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
         }
 
         #trait_impl
+
+        #idempotent_impl
 
         const _: () = {
             #serve_fn

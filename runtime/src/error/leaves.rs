@@ -98,7 +98,11 @@ impl<'a> Iterator for Leaves<'a> {
     fn next(&mut self) -> Option<Leaf<'a>> {
         while let Some(node) = self.stack.pop() {
             match node {
-                Node::Local(Error::Group(errors)) => {
+                Node::Local(
+                    Error::Group(errors)
+                    | Error::RestartIntensity { causes: errors, .. }
+                    | Error::Retries { attempts: errors, .. },
+                ) => {
                     self.stack.extend(errors.iter().rev().map(Node::Local));
                 }
                 Node::Local(Error::Remote(r)) => self.stack.push(Node::Remote(r)),
