@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Builds the actor-transport fuzz targets; given SECONDS, also fuzzes each target
-# for that long (a crash, a leak, a >64 MiB allocation or a 10 s input fails).
+# Builds the actor-transport fuzz targets; given SECONDS, also fuzzes them for
+# that long in total, shared among the targets (a crash, a leak, a >64 MiB
+# allocation or a 10 s input fails).
 #
 #   fuzz/build.sh            # build only
-#   fuzz/build.sh 60         # build, then fuzz every target for 60 s
+#   fuzz/build.sh 60         # build, then fuzz for 60 s: 20 s per target
+#
+# Targets: decode_frame (the frame decoder), session (a call session fed
+# decoded frames and local operations), handshake (either side of the
+# handshake against a scripted peer).
 #
 # cargo-fuzz passes nightly-only rustc flags (-Zsanitizer=address, sancov). On a
 # stable toolchain they are accepted with RUSTC_BOOTSTRAP=1, which this script
@@ -38,9 +43,17 @@ for t in $targets; do
 done
 
 if (( secs > 0 )); then
+    count=$(wc -w <<<"$targets")
+    # Each target gets an equal share, at least a second; the first takes the
+    # remainder, so the total is SECONDS (or one second per target).
+    share=$(( secs / count ))
+    extra=$(( secs % count ))
     for t in $targets; do
-        echo "== fuzzing $t for ${secs}s" >&2
+        t_secs=$(( share + extra ))
+        extra=0
+        (( t_secs > 0 )) || t_secs=1
+        echo "== fuzzing $t for ${t_secs}s" >&2
         cargo ${toolchain[@]+"${toolchain[@]}"} fuzz run "$t" -- \
-            -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=64 -print_final_stats=1
+            -max_total_time="$t_secs" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=64 -print_final_stats=1
     done
 fi
