@@ -423,7 +423,7 @@ fn mib(kib: u64) -> String {
 
 /// An authenticated peer over a raw channel whose reader task answers the
 /// victim's pings (so it is never dropped as silent) and hands every other
-/// message to [`Peer::reply`], except stream items, which it counts and drops.
+/// message to [`Peer::reply`], except stream items, which it drops.
 struct Peer {
     sender: actor::transport::Sender,
     replies: tokio::sync::mpsc::UnboundedReceiver<Msg>,
