@@ -15,7 +15,9 @@
 # sets; FUZZ_TOOLCHAIN=nightly (or any rustup toolchain name) picks another
 # toolchain. cargo-fuzz itself is installed from crates.io if missing. Build
 # output goes to $CARGO_TARGET_DIR if set, else fuzz/target; the corpus grows in
-# fuzz/corpus/<target>, crashing inputs land in fuzz/artifacts/<target>.
+# fuzz/corpus/<target>, crashing inputs land in fuzz/artifacts/<target>. Inputs
+# kept in fuzz/seeds/<target> start every run, so a short one (CI's) still
+# reaches the paths that are hard to find (a handshake that succeeds).
 set -euo pipefail
 
 secs="${1:-0}"
@@ -53,7 +55,13 @@ if (( secs > 0 )); then
         extra=0
         (( t_secs > 0 )) || t_secs=1
         echo "== fuzzing $t for ${t_secs}s" >&2
-        cargo ${toolchain[@]+"${toolchain[@]}"} fuzz run "$t" -- \
+        # New inputs go to the first directory, the corpus; seeds are read only.
+        mkdir -p "corpus/$t"
+        dirs=("corpus/$t")
+        if [[ -d "seeds/$t" ]]; then
+            dirs+=("seeds/$t")
+        fi
+        cargo ${toolchain[@]+"${toolchain[@]}"} fuzz run "$t" "${dirs[@]}" -- \
             -max_total_time="$t_secs" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=64 -print_final_stats=1
     done
 fi

@@ -276,8 +276,18 @@ impl Harness {
 
     /// Feeds one message from the peer, as `link.rs` does: a violation closes.
     fn peer(&mut self, msg: Msg, input: &mut Input<'_>) {
+        // What an open session must answer by itself: a `Pong` for a `Ping`,
+        // a protocol `Error` for a `Start` it does not hand to the driver.
+        let open = self.session.closed().is_none();
+        let (ping, start) = match &msg {
+            Msg::Ping { nonce } if open => (Some(*nonce), None),
+            Msg::Start { cid, .. } if open => (None, Some(*cid)),
+            _ => (None, None),
+        };
+        let mut handed_over = false;
         match self.session.handle(msg) {
             Ok(Some(Incoming::Call { cid, kind, window, .. })) => {
+                handed_over = true;
                 assert!(!self.ours(cid), "a call with our parity was let through");
                 assert!(!self.model.borrow().open.contains_key(&cid), "a call id in use was let through");
                 // The driver decides before the next message.
@@ -300,8 +310,21 @@ impl Harness {
             Ok(_) => {}
             Err(_violation) => self.close("violation"),
         }
+        let mut queued = Vec::new();
         while let Some(m) = self.session.poll_transmit() {
             self.sent(&m);
+            queued.push(m);
+        }
+        if let Some(nonce) = ping {
+            assert_eq!(queued, [Msg::Pong { nonce }], "the answer to a ping");
+        }
+        match start {
+            Some(cid) if !handed_over => match queued.as_slice() {
+                [Msg::Error { cid: c, error }] if *c == cid && error.kind == ErrorKind::Protocol => {}
+                other => panic!("a Start for {cid} was neither handed over nor refused: {other:?}"),
+            },
+            Some(_) => assert!(queued.is_empty(), "a call handed over was also answered: {queued:?}"),
+            None => {}
         }
     }
 
