@@ -664,6 +664,9 @@ fn results_a_peer_never_reads_are_dropped_with_the_peer() {
         legit.square(7).await;
         let (before, _) = mem(pid);
         let attacker = unread_results(&addr, CALLS as usize).await;
+        // Every result exists (the victim holds them for the attacker) before
+        // waiting for them to go.
+        assert_eq!(legit.call::<u64>("hostile_victim::blobs_made", &(CALLS,)).await, CALLS);
         legit.square(8).await;
         // The write stall (30 s) after the peer timeout, with room.
         let took = rss_falls_under(pid, before + 48 * 1024, Duration::from_secs(45)).await;
@@ -710,22 +713,20 @@ fn a_peer_that_stops_reading_is_dropped_and_its_calls_end() {
         };
         let mut starts: Vec<Msg> = (0..200).map(|_| start("hostile_victim::wait_forever", CallKind::Single, 0)).collect();
         starts.extend((0..16).map(|_| start("hostile_victim::flood", CallKind::Context, 1024 * 1024)));
-        let last = start("hostile_victim::running", CallKind::Single, 0);
-        let last_cid = last.cid();
-        starts.push(last);
         for m in &starts {
             timeout(BOUND, sender.send(m)).await.expect("send in time").expect("send");
         }
-        // Read up to the answer to the last call (the victim handled every
-        // call before it), then freeze: never read or send again.
-        let running = loop {
+        // Read until every context has started (their tasks are running and
+        // only end if cancelled), then freeze: never read or send again.
+        let mut started = 0;
+        while started < 16 {
             let msg = timeout(BOUND, receiver.recv()).await.expect("in time").expect("recv").expect("open");
-            if msg.cid() == last_cid {
-                let Msg::Return { value, .. } = msg else { panic!("running() failed: {msg:?}") };
-                break rmp_serde::from_slice::<u64>(&value).expect("decode");
+            match msg {
+                Msg::Started { .. } => started += 1,
+                Msg::Yield { .. } | Msg::Ping { .. } => {}
+                other => panic!("{other:?}"),
             }
-        };
-        assert!(running > 0, "none of the frozen peer's calls is running");
+        }
         let frozen_at = std::time::Instant::now();
         legit.square(8).await;
         // Nothing but the victim dropping the frozen peer ends these calls.
@@ -735,7 +736,7 @@ fn a_peer_that_stops_reading_is_dropped_and_its_calls_end() {
         let (after, peak) = mem(pid);
         drop((sender, receiver));
         println!(
-            "a frozen peer holding 200 calls and 16 flooding contexts ({running} running): dropped {dropped_after:?} after it froze (peer timeout {PEER_TIMEOUT} s); RSS before {}, peak {}, after {}",
+            "a frozen peer holding 200 calls and 16 flooding contexts: dropped {dropped_after:?} after it froze (peer timeout {PEER_TIMEOUT} s); RSS before {}, peak {}, after {}",
             mib(before),
             mib(peak),
             mib(after)
