@@ -390,3 +390,419 @@ fn a_listener_closes_connections_beyond_its_caps_at_once() {
         arbiter.shutdown().await.expect("shutdown");
     });
 }
+
+// Authenticated attackers: peers holding the cluster token, so past every
+// pre-authentication limit, that try to make the victim hold memory or keep
+// work alive on their behalf. Each test runs its own victim (the
+// `hostile_victim` fixture, with a 1 s peer timeout) so its peak RSS (VmHWM)
+// is that attack's alone.
+
+/// The RSS every authenticated attack must keep the victim under.
+const RSS_BOUND_KIB: u64 = 256 * 1024;
+
+/// The victim's peer timeout: a peer silent this long is dropped.
+const PEER_TIMEOUT: &str = "1";
+
+fn authed_victim() -> (Tree, Addr, u32) {
+    let mut victim =
+        Tree::start("hostile_victim", &[], &[("ACTOR_TOKEN", TOKEN), ("ACTOR_PEER_TIMEOUT", PEER_TIMEOUT)]);
+    let line = victim.wait_for_line("VICTIM", BOUND);
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    let addr: Addr = parts[1].parse().expect("victim address");
+    let pid: u32 = parts[2].parse().expect("pid");
+    (victim, addr, pid)
+}
+
+/// RSS now, and the peak so far, in KiB.
+fn mem(pid: u32) -> (u64, u64) {
+    (rss_kib(pid), peak_rss_kib(pid))
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// An authenticated peer over a raw channel whose reader task answers the
+/// victim's pings (so it is never dropped as silent) and hands every other
+/// message to [`Peer::reply`], except stream items, which it drops.
+struct Peer {
+    sender: actor::transport::Sender,
+    replies: tokio::sync::mpsc::UnboundedReceiver<Msg>,
+    /// Replies read while waiting for another call's.
+    early: Vec<Msg>,
+    next_cid: u64,
+    /// The reader task, which holds a sender too: aborted on drop, so that
+    /// dropping a `Peer` closes its channel.
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl Peer {
+    async fn connect(addr: &Addr, name: &str) -> Peer {
+        let token = Secret::from_hex(TOKEN).expect("token");
+        let (ch, _) = connect(addr, &hs(name), Some(&token)).await.expect("connect with the token");
+        let (sender, mut receiver) = ch.split();
+        let (tx, replies) = tokio::sync::mpsc::unbounded_channel();
+        let pong = sender.clone();
+        let reader = tokio::spawn(async move {
+            while let Ok(Some(msg)) = receiver.recv().await {
+                match msg {
+                    Msg::Ping { nonce } => {
+                        let _ = pong.send_now(&Msg::Pong { nonce });
+                    }
+                    Msg::Yield { .. } => {}
+                    other => {
+                        if tx.send(other).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Peer { sender, replies, early: Vec::new(), next_cid: 1, reader }
+    }
+
+    /// Sends a `Start`; returns its call id.
+    async fn start(&mut self, func: &str, kind: CallKind, args: &impl serde::Serialize, window: u32) -> u64 {
+        let cid = self.next_cid;
+        self.next_cid += 2;
+        let args = Bytes::from(rmp_serde::to_vec(args).expect("encode args"));
+        let start = Msg::Start { cid, func: func.into(), kind, args, window, timeout_ms: None };
+        timeout(BOUND, self.sender.send(&start)).await.expect("send in time").expect("send");
+        cid
+    }
+
+    /// The next message for call `cid` (bounded wait).
+    async fn reply(&mut self, cid: u64) -> Msg {
+        if let Some(i) = self.early.iter().position(|m| m.cid() == Some(cid)) {
+            return self.early.remove(i);
+        }
+        loop {
+            let msg =
+                timeout(BOUND, self.replies.recv()).await.expect("a reply in time").expect("channel open");
+            if msg.cid() == Some(cid) {
+                return msg;
+            }
+            self.early.push(msg);
+        }
+    }
+
+    async fn call<R: serde::de::DeserializeOwned>(&mut self, func: &str, args: &impl serde::Serialize) -> R {
+        let cid = self.start(func, CallKind::Single, args, 0).await;
+        match self.reply(cid).await {
+            Msg::Return { value, .. } => rmp_serde::from_slice(&value).expect("decode the result"),
+            other => panic!("call of {func} failed: {other:?}"),
+        }
+    }
+
+    async fn square(&mut self, x: u64) {
+        assert_eq!(self.call::<u64>("hostile_victim::square", &(x,)).await, x * x);
+    }
+
+    /// Waits (bounded) until the victim closes this channel.
+    async fn closed_by_victim(mut self) {
+        while timeout(BOUND, self.replies.recv()).await.expect("the victim must close the channel").is_some()
+        {
+        }
+    }
+}
+
+/// Unread context windows: contexts whose callee never reads what it is sent
+/// hold at most the channel's cap on served windows (64 MiB), the next is
+/// refused; an item beyond a window closes the channel. Contexts sending to a
+/// caller that never grants credit hold at most their windows too.
+#[test]
+fn unread_context_windows_are_capped_per_channel() {
+    const WINDOW: u32 = 16 * 1024 * 1024;
+    const ITEM: usize = 1024 * 1024;
+    let (victim, addr, pid) = authed_victim();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let mut legit = Peer::connect(&addr, "legit").await;
+        legit.square(7).await;
+        let (before, _) = mem(pid);
+
+        // Four contexts of 16 MiB windows fill the 64 MiB cap; the fifth is refused.
+        let mut attacker = Peer::connect(&addr, "hoarder").await;
+        let mut held = Vec::new();
+        for i in 0..5 {
+            let cid = attacker.start("hostile_victim::hoard", CallKind::Context, &(), WINDOW).await;
+            match attacker.reply(cid).await {
+                Msg::Started { .. } if i < 4 => held.push(cid),
+                Msg::Error { error, .. } if i == 4 => {
+                    assert_eq!(error.kind, ErrorKind::Protocol);
+                    assert!(error.message.contains("window"), "{}", error.message);
+                }
+                other => panic!("context {i}: {other:?}"),
+            }
+        }
+        // Fill every window with items the callee never reads.
+        let item = Bytes::from(vec![0x33u8; ITEM]);
+        for &cid in &held {
+            for _ in 0..WINDOW as usize / ITEM {
+                let y = Msg::Yield { cid, value: item.clone() };
+                timeout(BOUND, attacker.sender.send(&y)).await.expect("send in time").expect("send");
+            }
+        }
+        // The victim reads a channel in order: this answer comes after it
+        // took every item above.
+        assert_eq!(attacker.call::<u64>("hostile_victim::running", &()).await, 4);
+        legit.square(8).await;
+        let (holding, peak) = mem(pid);
+
+        // One item beyond a full window breaks flow control: closed.
+        let y = Msg::Yield { cid: held[0], value: item.clone() };
+        timeout(BOUND, attacker.sender.send(&y)).await.expect("send in time").expect("send");
+        attacker.closed_by_victim().await;
+        assert_eq!(legit.call::<u64>("hostile_victim::until_idle", &()).await, 0);
+        legit.square(9).await;
+        let (after, _) = mem(pid);
+        println!(
+            "unread contexts (4 x 16 MiB windows filled): RSS before {}, holding {}, peak {}, after {}",
+            mib(before),
+            mib(holding),
+            mib(peak),
+            mib(after)
+        );
+        assert!(peak < RSS_BOUND_KIB, "peak RSS {} over the bound", mib(peak));
+        // Large items are not copied out of the read buffer: each pins the
+        // buffer it arrived in, up to twice its size (the buffer grows by
+        // doubling), so 64 MiB of items may hold up to 128 MiB.
+        assert!(
+            peak < before + (2 * 64 + 16) * 1024,
+            "the 64 MiB cap did not hold: {} -> {}",
+            mib(before),
+            mib(peak)
+        );
+
+        // Contexts that send to a caller that never grants credit: 64 windows
+        // of 1 MiB fill the cap, the 65th is refused, each sender stops at
+        // its window.
+        let mut greedy = Peer::connect(&addr, "greedy").await;
+        for i in 0..65 {
+            let cid = greedy.start("hostile_victim::flood", CallKind::Context, &(), 1024 * 1024).await;
+            match greedy.reply(cid).await {
+                Msg::Started { .. } if i < 64 => {}
+                Msg::Error { error, .. } if i == 64 => {
+                    assert!(error.message.contains("window"), "{}", error.message)
+                }
+                other => panic!("flood {i}: {other:?}"),
+            }
+        }
+        legit.square(10).await;
+        // (VmHWM still holds the first attack's peak: RSS is what counts here.)
+        let (flooding, _) = mem(pid);
+        drop(greedy);
+        assert_eq!(legit.call::<u64>("hostile_victim::until_idle", &()).await, 0);
+        let (after2, _) = mem(pid);
+        println!(
+            "64 flooding contexts never granted credit: RSS {} while flooding, after {}",
+            mib(flooding),
+            mib(after2)
+        );
+        assert!(flooding < RSS_BOUND_KIB, "RSS {} over the bound", mib(flooding));
+    });
+    drop(rt);
+    victim.signal(Signal::SIGTERM);
+    let out = victim.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// Sends `calls` calls of `blob(15)` (15 MiB results) on a fresh
+/// authenticated channel and returns its halves: the test holds them and
+/// never reads (a receiver reads the socket only when polled) nor sends again.
+async fn unread_results(addr: &Addr, calls: usize) -> (actor::transport::Sender, actor::transport::Receiver) {
+    let token = Secret::from_hex(TOKEN).expect("token");
+    let (ch, _) = connect(addr, &hs("unread"), Some(&token)).await.expect("connect");
+    let (sender, receiver) = ch.split();
+    for cid in (1..).step_by(2).take(calls) {
+        let args = Bytes::from(rmp_serde::to_vec(&(15u64,)).expect("args"));
+        let start = Msg::Start {
+            cid,
+            func: "hostile_victim::blob".into(),
+            kind: CallKind::Single,
+            args,
+            window: 0,
+            timeout_ms: None,
+        };
+        timeout(BOUND, sender.send(&start)).await.expect("send in time").expect("send");
+    }
+    (sender, receiver)
+}
+
+/// Waits (polling /proc, bounded) until the victim's RSS is under `kib`:
+/// memory being given back has no event to await. Returns how long it took.
+async fn rss_falls_under(pid: u32, kib: u64, within: Duration) -> Duration {
+    let t0 = std::time::Instant::now();
+    loop {
+        let rss = rss_kib(pid);
+        if rss < kib {
+            return t0.elapsed();
+        }
+        assert!(t0.elapsed() < within, "the victim still holds {} after {within:?}", mib(rss));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Results a peer never reads: 40 calls returning 15 MiB each, then silence.
+/// The victim drops the silent peer at its peer timeout (or at once, when a
+/// ping finds 4 MiB already queued for it), which ends the calls and frees
+/// their results; the legitimate peer is served throughout.
+///
+/// Not within the 256 MiB bound: the 40 results are produced at once and
+/// held until the channel closes, since nothing caps the bytes of replies
+/// waiting for a peer to read (only the number of calls, 65,536). And with
+/// glibc's default (dynamic) mmap threshold the freed results stay resident
+/// until the channel's writer gives up on its stalled write (write_stall,
+/// 30 s) and frees the buffer pinning the top of the heap; with
+/// `MALLOC_MMAP_THRESHOLD_=131072` they are returned within 0.5 s.
+#[test]
+fn results_a_peer_never_reads_are_dropped_with_the_peer() {
+    const CALLS: u64 = 40;
+    let (victim, addr, pid) = authed_victim();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let mut legit = Peer::connect(&addr, "legit").await;
+        legit.square(7).await;
+        let (before, _) = mem(pid);
+        let attacker = unread_results(&addr, CALLS as usize).await;
+        // Every result exists (the victim holds them for the attacker) before
+        // waiting for them to go.
+        assert_eq!(legit.call::<u64>("hostile_victim::blobs_made", &(CALLS,)).await, CALLS);
+        legit.square(8).await;
+        // The write stall (30 s) after the peer timeout, with room.
+        let took = rss_falls_under(pid, before + 48 * 1024, Duration::from_secs(45)).await;
+        legit.square(9).await;
+        let (after, peak) = mem(pid);
+        drop(attacker);
+        println!(
+            "{CALLS} x 15 MiB results never read: RSS before {}, peak {}, after {} (back within 48 MiB of before {took:?} after the calls)",
+            mib(before),
+            mib(peak),
+            mib(after),
+        );
+        // What the results themselves weigh, and room for the copy being
+        // written and the buffers: the runtime adds nothing per unread byte.
+        let results = CALLS * 16 * 1024;
+        assert!(peak < before + results + 64 * 1024, "peak RSS {} for {CALLS} results of 15 MiB", mib(peak));
+    });
+    drop(rt);
+    victim.signal(Signal::SIGTERM);
+    let out = victim.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// A peer that stops reading and answering (as if SIGSTOPped) while it holds
+/// calls open, some of them sending to it: dropped at the peer timeout, and
+/// every call it held ends.
+#[test]
+fn a_peer_that_stops_reading_is_dropped_and_its_calls_end() {
+    let (victim, addr, pid) = authed_victim();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let mut legit = Peer::connect(&addr, "legit").await;
+        legit.square(7).await;
+        let (before, _) = mem(pid);
+
+        let token = Secret::from_hex(TOKEN).expect("token");
+        let (ch, _) = connect(&addr, &hs("frozen"), Some(&token)).await.expect("connect");
+        let (sender, mut receiver) = ch.split();
+        let mut cid = 1;
+        let mut start = |func: &str, kind, window| {
+            let msg = Msg::Start { cid, func: func.into(), kind, args: Bytes::from_static(b"\x90"), window, timeout_ms: None };
+            cid += 2;
+            msg
+        };
+        let mut starts: Vec<Msg> = (0..200).map(|_| start("hostile_victim::wait_forever", CallKind::Single, 0)).collect();
+        starts.extend((0..16).map(|_| start("hostile_victim::flood", CallKind::Context, 1024 * 1024)));
+        for m in &starts {
+            timeout(BOUND, sender.send(m)).await.expect("send in time").expect("send");
+        }
+        // Read until every context has started (their tasks are running and
+        // only end if cancelled), then freeze: never read or send again.
+        let mut started = 0;
+        while started < 16 {
+            let msg = timeout(BOUND, receiver.recv()).await.expect("in time").expect("recv").expect("open");
+            match msg {
+                Msg::Started { .. } => started += 1,
+                Msg::Yield { .. } | Msg::Ping { .. } => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        let frozen_at = std::time::Instant::now();
+        legit.square(8).await;
+        // Nothing but the victim dropping the frozen peer ends these calls.
+        assert_eq!(legit.call::<u64>("hostile_victim::until_idle", &()).await, 0);
+        let dropped_after = frozen_at.elapsed();
+        legit.square(9).await;
+        let (after, peak) = mem(pid);
+        drop((sender, receiver));
+        println!(
+            "a frozen peer holding 200 calls and 16 flooding contexts: dropped {dropped_after:?} after it froze (peer timeout {PEER_TIMEOUT} s); RSS before {}, peak {}, after {}",
+            mib(before),
+            mib(peak),
+            mib(after)
+        );
+        assert!(peak < RSS_BOUND_KIB, "peak RSS {} over the bound", mib(peak));
+    });
+    drop(rt);
+    victim.signal(Signal::SIGTERM);
+    let out = victim.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// Calls in flight up to the per-channel cap (65,536 served calls): the
+/// calls past it are refused with an error, memory stays bounded, and the
+/// calls end when the peer goes.
+#[test]
+fn calls_in_flight_are_capped_per_channel() {
+    const CAP: usize = 65_536;
+    const OVER: usize = 16;
+    let (victim, addr, pid) = authed_victim();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let mut legit = Peer::connect(&addr, "legit").await;
+        legit.square(7).await;
+        let (before, _) = mem(pid);
+
+        let mut attacker = Peer::connect(&addr, "greedy").await;
+        for _ in 0..CAP + OVER {
+            attacker.start("hostile_victim::wait_forever", CallKind::Single, &(), 0).await;
+        }
+        for _ in 0..OVER {
+            let msg = timeout(BOUND, attacker.replies.recv()).await.expect("a refusal in time").expect("open");
+            match msg {
+                Msg::Error { cid, error } => {
+                    assert!(cid > 2 * CAP as u64, "call {cid}, under the cap, was refused: {error:?}");
+                    assert_eq!(error.kind, ErrorKind::Protocol);
+                    assert!(error.message.contains("concurrent calls"), "{}", error.message);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        legit.square(8).await;
+        let running = legit.call::<u64>("hostile_victim::running", &()).await;
+        let (holding, peak) = mem(pid);
+        drop(attacker);
+        assert_eq!(legit.call::<u64>("hostile_victim::until_idle", &()).await, 0);
+        legit.square(9).await;
+        let (after, _) = mem(pid);
+        println!(
+            "{CAP} calls in flight ({running} running) and {OVER} refused: RSS before {}, holding {}, peak {}, after {}",
+            mib(before),
+            mib(holding),
+            mib(peak),
+            mib(after)
+        );
+        assert!(peak < RSS_BOUND_KIB, "peak RSS {} over the bound", mib(peak));
+    });
+    drop(rt);
+    victim.signal(Signal::SIGTERM);
+    let out = victim.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+}
