@@ -501,6 +501,15 @@ impl Conn {
         }
     }
 
+    /// Closes the connection to a peer that is gone or stopped reading:
+    /// every open call ends with `reason` and what is queued for it is
+    /// dropped at once rather than held until a write gives up.
+    pub(crate) fn abort(&self, reason: &str) {
+        self.session().close(reason);
+        self.closed.cancel();
+        self.sender.abort(reason);
+    }
+
     /// Closes the connection: every open call ends with `reason`, and the
     /// channel is shut once what is queued is written.
     pub(crate) fn close(&self, reason: &str) {

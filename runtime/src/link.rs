@@ -41,10 +41,21 @@ pub(crate) fn start(channel: Channel, peer: Uid, side: Side, relation: Peer, act
     conn
 }
 
+/// How a link ends: politely, writing what is queued; or at once, for a
+/// peer that will not read it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Flush,
+    Abort,
+}
+
 /// Ends the link: every call on it fails with `reason`; losing the parent
 /// cancels this actor. Idempotent.
-fn finish(conn: &Conn, relation: Peer, actor: &Actor, reason: &str) {
-    conn.close(reason);
+fn finish(conn: &Conn, relation: Peer, actor: &Actor, reason: &str, ending: Ending) {
+    match ending {
+        Ending::Flush => conn.close(reason),
+        Ending::Abort => conn.abort(reason),
+    }
     if relation == Peer::Parent {
         actor.cancel(None, format!("lost the channel to the parent: {reason}"));
     }
@@ -81,7 +92,7 @@ async fn watchdog(
             reader.abort();
             let reason =
                 format!("the peer did not answer for {timeout:?} (stopped, hung, or the link broke)");
-            return finish(&conn, relation, &actor, &reason);
+            return finish(&conn, relation, &actor, &reason, Ending::Abort);
         }
         conn.ping(u64::from(silent));
     }
@@ -94,14 +105,15 @@ async fn read_loop(
     actor: Arc<Actor>,
     heard: Arc<AtomicU64>,
 ) {
-    let reason = loop {
+    let (reason, ending) = loop {
         if let Some(reason) = conn.sender().close_reason() {
             // Our side closed the channel: during teardown that is routine; a
             // peer that stopped reading what we had to send is worth a warning.
             if reason == actor_transport::channel::STOPPED_READING {
                 tracing::warn!(peer = %conn.peer(), "closing the channel: the peer stopped reading");
+                break (reason, Ending::Abort);
             }
-            break reason;
+            break (reason, Ending::Flush);
         }
         let next = receiver.recv().await;
         heard.fetch_add(1, Ordering::Relaxed);
@@ -133,10 +145,10 @@ async fn read_loop(
                 Ok(Some(Arrival::CancelActorAck)) => {}
                 Err(violation) => {
                     tracing::warn!(peer = %conn.peer(), %violation, "protocol violation, closing the channel");
-                    break violation.to_string();
+                    break (violation.to_string(), Ending::Flush);
                 }
             },
-            Ok(None) => break "the peer closed the channel".to_owned(),
+            Ok(None) => break ("the peer closed the channel".to_owned(), Ending::Flush),
             Err(e) => {
                 // A reset from a peer that died is reported by its supervisor;
                 // a malformed frame is the peer's fault and worth a warning.
@@ -145,9 +157,9 @@ async fn read_loop(
                 } else {
                     tracing::warn!(peer = %conn.peer(), error = %e, "closing the channel after a bad frame");
                 }
-                break e.to_string();
+                break (e.to_string(), Ending::Flush);
             }
         }
     };
-    finish(&conn, relation, &actor, &reason);
+    finish(&conn, relation, &actor, &reason, ending);
 }

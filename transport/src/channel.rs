@@ -9,13 +9,14 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
@@ -108,10 +109,12 @@ impl Channel {
             wake_writer: Notify::new(),
             wake_senders: Notify::new(),
             writer_done: CancellationToken::new(),
+            writer: OnceLock::new(),
             max_frame: config.max_frame,
             high_water: config.write_high_water,
         });
-        tokio::spawn(write_loop(shared.clone(), Box::pin(writer), config.write_stall));
+        let writer = tokio::spawn(write_loop(shared.clone(), Box::pin(writer), config.write_stall));
+        let _ = shared.writer.set(writer.abort_handle());
         let sender = Sender { guard: Arc::new(SenderGuard(shared.clone())), shared };
         let receiver = Receiver {
             frames: FramedRead::with_capacity(
@@ -195,6 +198,8 @@ struct Shared {
     wake_writer: Notify,
     wake_senders: Notify,
     writer_done: CancellationToken,
+    /// Stops the writer at once, for [`Sender::abort`].
+    writer: OnceLock<AbortHandle>,
     max_frame: usize,
     high_water: usize,
 }
@@ -322,6 +327,25 @@ impl Sender {
     /// Whether the channel no longer accepts messages.
     pub fn is_closed(&self) -> bool {
         self.shared.lock().closed.is_some()
+    }
+
+    /// Closes the channel at once, discarding what is queued: for a peer
+    /// that is gone or stopped reading, whose queued bytes would only hold
+    /// memory until a write gave up. Senders waiting for room fail.
+    pub fn abort(&self, reason: &str) {
+        {
+            let mut st = self.shared.lock();
+            if st.closed.is_none() {
+                st.closed = Some(reason.to_owned());
+            }
+            st.buf = BytesMut::new();
+        }
+        if let Some(writer) = self.shared.writer.get() {
+            writer.abort();
+        }
+        self.shared.wake_senders.notify_waiters();
+        // An aborted writer never reaches its end; nobody may wait for it.
+        self.shared.writer_done.cancel();
     }
 
     /// Why the channel no longer accepts messages, once it does not.

@@ -862,3 +862,61 @@ async fn a_peer_that_stops_reading_is_dropped_after_the_write_stall_bound() {
     );
     silent.abort();
 }
+
+#[tokio::test]
+async fn aborting_a_channel_to_a_peer_that_never_reads_frees_it_at_once() {
+    let listener = actor_transport::Listener::bind(&actor_transport::Addr::loopback(0)).await.expect("bind");
+    let addr = listener.local_addr().clone();
+    let silent = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.expect("accept");
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        drop(stream);
+    });
+    let stream =
+        actor_transport::Stream::connect(&addr, std::time::Duration::from_secs(5)).await.expect("connect");
+    // A stall bound far beyond the test's: only the abort can end this.
+    let config = actor_transport::ChannelConfig {
+        write_stall: std::time::Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let channel = actor_transport::Channel::from_stream(stream, &config);
+    let sender = channel.sender().clone();
+    let msg = actor_transport::Msg::Yield { cid: 1, value: bytes::Bytes::from(vec![0u8; 64 * 1024]) };
+    let blocked = tokio::spawn(async move {
+        loop {
+            if let Err(e) = sender.send(&msg).await {
+                break e;
+            }
+        }
+    });
+    // Wait until the writer is stuck: the sender blocks on a full buffer.
+    tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while !blocked.is_finished() && channel.sender().close_reason().is_none() {
+            if channel.sender().send_now(&actor_transport::Msg::Ping { nonce: 0 }).is_err() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            if tokio::time::timeout(std::time::Duration::from_millis(1), channel.sender().closed())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the writer blocks");
+    channel.sender().abort("the peer is gone");
+    let err = tokio::time::timeout(std::time::Duration::from_secs(20), blocked)
+        .await
+        .expect("a blocked sender fails once the channel is aborted")
+        .expect("join");
+    assert!(
+        matches!(err, actor_transport::ChannelError::Closed { ref reason } if reason == "the peer is gone"),
+        "{err}"
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(20), channel.sender().closed())
+        .await
+        .expect("an aborted channel counts as closed at once");
+    silent.abort();
+}
