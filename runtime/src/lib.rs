@@ -30,6 +30,12 @@
 //! ```
 #![warn(missing_docs, unreachable_pub)]
 
+// Process trees rely on Linux: PR_SET_PDEATHSIG, child subreapers, /proc/self/exe.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "the `actor` runtime supports Linux only: it relies on PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER and /proc"
+);
+
 extern crate self as actor;
 
 mod config;
@@ -68,7 +74,7 @@ pub use error::{AppError, Error, Leaf, Leaves, Result};
 pub use nursery::{ActorBuilder, Nursery, open_nursery};
 pub use portal::{Portal, ResultPortal};
 pub use registry::{RemoteContextFn, RemoteFn, RemoteStreamFn, is_registered};
-pub use run::{run, run_with, serve};
+pub use run::{is_child, run, run_with, serve};
 pub use state::{State, state};
 pub use stream::{StreamReceiver, StreamSender, Subscriber, Yielder};
 

@@ -188,9 +188,11 @@ impl Nursery {
     ///
     /// # Errors
     ///
-    /// [`Error::Spawn`] if the process cannot start or does not connect back in
-    /// time; [`Error::Cancelled`] if the nursery is being cancelled;
-    /// [`Error::Codec`] if `args` cannot be encoded.
+    /// [`Error::InvalidName`] if `name` is empty, longer than 64 bytes, or
+    /// holds `#`, whitespace or control characters; [`Error::Spawn`] if the
+    /// process cannot start or does not connect back in time;
+    /// [`Error::Cancelled`] if the nursery is being cancelled; [`Error::Codec`]
+    /// if `args` cannot be encoded.
     pub async fn run_in_actor<F: RemoteFn>(
         &self,
         name: impl Into<String>,
@@ -232,12 +234,14 @@ impl Nursery {
         b: ActorBuilder<'_>,
         main: Option<(&'static str, Bytes)>,
     ) -> Result<(Portal, Option<ResultSlot>)> {
+        spawn::validate_name(&b.name)?;
         let inner = &self.inner;
         let actor = &inner.actor;
         let cancelled = || Error::Cancelled {
             canceller: Some(actor.uid.clone()),
             reason: "the nursery is closed or cancelled".into(),
         };
+
         if inner.kids.is_cancelled() {
             return Err(cancelled());
         }
@@ -251,6 +255,8 @@ impl Nursery {
         if let Some(arg0) = std::env::args_os().next() {
             cmd.arg0(arg0);
         }
+        cmd.args(spawn::child_args());
+
         cmd.env(spawn::ENV_PARENT, actor.listen.to_string())
             .env(spawn::ENV_NAME, &uid.name)
             .env(spawn::ENV_ID, &uid.id)
