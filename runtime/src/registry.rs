@@ -24,7 +24,7 @@ use crate::error::Error;
 /// `Args` is the tuple of its parameters and `Output` the success type of its
 /// result, so [`Portal::run`](crate::Portal::run) checks both at compile time.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a remote function",
+    message = "expected a function marked `#[actor::remote]`",
     label = "not a remote function",
     note = "mark the function with `#[actor::remote]` to call it in another actor"
 )]

@@ -166,6 +166,12 @@ fn expand(mut func: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
         }
     }
     let sig = &func.sig;
+    if let Some(l) = sig.generics.lifetimes().next() {
+        return Err(syn::Error::new(
+            l.span(),
+            "remote functions cannot borrow (no lifetime parameters): arguments are decoded into owned values",
+        ));
+    }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         return Err(syn::Error::new(
             sig.generics.span(),
@@ -207,6 +213,9 @@ fn expand(mut func: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
         }
         None => None,
     };
+    // Spanned on the return type, so a type that is not a `Result` (or whose
+    // error the runtime cannot send) is pointed at where it is written.
+    let output = quote::quote_spanned!(ret.span()=> <#ret as ::actor::__private::CallResult>::Ok);
     let arg_names: Vec<_> = (0..arg_types.len()).map(|i| format_ident!("__arg{i}")).collect();
     let vis = &func.vis;
     let name = &sig.ident;
@@ -242,7 +251,7 @@ fn expand(mut func: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
                     type Started = <#ty as ::actor::__private::ContextParam>::Started;
                     type ToCaller = <#ty as ::actor::__private::ContextParam>::ToCaller;
                     type ToCallee = <#ty as ::actor::__private::ContextParam>::ToCallee;
-                    type Output = <#ret as ::actor::__private::CallResult>::Ok;
+                    type Output = #output;
                     const NAME: &'static str = #name_const;
                 }
             },
@@ -261,7 +270,7 @@ fn expand(mut func: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
                 quote! {
                     impl ::actor::RemoteFn for #name {
                         type Args = (#(#arg_types,)*);
-                        type Output = <#ret as ::actor::__private::CallResult>::Ok;
+                        type Output = #output;
                         const NAME: &'static str = #name_const;
                     }
                 },
