@@ -10,6 +10,11 @@
 //! outlives its parent: not when it fails, not when the parent is cancelled,
 //! not even when the parent is killed with SIGKILL.
 //!
+//! Linux only. The package is `procactor` on crates.io; the library is
+//! imported as `actor`. Its one feature, `tls` (on by default), builds mutual
+//! TLS with rustls; without it the crate needs no C compiler, and asking for
+//! TLS is a configuration error.
+//!
 //! ```no_run
 //! #[actor::remote]
 //! async fn cellar_door(name: String) -> actor::Result<String> {
