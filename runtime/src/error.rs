@@ -73,6 +73,14 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// An actor name was refused at spawn: empty, too long, or holding `#`,
+    /// whitespace or control characters.
+    InvalidName {
+        /// The name asked for.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The channel to a peer broke while a call was in flight.
     Disconnected {
         /// The peer.
@@ -124,6 +132,15 @@ pub struct AppError {
 }
 
 impl AppError {
+    fn new(type_name: &str, e: Arc<dyn std::error::Error + Send + Sync>) -> AppError {
+        AppError {
+            type_name: type_name.to_owned(),
+            message: e.to_string(),
+            causes: cause_chain(e.as_ref()),
+            source: Some(e),
+        }
+    }
+
     /// The Rust type name of the original error.
     pub fn type_name(&self) -> &str {
         &self.type_name
@@ -155,6 +172,9 @@ fn cause_chain(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
 impl Error {
     /// Wraps any application error, keeping its type name and cause chain. An
     /// [`Error`] passed in is returned unchanged.
+    ///
+    /// Inside a `#[actor::remote]` function declared `-> actor::Result<T>`,
+    /// `?` does this for you.
     pub fn app<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
         let any: Box<dyn Any> = Box::new(e);
         match any.downcast::<Error>() {
@@ -162,13 +182,17 @@ impl Error {
             Err(any) => {
                 // The downcast above failed, so `any` still holds an `E`.
                 let e = *any.downcast::<E>().unwrap_or_else(|_| unreachable!("holds an E"));
-                Error::App(AppError {
-                    type_name: std::any::type_name::<E>().to_owned(),
-                    message: e.to_string(),
-                    causes: cause_chain(&e),
-                    source: Some(Arc::new(e)),
-                })
+                Error::App(AppError::new(std::any::type_name::<E>(), Arc::new(e)))
             }
+        }
+    }
+
+    /// Wraps a boxed error (also what `anyhow::Error` and `eyre::Report`
+    /// convert into), naming it `type_name`. A boxed [`Error`] is unboxed.
+    pub(crate) fn from_boxed(e: Box<dyn std::error::Error + Send + Sync>, type_name: &str) -> Error {
+        match e.downcast::<Error>() {
+            Ok(err) => *err,
+            Err(e) => Error::App(AppError::new(type_name, Arc::from(e))),
         }
     }
 
@@ -329,6 +353,7 @@ impl Error {
             Error::RestartIntensity { .. } => "actor::Error::RestartIntensity",
             Error::Retries { .. } => "actor::Error::Retries",
             Error::Spawn { .. } => "actor::Error::Spawn",
+            Error::InvalidName { .. } => "actor::Error::InvalidName",
             Error::Disconnected { .. } => "actor::Error::Disconnected",
             Error::Channel(_) => "actor::Error::Channel",
             Error::Handshake(_) => "actor::Error::Handshake",
@@ -381,7 +406,9 @@ impl fmt::Display for Error {
             Error::Group(errors) => {
                 write!(f, "{} actors failed:", errors.len())?;
                 for (i, e) in errors.iter().enumerate() {
-                    let text = e.to_string().replace('\n', "\n   ");
+                    // Each member with its whole chain: a group has no single
+                    // `source()` to carry them.
+                    let text = format!("{e:?}").replace('\n', "\n   ");
                     write!(f, "\n{}) {text}", i + 1)?;
                 }
                 Ok(())
@@ -409,6 +436,7 @@ impl fmt::Display for Error {
             Error::Cancelled { canceller: None, reason } => write!(f, "cancelled: {reason}"),
             Error::ActorCrashed { actor, status } => write!(f, "actor `{actor}` crashed: {status}"),
             Error::Spawn { name, reason } => write!(f, "cannot spawn actor `{name}`: {reason}"),
+            Error::InvalidName { name, reason } => write!(f, "invalid actor name {name:?}: {reason}"),
             Error::Disconnected { peer, reason } => write!(f, "lost the channel to actor `{peer}`: {reason}"),
             Error::Channel(e) => write!(f, "channel error: {e}"),
             Error::Handshake(e) => write!(f, "handshake failed: {e}"),
@@ -421,33 +449,70 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "i/o error: {e}"),
             Error::Arbiter(reason) => write!(f, "arbiter: {reason}"),
             Error::Config(reason) => write!(f, "configuration: {reason}"),
-            Error::App(a) => {
-                write!(f, "{}", a.message)?;
-                for c in &a.causes {
-                    write!(f, "\n  caused by: {c}")?;
-                }
-                Ok(())
-            }
+            Error::App(a) => fmt::Display::fmt(a, f),
         }
     }
 }
 
+/// `Display`, then each cause of the `source()` chain on its own line: what
+/// `fn main() -> actor::Result<()>` prints.
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
+        fmt::Display::fmt(self, f)?;
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            write!(f, "\n  caused by: {cause}")?;
+            next = cause.source();
+        }
+        Ok(())
     }
 }
 
+/// Each piece of text is either in `Display` or in the `source()` chain, never
+/// both, so reporters that print the chain (anyhow's `{:#}` and `{:?}`, eyre)
+/// print every line once. A remote error's report is a tree (relays, groups),
+/// not a chain, so `Display` holds all of it and `source()` is `None`; wrapped
+/// local errors are shown in `Display` and their own causes follow as `source()`.
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Remote(r) => Some(r.as_ref()),
-            Error::Channel(e) => Some(e),
-            Error::Handshake(e) => Some(e.as_ref()),
-            Error::Io(e) => Some(e.as_ref()),
-            Error::App(a) => a.source.as_deref().map(|s| s as &(dyn std::error::Error + 'static)),
+            Error::Channel(e) => e.source(),
+            Error::Handshake(e) => e.source(),
+            Error::Io(e) => e.source(),
+            Error::App(a) => a.source(),
             _ => None,
         }
+    }
+}
+
+/// The original error's message; its causes are its `source()` chain.
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppError")
+            .field("type_name", &self.type_name)
+            .field("message", &self.message)
+            .field("causes", &self.causes)
+            .finish()
+    }
+}
+
+/// Stands in for the original error: the same message and the same causes.
+impl std::error::Error for AppError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().and_then(|s| s.source())
+    }
+}
+
+/// Lets `?` take a boxed error, for instance from a library that returns one.
+impl From<Box<dyn std::error::Error + Send + Sync>> for Error {
+    fn from(e: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        Error::from_boxed(e, "Box<dyn std::error::Error>")
     }
 }
 

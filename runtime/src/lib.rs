@@ -12,6 +12,11 @@
 //! outlives its parent: not when it fails, not when the parent is cancelled,
 //! not even when the parent is killed with SIGKILL.
 //!
+//! Linux only. The package is `procactor` on crates.io; the library is
+//! imported as `actor`. Its one feature, `tls` (on by default), builds mutual
+//! TLS with rustls; without it the crate needs no C compiler, and asking for
+//! TLS is a configuration error.
+//!
 //! ```no_run
 //! #[actor::remote]
 //! async fn cellar_door(name: String) -> actor::Result<String> {
@@ -31,6 +36,12 @@
 //! }
 //! ```
 #![warn(missing_docs, unreachable_pub)]
+
+// Process trees rely on Linux: PR_SET_PDEATHSIG, child subreapers, /proc/self/exe.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "the `actor` runtime supports Linux only: it relies on PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER and /proc"
+);
 
 extern crate self as actor;
 
@@ -78,7 +89,7 @@ pub use nursery::{ActorBuilder, Nursery, open_nursery, open_nursery_with};
 pub use portal::{Portal, ResultPortal};
 pub use registry::{RemoteContextFn, RemoteFn, RemoteStreamFn, is_registered};
 pub use retry::{Idempotent, RetryPolicy};
-pub use run::{run, run_with, serve};
+pub use run::{is_child, run, run_with, serve};
 pub use state::{State, state};
 pub use stream::{StreamReceiver, StreamSender, Subscriber, Yielder};
 pub use supervise::{Backoff, Restart, Strategy, Supervision};

@@ -252,9 +252,11 @@ impl Nursery {
     ///
     /// # Errors
     ///
-    /// [`Error::Spawn`] if the process cannot start or does not connect back in
-    /// time; [`Error::Cancelled`] if the nursery is being cancelled;
-    /// [`Error::Codec`] if `args` cannot be encoded.
+    /// [`Error::InvalidName`] if `name` is empty, longer than 64 bytes, or
+    /// holds `#`, whitespace or control characters; [`Error::Spawn`] if the
+    /// process cannot start or does not connect back in time;
+    /// [`Error::Cancelled`] if the nursery is being cancelled; [`Error::Codec`]
+    /// if `args` cannot be encoded.
     pub async fn run_in_actor<F: RemoteFn>(
         &self,
         name: impl Into<String>,
@@ -318,6 +320,7 @@ impl Nursery {
         b: ActorBuilder<'_>,
         main: Option<(&'static str, Bytes)>,
     ) -> Result<(Portal, Option<ResultSlot>)> {
+        crate::spawn::validate_name(&b.name)?;
         let inner = &self.inner;
         let restart =
             b.restart.unwrap_or(if main.is_some() { Restart::Transient } else { Restart::Permanent });

@@ -14,6 +14,11 @@ use crate::error::Error;
 use crate::registry::{decode_args, encode, panic_message};
 
 /// Splits a function's return type into its success and error types.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the return type of a remote function",
+    label = "remote functions return a `Result`",
+    note = "return `actor::Result<T>`, `anyhow::Result<T>`, or `Result<T, E>` where `E` is a `std::error::Error + Send + Sync + 'static`"
+)]
 pub trait CallResult {
     type Ok: Serialize + DeserializeOwned + Send + 'static;
 }
@@ -21,9 +26,41 @@ pub trait CallResult {
 impl<T, E> CallResult for Result<T, E>
 where
     T: Serialize + DeserializeOwned + Send + 'static,
-    E: std::error::Error + Send + Sync + 'static,
+    E: RemoteErrorType,
 {
     type Ok = T;
+}
+
+/// An error type a remote function may return: anything that converts into a
+/// boxed `std::error::Error`, which covers [`Error`], every
+/// `std::error::Error + Send + Sync + 'static`, `anyhow::Error` and
+/// `eyre::Report`. (`Into` rather than `std::error::Error` because anyhow's and
+/// eyre's types do not implement the trait, on purpose.)
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the error type of a remote function",
+    label = "not an error type the runtime can send",
+    note = "use `actor::Error`, `anyhow::Error`, or a type implementing `std::error::Error + Send + Sync + 'static`"
+)]
+pub trait RemoteErrorType: Send + 'static {
+    /// Converts the error into the runtime's, keeping its type name and causes.
+    fn into_error(self) -> Error;
+}
+
+impl<E> RemoteErrorType for E
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    fn into_error(self) -> Error {
+        Error::from_boxed(self.into(), std::any::type_name::<E>())
+    }
+}
+
+/// What `?` becomes in the body of a remote function declared to return
+/// `actor::Result`: any `std::error::Error` turns into an [`Error`] (an
+/// [`Error`] stays itself), so no `.map_err(actor::Error::app)` is needed.
+#[inline]
+pub fn lift<T, E: std::error::Error + Send + Sync + 'static>(r: Result<T, E>) -> Result<T, Error> {
+    r.map_err(Error::app)
 }
 
 pub use crate::registry::{Failure, Registration, Served};
@@ -34,7 +71,7 @@ pub fn serve_async<A, T, E, Fut>(name: &'static str, args: Bytes, call: fn(A) ->
 where
     A: DeserializeOwned + Send + 'static,
     T: Serialize,
-    E: std::error::Error + Send + Sync + 'static,
+    E: RemoteErrorType,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
 {
     Box::pin(async move {
@@ -52,7 +89,7 @@ pub fn serve_blocking<A, T, E>(name: &'static str, args: Bytes, call: fn(A) -> R
 where
     A: DeserializeOwned + Send + 'static,
     T: Serialize + Send + 'static,
-    E: std::error::Error + Send + Sync + 'static,
+    E: RemoteErrorType,
 {
     Box::pin(async move {
         let args = decode_args::<A>(name, &args)?;
@@ -64,13 +101,13 @@ where
     })
 }
 
-fn encode_outcome<T: Serialize, E: std::error::Error + Send + Sync + 'static>(
+fn encode_outcome<T: Serialize, E: RemoteErrorType>(
     name: &str,
     outcome: Result<T, E>,
 ) -> Result<Bytes, Failure> {
     match outcome {
         Ok(v) => encode(&v, || format!("result of `{name}`")).map_err(Failure::Failed),
-        Err(e) => Err(Failure::Failed(Error::app(e))),
+        Err(e) => Err(Failure::Failed(e.into_error())),
     }
 }
 
@@ -114,14 +151,14 @@ pub fn serve_stream<A, T, E, Fut>(
 where
     A: DeserializeOwned + Send + 'static,
     T: Serialize + Send + 'static,
-    E: std::error::Error + Send + Sync + 'static,
+    E: RemoteErrorType,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
 {
     Box::pin(async move {
         let args = decode_args::<A>(name, &args)?;
         match AssertUnwindSafe(call(args, crate::Yielder::new(io))).catch_unwind().await {
             Ok(Ok(())) => Ok(Bytes::new()),
-            Ok(Err(e)) => Err(Failure::Failed(Error::app(e))),
+            Ok(Err(e)) => Err(Failure::Failed(e.into_error())),
             Err(payload) => Err(Failure::Panicked(panic_message(payload.as_ref()))),
         }
     })
@@ -140,7 +177,7 @@ where
     O: Serialize + Send + 'static,
     I: DeserializeOwned + Send + 'static,
     T: Serialize,
-    E: std::error::Error + Send + Sync + 'static,
+    E: RemoteErrorType,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
 {
     Box::pin(async move {

@@ -32,9 +32,19 @@ use crate::{accept, discovery, logging, parent_death, spawn};
 /// [`Error::Cancelled`]; SIGTERM cancels it too, and `run` then returns what
 /// `main` returned.
 ///
+/// `run` builds and owns the process's tokio runtime, so call it from a plain
+/// `fn main`, not from inside `#[tokio::main]` or any other runtime: there it
+/// returns [`Error::Config`] (tokio cannot start a runtime inside another).
+///
+/// Children are started with the parent's command-line arguments, so a
+/// program that parses its arguments before calling `run` (with clap, say)
+/// parses them the same way in every actor; [`is_child`] tells a spawned actor
+/// apart before that, if it must skip work only the root should do.
+///
 /// # Errors
 ///
-/// `main`'s error; [`Error::Cancelled`] after SIGINT; [`Error::Io`] if the
+/// `main`'s error; [`Error::Config`] when called inside a tokio runtime;
+/// [`Error::Cancelled`] after SIGINT; [`Error::Io`] if the
 /// runtime or the listener cannot be set up; [`Error::Arbiter`] if something
 /// that is not an arbiter holds the arbiter's address; [`Error::Codec`] for a
 /// bad `ACTOR_TOKEN` or `ACTOR_ARBITER`; [`Error::Config`] if no token
@@ -43,6 +53,7 @@ pub fn run<F, T>(main: F) -> Result<T>
 where
     F: Future<Output = Result<T>>,
 {
+    outside_runtime()?;
     if let Some(spec) = SpawnSpec::from_env() {
         run_child(spec)
     }
@@ -58,6 +69,7 @@ pub fn run_with<F, T>(config: Config, main: F) -> Result<T>
 where
     F: Future<Output = Result<T>>,
 {
+    outside_runtime()?;
     if let Some(spec) = SpawnSpec::from_env() {
         run_child(spec)
     }
@@ -69,6 +81,34 @@ where
         n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
     };
     rt.block_on(run_root(config, main))
+}
+
+/// Whether this process is an actor spawned by a parent (rather than the root
+/// a user started). It reads the spawn spec in the environment, so it works
+/// before [`run`], for instance to skip work only the root should do:
+///
+/// ```no_run
+/// fn main() -> actor::Result<()> {
+///     if !actor::is_child() {
+///         println!("starting the tree");
+///     }
+///     actor::run(async { Ok(()) })
+/// }
+/// ```
+pub fn is_child() -> bool {
+    std::env::var_os(spawn::ENV_PARENT).is_some()
+}
+
+/// `Err` inside a tokio runtime, where building ours would panic.
+fn outside_runtime() -> Result<()> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => Err(Error::Config(
+            "actor::run was called inside a tokio runtime (is `main` marked #[tokio::main]?); \
+             actor::run builds the runtime itself: call it from a plain `fn main`"
+                .into(),
+        )),
+        Err(_) => Ok(()),
+    }
 }
 
 async fn run_root<F, T>(config: Config, main: F) -> Result<T>
@@ -173,6 +213,10 @@ impl SpawnSpec {
 }
 
 fn run_child(spec: SpawnSpec) -> ! {
+    // On the main thread, before any other starts: /proc/PID/comm (what `ps`
+    // and `top` show) is the main thread's name.
+    spawn::set_process_name(&spec.uid.name);
+
     // Before anything can start a helper: if the parent dies, this process
     // takes its group (and so its helpers) down with it.
     if let Err(e) = parent_death::install_handler() {

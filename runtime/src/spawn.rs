@@ -16,6 +16,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::sync::oneshot;
 
+use crate::error::Error;
 use crate::parent_death;
 
 /// Environment variables of the spawn spec a parent hands its child.
@@ -24,6 +25,52 @@ pub(crate) const ENV_NAME: &str = "ACTOR_SPAWN_NAME";
 pub(crate) const ENV_ID: &str = "ACTOR_SPAWN_ID";
 pub(crate) const ENV_TOKEN: &str = "ACTOR_SPAWN_TOKEN";
 pub(crate) const ENV_PPID: &str = "ACTOR_SPAWN_PPID";
+
+/// The longest actor name accepted, in bytes. Names travel in every uid,
+/// log line and registry entry; longer ones are almost surely a mistake.
+pub(crate) const MAX_NAME_LEN: usize = 64;
+
+/// Checks a name asked for at spawn. A uid prints as `name#id`, so `#` would
+/// make uids ambiguous; whitespace and control characters would make logs,
+/// `ps` output and registry listings misleading.
+pub(crate) fn validate_name(name: &str) -> Result<(), Error> {
+    let reason = if name.is_empty() {
+        "it is empty".to_owned()
+    } else if name.len() > MAX_NAME_LEN {
+        format!("it is {} bytes long, more than {MAX_NAME_LEN}", name.len())
+    } else if name.contains('#') {
+        "it contains `#`, which separates a name from its id in a uid".to_owned()
+    } else if name.chars().any(char::is_whitespace) {
+        "it contains whitespace".to_owned()
+    } else if name.chars().any(char::is_control) {
+        "it contains a control character".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidName { name: name.to_owned(), reason })
+}
+
+/// Names this process `actor:NAME` (cut to the kernel's 15 bytes), which is
+/// what `ps`, `top` and /proc/PID/comm show, so each actor of a tree can be
+/// told apart. Best effort: a failure only costs the nicer name.
+pub(crate) fn set_process_name(name: &str) {
+    let full = format!("actor:{name}");
+    let mut end = full.len().min(15);
+    while !full.is_char_boundary(end) {
+        end -= 1;
+    }
+    // Validated names hold no NUL; should one slip through, keep the old name.
+    if let Ok(c) = std::ffi::CString::new(&full[..end]) {
+        let _ = nix::sys::prctl::set_name(&c);
+    }
+}
+
+/// The arguments a child is started with: the parent's own (after argv[0]),
+/// so a program that parses its arguments before `actor::run` parses them the
+/// same way in every actor instead of exiting on a missing one.
+pub(crate) fn child_args() -> impl Iterator<Item = std::ffi::OsString> {
+    std::env::args_os().skip(1)
+}
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -200,5 +247,24 @@ fn reap_foreign_zombies() {
             continue;
         }
         let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        for good in ["worker", "worker-1", "producer_2", "naïve", &"x".repeat(MAX_NAME_LEN)] {
+            assert!(validate_name(good).is_ok(), "{good:?}");
+        }
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        for bad in ["", "two words", "a#b", "tab\there", "bell\u{7}", "\n", &long] {
+            match validate_name(bad) {
+                Err(Error::InvalidName { name, .. }) => assert_eq!(name, bad),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
     }
 }

@@ -144,6 +144,7 @@ impl Channel {
                 let (r, w) = s.into_split();
                 Channel::new(r, w, config)
             }
+            #[cfg(feature = "tls")]
             Stream::Tls(s) => {
                 // One TLS session serves both directions: split behind a lock.
                 let (r, w) = tokio::io::split(*s);

@@ -539,29 +539,11 @@ pub async fn connect_tls(
     let channel = Channel::from_stream(stream, &config.channel);
     match tokio::time::timeout_at(deadline, connect_on(channel, config, secret)).await {
         Err(_) => Err(HandshakeError::Timeout(config.timeout)),
-        Ok(Err(HandshakeError::Channel(e))) => match refused_by_tls(&e) {
+        Ok(Err(HandshakeError::Channel(e))) => match crate::tls::refused_by_tls(&e) {
             Some(source) => Err(HandshakeError::Connect { addr: addr.clone(), source }),
             None => Err(HandshakeError::Channel(e)),
         },
         Ok(res) => res,
-    }
-}
-
-/// The error to report when the channel of a freshly connected TLS client broke
-/// because the server refused us after the handshake (TLS 1.3 checks the client
-/// certificate last), or `None` if the failure is something else.
-fn refused_by_tls(e: &ChannelError) -> Option<std::io::Error> {
-    let ChannelError::Frame(frame) = e else { return None };
-    let FrameError::Io(io_err) = &**frame else { return None };
-    match io_err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::AlertReceived(alert)) => Some(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            format!(
-                "the server refused our TLS certificate (alert: {alert:?}): is it signed by the CA the \
-                 server trusts?"
-            ),
-        )),
-        _ => None,
     }
 }
 

@@ -40,6 +40,9 @@ pub mod liveness;
 pub mod secret_file;
 pub mod session;
 pub mod stream;
+// Without the `tls` feature, a stand-in with the same API in which no
+// `TlsConfig` can be made, so callers need no cfgs of their own.
+#[cfg_attr(not(feature = "tls"), path = "tls_disabled.rs")]
 pub mod tls;
 pub mod wire;
 

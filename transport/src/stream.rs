@@ -17,6 +17,7 @@ pub enum Stream {
     Unix(UnixStream),
     /// Mutual TLS over TCP, after a completed TLS handshake: the client side from
     /// [`Stream::connect_tls`], the server side from [`TlsConfig::accept`](crate::TlsConfig::accept).
+    #[cfg(feature = "tls")]
     Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
 }
 
@@ -48,7 +49,10 @@ impl Stream {
 
     /// Whether this is a TLS stream.
     pub fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
+        #[cfg(feature = "tls")]
+        return matches!(self, Stream::Tls(_));
+        #[cfg(not(feature = "tls"))]
+        false
     }
 }
 

@@ -71,6 +71,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::addr::Addr;
+use crate::channel::ChannelError;
+use crate::codec::FrameError;
 use crate::stream::Stream;
 
 /// Environment variable naming the PEM file of the CA certificate(s) to trust.
@@ -528,6 +530,24 @@ fn describe(e: io::Error, side: Side) -> io::Error {
         _ => String::new(),
     };
     io::Error::new(e.kind(), format!("TLS handshake failed: {e}{hint}"))
+}
+
+/// The error to report when the channel of a freshly connected TLS client broke
+/// because the server refused us after the handshake (TLS 1.3 checks the client
+/// certificate last), or `None` if the failure is something else.
+pub(crate) fn refused_by_tls(e: &ChannelError) -> Option<io::Error> {
+    let ChannelError::Frame(frame) = e else { return None };
+    let FrameError::Io(io_err) = &**frame else { return None };
+    match io_err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::AlertReceived(alert)) => Some(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "the server refused our TLS certificate (alert: {alert:?}): is it signed by the CA the \
+                 server trusts?"
+            ),
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -6,16 +6,25 @@
 use proc_macro::TokenStream;
 use quote::{format_ident, quote};
 use syn::spanned::Spanned;
-use syn::{FnArg, ItemFn, ReturnType, parse_macro_input};
+use syn::visit::Visit;
+use syn::visit_mut::VisitMut;
+use syn::{Expr, FnArg, ItemFn, ReturnType, parse_macro_input, parse_quote_spanned};
 
 /// Makes a function callable in other actors.
 ///
 /// The function keeps its name but becomes a zero-sized handle: pass it to
 /// `Portal::run`, `Nursery::run_in_actor` and friends; call it in this process
 /// with `name::call_local(args..)`. Its parameters must be owned, serde types; it
-/// must return `Result<T, E>` with `T` serializable and `E` an error type
-/// (`actor::Result<T>` works). A plain `fn` runs on the blocking pool; an
-/// `async fn` runs on the actor's runtime.
+/// must return `Result<T, E>` with `T` serializable and `E` an error type:
+/// `actor::Result<T>`, `anyhow::Result<T>`, or any `std::error::Error + Send +
+/// Sync + 'static`. A plain `fn` runs on the blocking pool; an `async fn` runs
+/// on the actor's runtime.
+///
+/// In a function declared `-> actor::Result<T>` (spelled so, or
+/// `Result<T, actor::Error>`), `?` converts any `std::error::Error + Send +
+/// Sync + 'static` into an `actor::Error`, as `anyhow` does: the macro routes
+/// each `?` of the function's own body (not those inside closures or `async`
+/// blocks, which return elsewhere) through `actor::Error::app`.
 ///
 /// An `async fn` whose last parameter is an `actor::Yielder<T>` is a stream
 /// function (open it with `Portal::open_stream_from`); one whose last parameter
@@ -77,6 +86,82 @@ fn with_io(
     }
 }
 
+/// Whether `ty` is spelled `actor::Result<..>` or `Result<T, actor::Error>`:
+/// the signatures whose `?` the macro may widen. Spelling is all a macro sees,
+/// so an imported alias (`use actor::Result`) is not recognised.
+fn is_actor_result(ty: &syn::Type) -> bool {
+    let syn::Type::Path(p) = ty else { return false };
+    let names: Vec<String> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let Some(last) = p.path.segments.last() else { return false };
+    if names == ["actor", "Result"] {
+        return true;
+    }
+    if last.ident != "Result" {
+        return false;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else { return false };
+    matches!(args.args.iter().nth(1), Some(syn::GenericArgument::Type(syn::Type::Path(e)))
+        if e.path.segments.iter().map(|s| s.ident.to_string()).collect::<Vec<_>>() == ["actor", "Error"])
+}
+
+/// Rewrites `expr?` into `::actor::__private::lift(expr)?` in a function body,
+/// leaving closures, `async` blocks and nested items (whose `?` returns from
+/// them, not from the remote function) alone.
+struct LiftTry;
+
+impl VisitMut for LiftTry {
+    fn visit_expr_mut(&mut self, e: &mut Expr) {
+        match e {
+            Expr::Closure(_) | Expr::Async(_) => {}
+            Expr::Try(t) => {
+                self.visit_expr_mut(&mut t.expr);
+                let inner = &t.expr;
+                let span = t.question_token.span;
+                *t.expr = parse_quote_spanned!(span=> ::actor::__private::lift(#inner));
+            }
+            _ => syn::visit_mut::visit_expr_mut(self, e),
+        }
+    }
+
+    fn visit_item_mut(&mut self, _: &mut syn::Item) {}
+}
+
+/// Finds what a parameter type cannot be: a reference, a lifetime, `impl Trait`.
+/// Arguments are decoded from a message into owned values, so nothing may
+/// borrow, and the handle needs one concrete type per parameter.
+struct ParamCheck(Option<syn::Error>);
+
+impl ParamCheck {
+    fn fail(&mut self, span: proc_macro2::Span, msg: &str) {
+        if self.0.is_none() {
+            self.0 = Some(syn::Error::new(span, msg));
+        }
+    }
+}
+
+impl<'a> Visit<'a> for ParamCheck {
+    fn visit_type_reference(&mut self, r: &'a syn::TypeReference) {
+        self.fail(
+            r.span(),
+            "remote function parameters must be owned: arguments arrive in a message and are decoded \
+             into new values; take `String` instead of `&str`, `Vec<T>` instead of `&[T]`, `T` instead of `&T`",
+        );
+    }
+    fn visit_lifetime(&mut self, l: &'a syn::Lifetime) {
+        // `'static` borrows nothing: `Cow<'static, str>` decodes into an owned value.
+        if l.ident == "static" {
+            return;
+        }
+        self.fail(
+            l.span(),
+            "remote function parameters cannot borrow (no lifetimes): arguments are decoded into owned values",
+        );
+    }
+    fn visit_type_impl_trait(&mut self, t: &'a syn::TypeImplTrait) {
+        self.fail(t.span(), "remote function parameters need concrete types, not `impl Trait`");
+    }
+}
+
 /// The last path segment of a type, e.g. `Yielder` for `actor::Yielder<u64>`.
 fn last_segment(ty: &syn::Type) -> Option<String> {
     match ty {
@@ -85,10 +170,24 @@ fn last_segment(ty: &syn::Type) -> Option<String> {
     }
 }
 
-fn expand(func: ItemFn, idempotent: bool) -> syn::Result<proc_macro2::TokenStream> {
+fn expand(mut func: ItemFn, idempotent: bool) -> syn::Result<proc_macro2::TokenStream> {
+    if let ReturnType::Type(_, ty) = &func.sig.output {
+        if is_actor_result(ty) {
+            LiftTry.visit_block_mut(&mut func.block);
+        }
+    }
     let sig = &func.sig;
+    if let Some(l) = sig.generics.lifetimes().next() {
+        return Err(syn::Error::new(
+            l.span(),
+            "remote functions cannot borrow (no lifetime parameters): arguments are decoded into owned values",
+        ));
+    }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        return Err(syn::Error::new(sig.generics.span(), "remote functions cannot be generic"));
+        return Err(syn::Error::new(
+            sig.generics.span(),
+            "remote functions cannot be generic: a child finds the function by name, so it needs one concrete signature",
+        ));
     }
     let ret = match &sig.output {
         ReturnType::Type(_, ty) => ty.clone(),
@@ -103,7 +202,14 @@ fn expand(func: ItemFn, idempotent: bool) -> syn::Result<proc_macro2::TokenStrea
     for arg in &sig.inputs {
         match arg {
             FnArg::Receiver(r) => return Err(syn::Error::new(r.span(), "remote functions cannot take self")),
-            FnArg::Typed(pat) => arg_types.push(pat.ty.clone()),
+            FnArg::Typed(pat) => {
+                let mut check = ParamCheck(None);
+                check.visit_type(&pat.ty);
+                if let Some(e) = check.0 {
+                    return Err(e);
+                }
+                arg_types.push(pat.ty.clone())
+            }
         }
     }
     // A last parameter of type `Yielder<T>` makes a stream function, one of type
@@ -124,6 +230,9 @@ fn expand(func: ItemFn, idempotent: bool) -> syn::Result<proc_macro2::TokenStrea
             "only plain remote functions can be idempotent, not streams or contexts",
         ));
     }
+    // Spanned on the return type, so a type that is not a `Result` (or whose
+    // error the runtime cannot send) is pointed at where it is written.
+    let output = quote::quote_spanned!(ret.span()=> <#ret as ::actor::__private::CallResult>::Ok);
     let arg_names: Vec<_> = (0..arg_types.len()).map(|i| format_ident!("__arg{i}")).collect();
     let vis = &func.vis;
     let name = &sig.ident;
@@ -159,7 +268,7 @@ fn expand(func: ItemFn, idempotent: bool) -> syn::Result<proc_macro2::TokenStrea
                     type Started = <#ty as ::actor::__private::ContextParam>::Started;
                     type ToCaller = <#ty as ::actor::__private::ContextParam>::ToCaller;
                     type ToCallee = <#ty as ::actor::__private::ContextParam>::ToCallee;
-                    type Output = <#ret as ::actor::__private::CallResult>::Ok;
+                    type Output = #output;
                     const NAME: &'static str = #name_const;
                 }
             },
@@ -178,7 +287,7 @@ fn expand(func: ItemFn, idempotent: bool) -> syn::Result<proc_macro2::TokenStrea
                 quote! {
                     impl ::actor::RemoteFn for #name {
                         type Args = (#(#arg_types,)*);
-                        type Output = <#ret as ::actor::__private::CallResult>::Ok;
+                        type Output = #output;
                         const NAME: &'static str = #name_const;
                     }
                 },

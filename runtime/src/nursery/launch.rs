@@ -66,6 +66,9 @@ pub(super) async fn launch(
     if let Some(arg0) = std::env::args_os().next() {
         cmd.arg0(arg0);
     }
+    // The parent's arguments, so a program that parses them before
+    // `actor::run` parses them alike in every actor.
+    cmd.args(spawn::child_args());
     cmd.env(spawn::ENV_PARENT, actor.listen.to_string())
         .env(spawn::ENV_NAME, &uid.name)
         .env(spawn::ENV_ID, &uid.id)

@@ -1,0 +1,1 @@
+//! Nothing here: the tests are tests/compile_fail.rs and the cases in cases/.
