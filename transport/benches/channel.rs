@@ -3,7 +3,7 @@
 //! frames on a plain `TcpStream` (TCP_NODELAY) in the same run.
 //!
 //! ```text
-//! cargo bench -p actor-transport --bench channel
+//! cargo bench -p procactor-transport --bench channel
 //! ```
 //!
 //! The benchmark re-executes its own binary as the peer (environment variable

@@ -3,7 +3,7 @@
 //! same run.
 //!
 //! ```text
-//! cargo bench -p actor-transport --bench tls
+//! cargo bench -p procactor-transport --bench tls
 //! ```
 //!
 //! The benchmark makes a throw-away CA and two leaf certificates with rcgen,
