@@ -2,7 +2,7 @@
 //! by another program, and is called by a third. Three terminals:
 //!
 //! ```sh
-//! cargo run -p actor-arbiter --bin arbiter -- --bind tcp://127.0.0.1:7616
+//! cargo run -p procactor-arbiter --bin arbiter -- --bind tcp://127.0.0.1:7616
 //! ACTOR_ARBITER=tcp://127.0.0.1:7616 cargo run --example standalone_actor -- serve
 //! ACTOR_ARBITER=tcp://127.0.0.1:7616 cargo run --example standalone_actor -- call 6 7
 //! ```
