@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use actor_transport::{
-    Addr, CallApp, CallId, CallKind, ChannelError, End, ErrorKind, HandshakeConfig, HandshakeError, Incoming,
-    Limits, Receiver, RemoteError, Secret, Sender, Session, SessionError, Side, TlsConfig, Uid, connect,
-    connect_tls,
+    Addr, CallApp, CallId, CallKind, CallStart, ChannelError, End, ErrorKind, HandshakeConfig,
+    HandshakeError, Incoming, Limits, Receiver, RemoteError, Secret, Sender, Session, SessionError, Side,
+    TlsConfig, Uid, connect, connect_tls,
 };
 use bytes::Bytes;
 use serde::Serialize;
@@ -513,7 +513,7 @@ async fn read_loop(shared: Arc<Shared>, sender: Sender, mut receiver: Receiver, 
             Ok(None) => {}
             // An arbiter calls nothing on its clients; a polite refusal keeps
             // the connection, and the registration, alive.
-            Ok(Some(Incoming::Call { cid, func, .. })) => {
+            Ok(Some(Incoming::Call(CallStart { cid, func, .. }))) => {
                 let error = RemoteError::new(
                     shared.me.clone(),
                     ErrorKind::UnknownFunction,

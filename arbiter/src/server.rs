@@ -16,9 +16,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use actor_transport::{
-    Addr, Admission, AdmissionConfig, Auth, CallApp, CallId, CallKind, ChannelConfig, ChannelError,
-    Completion, End, ErrorKind, FrameError, HandshakeConfig, Incoming, Limits, Listener, Msg, RemoteError,
-    Secret, Sender, Session, Side, Stream, TlsConfig, Uid, accept, accept_log, admission::Pending,
+    Addr, Admission, AdmissionConfig, Auth, CallApp, CallId, CallKind, CallStart, ChannelConfig,
+    ChannelError, Completion, End, ErrorKind, FrameError, HandshakeConfig, Incoming, Limits, Listener, Msg,
+    RemoteError, Secret, Sender, Session, Side, Stream, TlsConfig, Uid, accept, accept_log,
+    admission::Pending,
 };
 use bytes::Bytes;
 use serde::Serialize;
@@ -489,7 +490,9 @@ impl Conn {
         }
         match handled {
             Ok(None) => Next::Continue,
-            Ok(Some(Incoming::Call { cid, func, kind, args, .. })) => self.start(cid, func, kind, args).await,
+            Ok(Some(Incoming::Call(CallStart { cid, func, kind, args, .. }))) => {
+                self.start(cid, func, kind, args).await
+            }
             Ok(Some(Incoming::CancelActor { .. } | Incoming::CancelActorAck)) => {
                 let reason = "protocol violation: an actor control message sent to the arbiter".to_owned();
                 tracing::warn!(peer = %self.peer, %reason, "closing the connection");

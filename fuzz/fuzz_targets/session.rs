@@ -25,8 +25,8 @@ use std::rc::Rc;
 
 use actor_transport::codec::FrameCodec;
 use actor_transport::{
-    CallApp, CallId, CallKind, Completion, End, ErrorKind, Incoming, Limits, Msg, RemoteError, Session, Side,
-    Uid, item_cost,
+    CallApp, CallId, CallKind, CallStart, Completion, End, ErrorKind, Incoming, Limits, Msg, RemoteError,
+    Session, Side, Uid, item_cost,
 };
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
@@ -286,7 +286,7 @@ impl Harness {
         };
         let mut handed_over = false;
         match self.session.handle(msg) {
-            Ok(Some(Incoming::Call { cid, kind, window, .. })) => {
+            Ok(Some(Incoming::Call(CallStart { cid, kind, window, .. }))) => {
                 handed_over = true;
                 assert!(!self.ours(cid), "a call with our parity was let through");
                 assert!(!self.model.borrow().open.contains_key(&cid), "a call id in use was let through");

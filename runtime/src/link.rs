@@ -120,18 +120,8 @@ async fn read_loop(
         match next {
             Ok(Some(msg)) => match conn.handle(msg) {
                 Ok(None) => {}
-                Ok(Some(Arrival::Call { cid, func, kind, args, window, timeout_ms })) => {
-                    serve::start(
-                        &conn,
-                        &actor,
-                        relation == Peer::Parent,
-                        cid,
-                        func,
-                        kind,
-                        args,
-                        window,
-                        timeout_ms,
-                    );
+                Ok(Some(Arrival::Call(call))) => {
+                    serve::start(&conn, &actor, relation == Peer::Parent, call);
                 }
                 Ok(Some(Arrival::CancelActor { canceller, reason })) => {
                     if relation == Peer::Parent {

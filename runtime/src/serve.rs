@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use actor_transport::{CallId, CallKind, Completion, ErrorKind, RemoteError, Uid};
+use actor_transport::{CallId, CallKind, CallStart, Completion, ErrorKind, RemoteError, Uid};
 use bytes::Bytes;
 use tracing::Instrument;
 
@@ -19,18 +19,8 @@ pub(crate) const CANCEL_FN: &str = "actor::cancel";
 /// Serves the peer's call `cid` of `func`, or refuses it. `from_parent`
 /// says the peer is this actor's parent, whose first call to a
 /// `run_in_actor` child is its main call.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn start(
-    conn: &Arc<Conn>,
-    actor: &Arc<Actor>,
-    from_parent: bool,
-    cid: CallId,
-    func: String,
-    kind: CallKind,
-    args: Bytes,
-    window: u32,
-    timeout_ms: Option<u64>,
-) {
+pub(crate) fn start(conn: &Arc<Conn>, actor: &Arc<Actor>, from_parent: bool, call: CallStart) {
+    let CallStart { cid, func, kind, args, window, timeout_ms } = call;
     let me = &actor.uid;
     let refuse = |kind, type_name: &str, message: String| {
         conn.refuse(cid, RemoteError::new(me.clone(), kind, type_name, message));

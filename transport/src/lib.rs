@@ -59,7 +59,9 @@ pub use handshake::{
 };
 pub use listener::Listener;
 pub use secret_file::{ENV_TOKEN_FILE, default_token_path, load_or_create_token};
-pub use session::{CallApp, Completion, End, Incoming, Limits, Session, SessionError, Side, Violation};
+pub use session::{
+    CallApp, CallStart, Completion, End, Incoming, Limits, Session, SessionError, Side, Violation,
+};
 pub use stream::Stream;
 pub use tls::{ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, TlsConfig, TlsError};
 pub use wire::{CallId, CallKind, ErrorKind, Msg, PROTOCOL_VERSION, RemoteError, Uid};

@@ -111,20 +111,7 @@ pub enum Incoming {
     /// The peer starts a call. It passed every protocol check; the driver
     /// either [`admit`](Session::admit)s or [`refuse`](Session::refuse)s it
     /// before handling the next message.
-    Call {
-        /// The new call's id.
-        cid: CallId,
-        /// The function asked for.
-        func: String,
-        /// Single, stream or context.
-        kind: CallKind,
-        /// The encoded arguments.
-        args: Bytes,
-        /// The call's window.
-        window: u32,
-        /// The time the caller gives the call, in milliseconds, if any.
-        timeout_ms: Option<u64>,
-    },
+    Call(CallStart),
     /// The peer asks this actor to cancel itself.
     CancelActor {
         /// Who asks.
@@ -134,6 +121,23 @@ pub enum Incoming {
     },
     /// The peer confirmed that it cancelled itself.
     CancelActorAck,
+}
+
+/// A call the peer starts, as [`Incoming::Call`] hands it to the driver.
+#[derive(Debug, PartialEq)]
+pub struct CallStart {
+    /// The new call's id.
+    pub cid: CallId,
+    /// The function asked for.
+    pub func: String,
+    /// Single, stream or context.
+    pub kind: CallKind,
+    /// The encoded arguments.
+    pub args: Bytes,
+    /// The call's window.
+    pub window: u32,
+    /// The time the caller gives the call, in milliseconds, if any.
+    pub timeout_ms: Option<u64>,
 }
 
 /// The peer broke the protocol; the channel should be closed.
@@ -557,7 +561,7 @@ impl<A: CallApp> Session<A> {
         let name = msg.name();
         match msg {
             Msg::Start { cid, func, kind, args, window, timeout_ms } => {
-                return Ok(self.start(cid, func, kind, args, window, timeout_ms));
+                return Ok(self.start(CallStart { cid, func, kind, args, window, timeout_ms }));
             }
             Msg::StartAck { cid } => {
                 self.ours_mut(name, cid)?;
@@ -665,15 +669,8 @@ impl<A: CallApp> Session<A> {
         Ok(None)
     }
 
-    fn start(
-        &mut self,
-        cid: CallId,
-        func: String,
-        kind: CallKind,
-        args: Bytes,
-        window: u32,
-        timeout_ms: Option<u64>,
-    ) -> Option<Incoming> {
+    fn start(&mut self, call: CallStart) -> Option<Incoming> {
+        let CallStart { cid, kind, window, .. } = call;
         let refusal = if self.is_ours(cid) {
             Some(format!("call id {cid} has the parity of this side's calls"))
         } else if self.calls.contains_key(&cid) {
@@ -704,7 +701,7 @@ impl<A: CallApp> Session<A> {
                 self.transmit.push_back(Msg::Error { cid, error: Box::new(error) });
                 None
             }
-            None => Some(Incoming::Call { cid, func, kind, args, window, timeout_ms }),
+            None => Some(Incoming::Call(call)),
         }
     }
 }

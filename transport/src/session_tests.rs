@@ -144,7 +144,7 @@ impl Pair {
         let queue = if to_a { &mut self.to_a } else { &mut self.to_b };
         let Some(msg) = queue.pop_front() else { return Ok(false) };
         let end = self.end(to_a);
-        if let Some(Incoming::Call { cid, kind, window, .. }) = end.s.handle(msg)? {
+        if let Some(Incoming::Call(CallStart { cid, kind, window, .. })) = end.s.handle(msg)? {
             let rec = Rec::default();
             end.s.admit(cid, kind, window, rec.clone());
             end.calls.insert(cid, rec);
@@ -863,11 +863,11 @@ fn a_call_timeout_travels_with_its_start() {
         a.open_within("f", CallKind::Single, Bytes::new(), Rec::default(), Some(250)).expect("open");
     let (_, plain) = a.open("f", CallKind::Single, Bytes::new(), Rec::default()).expect("open");
     match b.handle(timed) {
-        Ok(Some(Incoming::Call { timeout_ms, .. })) => assert_eq!(timeout_ms, Some(250)),
+        Ok(Some(Incoming::Call(CallStart { timeout_ms, .. }))) => assert_eq!(timeout_ms, Some(250)),
         other => panic!("expected a call, got {other:?}"),
     }
     match b.handle(plain) {
-        Ok(Some(Incoming::Call { timeout_ms, .. })) => assert_eq!(timeout_ms, None),
+        Ok(Some(Incoming::Call(CallStart { timeout_ms, .. }))) => assert_eq!(timeout_ms, None),
         other => panic!("expected a call, got {other:?}"),
     }
 }
