@@ -51,3 +51,19 @@ fn nested_calls_inherit_the_remaining_time() {
     assert!(out.stdout.contains("TIMEOUT") && out.stdout.contains("relay_deadline"), "{out:?}");
     assert!(out.stdout.contains("LEAF cancelled"), "{out:?}");
 }
+
+/// A context that does not start within its opening deadline is cancelled
+/// (the callee sees it) and the caller gets a timeout naming it; a stream
+/// opened with a deadline delivers items until then, and its producer is
+/// cancelled when it passes.
+#[test]
+fn contexts_and_streams_accept_a_deadline_for_opening() {
+    let m = marker("open");
+    let out = Tree::start("deadline_scenarios", &["open", &m], &[]).finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    let line = out.stdout.lines().find(|l| l.starts_with("CONTEXT TIMEOUT")).unwrap_or_default();
+    assert!(line.contains("never_starts") && line.contains("to start"), "{out:?}");
+    assert!(out.stdout.contains("CONTEXT CALLEE cancelled"), "{out:?}");
+    assert!(out.stdout.contains("STREAM ITEMS true END cancelled true"), "{out:?}");
+    assert!(out.stdout.contains("STREAM CALLEE cancelled"), "{out:?}");
+}

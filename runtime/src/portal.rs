@@ -292,6 +292,53 @@ impl Portal {
         Ok((handle, first))
     }
 
+    /// Opens remote stream `f(args)` like [`Portal::open_stream_from`], giving
+    /// the stream `timeout`: the deadline travels with the call, so the
+    /// producer is cancelled when it passes (calls it makes inherit the time
+    /// left), and the stream then ends with that cancellation.
+    ///
+    /// # Errors
+    ///
+    /// As [`Portal::open_stream_from`]; the producer's cancellation arrives on
+    /// the stream, after the items it sent in time.
+    pub async fn open_stream_from_within<F: RemoteStreamFn>(
+        &self,
+        f: F,
+        args: F::Args,
+        timeout: Duration,
+    ) -> Result<StreamReceiver<F::Item>> {
+        let at = tokio::time::Instant::now() + timeout;
+        crate::deadline::within(at, self.open_stream_from(f, args)).await
+    }
+
+    /// Opens remote context `f(args)` like [`Portal::open_context`], waiting
+    /// at most `timeout` for it to call `started`. The deadline travels with
+    /// the call and bounds the remote task's whole run (its calls inherit
+    /// the time left); a context that has not started in time is cancelled.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] naming the function and the actor if it did not
+    /// start in time; otherwise as [`Portal::open_context`].
+    pub async fn open_context_within<F: RemoteContextFn>(
+        &self,
+        f: F,
+        args: F::Args,
+        timeout: Duration,
+    ) -> Result<(ContextHandle<F::ToCallee, F::ToCaller, F::Output>, F::Started)> {
+        let at = tokio::time::Instant::now() + timeout;
+        let open = crate::deadline::within(at, self.open_context(f, args));
+        // The effective deadline may be an outer, earlier one.
+        let at = crate::deadline::current().map_or(at, |outer| outer.min(at));
+        // On expiry the dropped call is abandoned: its guard cancels it remotely.
+        tokio::time::timeout_at(at, open).await.unwrap_or_else(|_| {
+            Err(Error::Timeout {
+                what: format!("`{}` in actor `{}` to start", F::NAME, self.uid()),
+                after: timeout,
+            })
+        })
+    }
+
     /// Cancels the remote actor and waits until it is gone.
     ///
     /// For an actor spawned by one of our nurseries this is the orderly
