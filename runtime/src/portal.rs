@@ -218,18 +218,19 @@ impl Portal {
     {
         let args = encode_args(args, || format!("arguments of `{name}`"))?;
         let (value, from) = self.call_encoded(name, args).await?;
-        decode(&value, || format!("result of `{name}` from `{from}`"))
+        decode(&value, || format!("result of `{name}` from `{}`", from.peer()))
     }
 
     /// Calls `name` with encoded `args` in the process serving now; returns
-    /// the encoded result and who answered.
-    pub(crate) async fn call_encoded(&self, name: &str, args: Bytes) -> Result<(Bytes, Uid)> {
+    /// the encoded result and the connection that answered (whose peer names
+    /// who answered, when a result does not decode).
+    pub(crate) async fn call_encoded(&self, name: &str, args: Bytes) -> Result<(Bytes, Arc<Conn>)> {
         // The process the call goes to: if it dies, the call reports how,
         // even when a restart has already swapped in the next one.
         let (conn, process) = self.now();
         match conn.call(name, args).await {
             Err(lost @ Error::Disconnected { .. }) => Err(explain(process, lost).await),
-            r => Ok((r?, conn.peer().clone())),
+            r => Ok((r?, conn)),
         }
     }
 

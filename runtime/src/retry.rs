@@ -132,7 +132,7 @@ impl Portal {
             };
             let e = match outcome {
                 Ok((value, from)) => {
-                    return decode(&value, || format!("result of `{}` from `{from}`", F::NAME));
+                    return decode(&value, || format!("result of `{}` from `{}`", F::NAME, from.peer()));
                 }
                 Err(e) => e,
             };
