@@ -53,6 +53,7 @@ mod context;
 mod deadline;
 mod discovery;
 mod error;
+mod heartbeat;
 mod link;
 mod local;
 mod logging;

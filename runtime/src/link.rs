@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use actor_transport::session::Incoming as Arrival;
 use actor_transport::{Channel, Receiver, Side, Uid};
-use tokio::task::AbortHandle;
 use tracing::Instrument;
 
 use crate::conn::Conn;
+use crate::heartbeat;
 use crate::local::Actor;
 use crate::serve;
 
@@ -26,8 +26,8 @@ pub(crate) enum Peer {
 }
 
 /// Starts serving `channel` to `peer`, our end being `side`: spawns its
-/// reader task, and a watchdog that pings a silent peer and drops it after
-/// `Config::peer_timeout`; returns the connection.
+/// reader task and has the heartbeat thread ping a silent peer and drop it
+/// after `Config::peer_timeout`; returns the connection.
 pub(crate) fn start(channel: Channel, peer: Uid, side: Side, relation: Peer, actor: Arc<Actor>) -> Arc<Conn> {
     let (sender, receiver) = channel.split();
     let conn = Arc::new(Conn::new(sender, actor.uid.clone(), peer, side));
@@ -35,9 +35,12 @@ pub(crate) fn start(channel: Channel, peer: Uid, side: Side, relation: Peer, act
     let heard = Arc::new(AtomicU64::new(0));
     // Untracked: a reader runs until its peer goes, which may outlive teardown.
     let reader = tokio::spawn(
-        read_loop(conn.clone(), receiver, relation, actor.clone(), heard.clone()).instrument(span.clone()),
+        read_loop(conn.clone(), receiver, relation, actor.clone(), heard.clone()).instrument(span),
     );
-    tokio::spawn(watchdog(conn.clone(), relation, actor, heard, reader.abort_handle()).instrument(span));
+    let timeout = actor.config.peer_timeout;
+    let on_silence: heartbeat::OnSilence =
+        Box::new(move |conn, reason| finish(conn, relation, &actor, reason, Ending::Abort));
+    heartbeat::watch(&conn, heard, reader.abort_handle(), timeout, on_silence);
     conn
 }
 
@@ -58,43 +61,6 @@ fn finish(conn: &Conn, relation: Peer, actor: &Actor, reason: &str, ending: Endi
     }
     if relation == Peer::Parent {
         actor.cancel(None, format!("lost the channel to the parent: {reason}"));
-    }
-}
-
-/// Watches for silence: the reader only counts messages (`heard`), so the
-/// hot path pays one relaxed increment. After a third of the peer timeout
-/// without a message it pings; after the whole of it, it stops the reader and
-/// ends the link.
-async fn watchdog(
-    conn: Arc<Conn>,
-    relation: Peer,
-    actor: Arc<Actor>,
-    heard: Arc<AtomicU64>,
-    reader: AbortHandle,
-) {
-    let timeout = actor.config.peer_timeout;
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + timeout / 3, timeout / 3);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut last, mut silent) = (0u64, 0u32);
-    loop {
-        tokio::select! {
-            _ = conn.closed() => return,
-            _ = ticks.tick() => {}
-        }
-        let now = heard.load(Ordering::Relaxed);
-        if now != last {
-            (last, silent) = (now, 0);
-            continue;
-        }
-        silent += 1;
-        if silent >= 3 {
-            tracing::warn!(peer = %conn.peer(), ?timeout, "the peer stopped answering; closing the channel");
-            reader.abort();
-            let reason =
-                format!("the peer did not answer for {timeout:?} (stopped, hung, or the link broke)");
-            return finish(&conn, relation, &actor, &reason, Ending::Abort);
-        }
-        conn.ping(u64::from(silent));
     }
 }
 
