@@ -80,7 +80,9 @@ fn run(tick: Duration) {
                 return true;
             }
             w.silent += 1;
-            if w.silent < 3 {
+            // The first tick can come at any time after the link's last
+            // message: four silent ticks make at least the whole timeout.
+            if w.silent <= 3 {
                 conn.ping(u64::from(w.silent));
                 return true;
             }
