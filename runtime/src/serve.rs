@@ -38,6 +38,9 @@ pub(crate) fn start(
     if func == CANCEL_FN {
         return cancel_requested(conn, actor, cid, kind, &args);
     }
+    if func == crate::introspect::INTROSPECT_FN {
+        return crate::introspect::serve(conn, actor, cid, kind);
+    }
     let Some(handler) = registry::lookup(&func) else {
         return refuse(
             ErrorKind::UnknownFunction,
