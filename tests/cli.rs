@@ -49,7 +49,11 @@ struct Live {
 
 impl Live {
     fn start() -> Live {
-        let mut tree = Tree::start("cli_tree", &[], &[]);
+        Live::start_with(&[])
+    }
+
+    fn start_with(args: &[&str]) -> Live {
+        let mut tree = Tree::start("cli_tree", args, &[]);
         let child =
             after(&tree.wait_for_line("PID cli_child ", BOUND), "PID cli_child ").parse().expect("pid");
         let root = after(&tree.wait_for_line("PID root ", BOUND), "PID root ").parse().expect("pid");
@@ -169,6 +173,26 @@ fn ps_tree_call_and_cancel_on_a_live_tree() {
     assert!(done.status.success(), "{done:?}");
     assert!(!done.stdout.contains("CHILD NURSERY FAILED"), "{}", done.stdout);
     done.assert_no_warnings();
+}
+
+#[test]
+fn a_restarted_actor_shows_its_restarts_under_its_parent() {
+    let live = Live::start_with(&["restarting"]);
+    let all = live.ps_until("the grandchild", |all| named(all, "cli_grandchild").is_some());
+    let first = named(&all, "cli_grandchild").expect("listed")["uid"].clone();
+    let crashed = live.run(&["call", "cli_grandchild", "cli_tree::crash"]);
+    assert!(!crashed.ok, "the call cannot answer: its actor exited");
+    let all = live.ps_until("the restarted grandchild", |all| {
+        named(all, "cli_grandchild").is_some_and(|g| g["uid"] != first && g["restarts"] == 1)
+    });
+    let (child, grandchild) =
+        (named(&all, "cli_child").expect("child"), named(&all, "cli_grandchild").expect("gc"));
+    assert_eq!(grandchild["parent"], child["uid"]);
+    assert!(grandchild["pid"].as_u64().is_some_and(|p| p != live.grandchild && alive(p)), "{grandchild}");
+    let drawn = live.run(&["tree"]);
+    assert!(drawn.stdout.contains(", 1 restart)"), "{}", drawn.stdout);
+    live.tree.signal(Signal::SIGTERM);
+    assert!(live.tree.finish(BOUND).status.success());
 }
 
 #[test]

@@ -177,7 +177,8 @@ impl<'a> Forest<'a> {
                 let restarts = self.restarts.get(uid).copied().unwrap_or(0);
                 let mut w = format!("pid {} on {}", r.pid, Escaped(&r.host));
                 if restarts > 0 {
-                    let _ = write!(w, ", {restarts} restarts");
+                    let plural = if restarts == 1 { "" } else { "s" };
+                    let _ = write!(w, ", {restarts} restart{plural}");
                 }
                 w
             }
