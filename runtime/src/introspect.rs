@@ -24,8 +24,8 @@ pub const INTROSPECT_FN: &str = "actor::introspect";
 
 /// What an actor reports about itself (see [`Portal::introspect`](crate::Portal::introspect)).
 ///
-/// Fields added later get defaults, so tools and actors of different
-/// versions still understand each other.
+/// Non-exhaustive: later versions may add fields, at the end of its wire
+/// form (see PROTOCOL.md), so build none yourself; read the ones you need.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Introspection {
