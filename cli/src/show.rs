@@ -131,7 +131,31 @@ impl<'a> Forest<'a> {
                 Err(_) => true,
             })
             .collect();
-        Forest { by_uid, roots, restarts: restarts(seen) }
+        let mut forest = Forest { by_uid, roots, restarts: restarts(seen) };
+        // What the roots do not reach (a parent that does not list its new
+        // child yet, or reports that contradict each other) is shown as a
+        // root of its own: every registered actor appears once.
+        let mut reached = HashSet::new();
+        let reach = |from: &'a Uid, reached: &mut HashSet<&'a Uid>| {
+            let mut stack = vec![from];
+            while let Some(u) = stack.pop() {
+                if reached.insert(u) {
+                    stack.extend(forest.children(u));
+                }
+            }
+        };
+        for root in &forest.roots {
+            reach(&root.entry.uid, &mut reached);
+        }
+        let mut strays = Vec::new();
+        for s in seen {
+            if !reached.contains(&s.entry.uid) {
+                reach(&s.entry.uid, &mut reached);
+                strays.push(s);
+            }
+        }
+        forest.roots.extend(strays);
+        forest
     }
 
     /// The children `uid` reports (a child not registered yet has no entry).
@@ -221,6 +245,41 @@ pub(crate) fn tree(seen: &[Seen], as_json: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An actor as `ps` sees it, reporting `parent` and `children`.
+    fn seen(name: &str, parent: Option<&str>, children: &[&str]) -> Seen {
+        let uid = |n: &str| json!({ "name": n, "id": format!("{n}-id") });
+        let report = json!({
+            "uid": uid(name), "pid": 1, "host": "h", "parent": parent.map(uid), "started_at_ms": 0,
+            "calls_in_flight": 0,
+            "children": children.iter().map(|c| json!({ "uid": uid(c), "restarts": 0 })).collect::<Vec<_>>(),
+        });
+        let report = serde_json::from_value(report).expect("an introspection");
+        let uid = Uid { name: name.into(), id: format!("{name}-id") };
+        Seen { entry: actor::Entry { uid, addr: actor::Addr::loopback(1) }, report: Ok(report) }
+    }
+
+    #[test]
+    fn children_nest_under_the_parent_that_reports_them() {
+        let all = [seen("a", None, &["b"]), seen("b", Some("a"), &["c"]), seen("c", Some("b"), &[])];
+        let drawn = tree(&all, false);
+        assert_eq!(drawn, "a#a-id (pid 1 on h)\n└── b#b-id (pid 1 on h)\n    └── c#c-id (pid 1 on h)\n");
+        let nested: Value = serde_json::from_str(&tree(&all, true)).expect("JSON");
+        assert_eq!(nested[0]["children"][0]["children"][0]["name"], "c");
+    }
+
+    /// Reports come from peers: a cycle, or a child its parent does not
+    /// list, still shows every actor once and ends.
+    #[test]
+    fn every_actor_appears_once_whatever_the_reports_say() {
+        let all = [seen("x", Some("y"), &["y"]), seen("y", Some("x"), &["x"]), seen("z", Some("x"), &[])];
+        let drawn = tree(&all, false);
+        for name in ["x#", "y#", "z#"] {
+            assert_eq!(drawn.matches(name).count(), 1, "{drawn}");
+        }
+        let nested: Value = serde_json::from_str(&tree(&all, true)).expect("JSON");
+        assert_eq!(nested.as_array().map(Vec::len), Some(2), "{nested}");
+    }
 
     #[test]
     fn uptimes_read_at_a_glance() {
