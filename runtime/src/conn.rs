@@ -216,6 +216,11 @@ impl Conn {
         self.session.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// How many calls are open on this channel, ours and the peer's.
+    pub(crate) fn open_calls(&self) -> usize {
+        self.session().open_calls()
+    }
+
     /// Whether the channel has closed.
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.is_cancelled()

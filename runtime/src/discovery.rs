@@ -105,7 +105,7 @@ async fn client() -> Result<(Arc<Actor>, Arc<ArbiterClient>)> {
 }
 
 /// A portal to the actor registered as `entry`, reusing a live connection.
-async fn connect_to(actor: &Arc<Actor>, entry: &Entry) -> Result<Portal> {
+pub(crate) async fn connect_to(actor: &Arc<Actor>, entry: &Entry) -> Result<Portal> {
     if let Some(conn) = actor.peers.get(&entry.uid) {
         return Ok(Portal::peer(conn));
     }

@@ -31,6 +31,7 @@ pub(crate) enum Peer {
 pub(crate) fn start(channel: Channel, peer: Uid, side: Side, relation: Peer, actor: Arc<Actor>) -> Arc<Conn> {
     let (sender, receiver) = channel.split();
     let conn = Arc::new(Conn::new(sender, actor.uid.clone(), peer, side));
+    crate::introspect::track_link(&conn, relation);
     let span = tracing::debug_span!(parent: &actor.span(), "conn", peer = %conn.peer());
     let heard = Arc::new(AtomicU64::new(0));
     // Untracked: a reader runs until its peer goes, which may outlive teardown.

@@ -120,6 +120,7 @@ impl Actor {
             uid,
         });
         CURRENT.set(actor.clone()).map_err(|_| Error::NotRunning)?;
+        crate::introspect::mark_started();
         Ok(actor)
     }
 

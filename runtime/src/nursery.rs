@@ -335,6 +335,7 @@ impl Nursery {
         let cancel = inner.kids.child_token();
         let launched = launch(&inner.actor, &spec, &cancel).await?;
         let control = ChildControl::new(cancel, launched.process.clone());
+        crate::introspect::track_child(&control);
         let slot = spec.main.as_ref().map(|_| watch::channel(None).0);
         let (orders_tx, orders) = mpsc::unbounded_channel();
         let index = {

@@ -340,6 +340,18 @@ impl Portal {
         })
     }
 
+    /// Asks the remote actor to describe itself: pid, host, parent, start
+    /// time, calls in flight, children (the built-in
+    /// [`INTROSPECT_FN`](crate::INTROSPECT_FN), which every actor serves to
+    /// any peer of its tree, whatever it exposes).
+    ///
+    /// # Errors
+    ///
+    /// As [`Portal::run`].
+    pub async fn introspect(&self) -> Result<crate::Introspection> {
+        self.run_by_name(crate::INTROSPECT_FN, &()).await
+    }
+
     /// Cancels the remote actor and waits until it is gone.
     ///
     /// For an actor spawned by one of our nurseries this is the orderly
@@ -377,6 +389,20 @@ impl Portal {
         }
         tokio::time::timeout(config.kill_grace, conn.closed()).await.map_err(|_| timeout())
     }
+}
+
+/// A portal to the actor registered as `entry` (one of
+/// [`list_actors`](crate::list_actors)), reusing a live connection to it:
+/// reaches one actor of several sharing a name, which
+/// [`find_actor`](crate::find_actor) cannot choose between.
+///
+/// # Errors
+///
+/// [`Error::Handshake`] if it cannot be reached; [`Error::Arbiter`] if
+/// another actor answers at its address; [`Error::NotRunning`] outside
+/// `actor::run`.
+pub async fn connect_to_entry(entry: &actor_arbiter::Entry) -> Result<Portal> {
+    crate::discovery::connect_to(&crate::local::current()?, entry).await
 }
 
 /// Turns a lost channel to one of our child processes into its crash, when it

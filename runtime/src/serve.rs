@@ -28,6 +28,9 @@ pub(crate) fn start(conn: &Arc<Conn>, actor: &Arc<Actor>, from_parent: bool, cal
     if func == CANCEL_FN {
         return cancel_requested(conn, actor, cid, kind, &args);
     }
+    if func == crate::introspect::INTROSPECT_FN {
+        return crate::introspect::serve(conn, actor, cid, kind);
+    }
     let Some(handler) = registry::lookup(&func) else {
         return refuse(
             ErrorKind::UnknownFunction,
