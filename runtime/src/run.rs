@@ -15,7 +15,7 @@ use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::link::{self, Peer};
 use crate::local::{Actor, ChildRole};
-use crate::{accept, discovery, logging, parent_death, spawn};
+use crate::{accept, arbiter_link, discovery, logging, parent_death, spawn};
 
 /// Runs `main` as the root actor of a new tree, with [`Config::from_env`].
 ///
@@ -125,6 +125,10 @@ where
     client.register(&actor.listen).await.map_err(|e| Error::Arbiter(e.to_string()))?;
     actor.set_arbiter_addr(client.addr().clone());
     actor.set_arbiter(Ok(client), embedded);
+    // A root that would host the arbiter by default takes the address over
+    // when its host exits; a private arbiter lives and dies with this root.
+    let host = actor.config.embed_arbiter && !actor.config.private_arbiter;
+    actor.spawn(arbiter_link::keep_registered(actor.clone(), host));
     let interrupted = Arc::new(AtomicBool::new(false));
     let on_signal = {
         let actor = actor.clone();
@@ -299,7 +303,12 @@ async fn child_setup(spec: SpawnSpec) -> Result<(std::sync::Arc<Actor>, std::syn
                     tracing::warn!(error = %e, "cannot register with the arbiter");
                     e.to_string()
                 });
+                let live = registered.is_ok();
                 me.set_arbiter(registered, None);
+                // A child never hosts: its root (or another) does.
+                if live {
+                    me.spawn(arbiter_link::keep_registered(me.clone(), false));
+                }
             });
         }
         None => actor.set_arbiter(Err("the tree runs without an arbiter".into()), None),
