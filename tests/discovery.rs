@@ -159,3 +159,152 @@ fn a_root_whose_arbiter_never_answers_fails_instead_of_hanging() {
     assert!(out.stderr.contains("did not answer `arbiter::register`"), "{out:?}");
     assert!(!out.stdout.contains("the nursery is closed"), "main must not run: {out:?}");
 }
+
+/// The names registered at `arbiter`, or none if no arbiter answers there
+/// (yet): for polling across the moment an arbiter is replaced.
+fn names_if_any(arbiter: &Addr) -> Vec<String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let hs = HandshakeConfig {
+            uid: Uid::new("test"),
+            timeout: Duration::from_secs(5),
+            channel: Default::default(),
+        };
+        let token = actor::default_token().expect("the user's secret");
+        match ArbiterClient::connect(arbiter, &hs, Some(&token)).await {
+            Ok(client) => client.list().await.map(|l| l.into_iter().map(|e| e.uid.name).collect()),
+            Err(e) => Err(e),
+        }
+        .unwrap_or_default()
+    })
+}
+
+/// Waits (at most `within`) until every one of `names` is registered at
+/// `arbiter`; returns how long that took.
+fn wait_registered(arbiter: &Addr, names: &[&str], within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let listed = names_if_any(arbiter);
+        if names.iter().all(|n| listed.iter().any(|l| l == n)) {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "{names:?} not registered at {arbiter} within {within:?}: {listed:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A fresh directory for a test's Unix sockets, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("actor-{what}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create a temporary directory");
+        TempDir(dir)
+    }
+
+    fn socket(&self, name: &str) -> Addr {
+        Addr::Unix(self.0.join(name))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The bound for names to come back after their arbiter is lost: the issue's
+/// target is 2 s; the bound leaves room for a loaded machine, and the
+/// measured time is printed.
+const REREGISTER_BOUND: Duration = Duration::from_secs(10);
+
+#[test]
+fn when_the_program_hosting_the_arbiter_is_killed_another_takes_it_over() {
+    let dir = TempDir::new("takeover");
+    let addr = dir.socket("arbiter.sock");
+    let addr_s = addr.to_string();
+    let env = [("ACTOR_ARBITER", addr_s.as_str()), ("ACTOR_LOG", "info")];
+
+    // The first root finds nothing there and hosts the arbiter.
+    let mut host = Tree::start("discovery_scenarios", &["serve", "alpha"], &env);
+    host.wait_for_line("alpha serving", BOUND);
+    let mut beta = Tree::start("discovery_scenarios", &["serve", "beta"], &env);
+    beta.wait_for_line("beta serving", BOUND);
+    let mut gamma = Tree::start("discovery_scenarios", &["serve", "gamma"], &env);
+    gamma.wait_for_line("gamma serving", BOUND);
+    wait_registered(&addr, &["alpha", "beta", "gamma"], BOUND);
+
+    host.signal(Signal::SIGKILL);
+    let out = host.finish(BOUND);
+    assert!(out.stderr.contains("this process hosts the arbiter"), "{out:?}");
+    let took = wait_registered(&addr, &["beta", "gamma"], REREGISTER_BOUND);
+    eprintln!("beta and gamma were registered again {took:?} after the arbiter's host was killed");
+    assert!(!names_if_any(&addr).contains(&"alpha".to_string()), "the killed host is still registered");
+
+    beta.signal(Signal::SIGTERM);
+    gamma.signal(Signal::SIGTERM);
+    let (beta, gamma) = (beta.finish(BOUND), gamma.finish(BOUND));
+    assert!(beta.status.success() && gamma.status.success(), "{beta:?} {gamma:?}");
+    let took_over = |f: &common::Finished| f.stderr.contains("took over hosting the arbiter");
+    assert!(took_over(&beta) != took_over(&gamma), "exactly one survivor hosts: {beta:?} {gamma:?}");
+}
+
+#[test]
+fn a_standalone_actor_and_a_pending_wait_survive_a_restart_of_the_arbiter_daemon() {
+    let dir = TempDir::new("restart");
+    let addr = dir.socket("arbiter.sock");
+    let addr_s = addr.to_string();
+    let daemon = || {
+        let mut d = Tree::start_program(&common::binary("arbiter"), &["--bind", addr_s.as_str()], &[]);
+        d.wait_for_line("arbiter listening on", BOUND);
+        d
+    };
+    let env = [("ACTOR_ARBITER", addr_s.as_str()), ("ACTOR_LOG", "info")];
+
+    let first = daemon();
+    let mut server = Tree::start("standalone_actor", &["serve"], &env);
+    server.wait_for_line("calculator serving", BOUND);
+    let mut waiter = Tree::start("discovery_scenarios", &["wait_for", "latecomer"], &env);
+    waiter.wait_for_line("waiter ready", BOUND);
+
+    first.signal(Signal::SIGKILL);
+    first.finish(BOUND);
+    // With no arbiter at all, the waiter asks for a name nobody has yet.
+    waiter.signal(Signal::SIGUSR1);
+    waiter.wait_for_line("waiting for latecomer", BOUND);
+
+    let second = daemon();
+    let took = wait_registered(&addr, &["calculator", "waiter"], REREGISTER_BOUND);
+    eprintln!("the calculator was registered again {took:?} after the daemon restarted");
+    let call = Tree::start("standalone_actor", &["call", "6", "7"], &env).finish(BOUND);
+    assert!(call.stdout.contains("6 * 7 = 42"), "found and called on the new daemon: {call:?}");
+
+    let mut latecomer = Tree::start("discovery_scenarios", &["serve", "latecomer"], &env);
+    latecomer.wait_for_line("latecomer serving", BOUND);
+    waiter.wait_for_line("found latecomer#", BOUND);
+    let waited = waiter.finish(BOUND);
+    assert!(waited.status.success(), "{waited:?}");
+
+    for tree in [&server, &latecomer, &second] {
+        tree.signal(Signal::SIGTERM);
+    }
+    let server = server.finish(BOUND);
+    assert!(server.status.success(), "{server:?}");
+    assert!(server.stderr.contains("registered again with the arbiter"), "{server:?}");
+    latecomer.finish(BOUND);
+    second.finish(BOUND);
+}
+
+#[test]
+fn a_remote_arbiter_that_does_not_answer_is_reported_as_such() {
+    // TEST-NET-1 (RFC 5737): routed nowhere, never an address of this host.
+    let arbiter = "tcp://192.0.2.1:1616";
+    let out = Tree::start("actor_spawning_and_causality", &[], &[("ACTOR_ARBITER", arbiter)])
+        .finish(Duration::from_secs(30));
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.contains(&format!("no arbiter answers at {arbiter}")), "{out:?}");
+    assert!(!out.stdout.contains("the nursery is closed"), "main must not run: {out:?}");
+}
