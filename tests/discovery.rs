@@ -188,7 +188,10 @@ fn wait_registered(arbiter: &Addr, names: &[&str], within: Duration) -> Duration
         if names.iter().all(|n| listed.iter().any(|l| l == n)) {
             return start.elapsed();
         }
-        assert!(start.elapsed() < within, "{names:?} not registered at {arbiter} within {within:?}: {listed:?}");
+        assert!(
+            start.elapsed() < within,
+            "{names:?} not registered at {arbiter} within {within:?}: {listed:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -307,4 +310,25 @@ fn a_remote_arbiter_that_does_not_answer_is_reported_as_such() {
     assert!(!out.status.success(), "{out:?}");
     assert!(out.stderr.contains(&format!("no arbiter answers at {arbiter}")), "{out:?}");
     assert!(!out.stdout.contains("the nursery is closed"), "main must not run: {out:?}");
+}
+
+#[test]
+fn trees_with_private_arbiters_do_not_share_one() {
+    let env = [("ACTOR_ARBITER", "private")];
+    let mut one = Tree::start("discovery_scenarios", &["serve", "one"], &env);
+    let mut two = Tree::start("discovery_scenarios", &["serve", "two"], &env);
+    let arbiter = |line: String| -> Addr {
+        line.rsplit(' ').next().and_then(|a| a.parse().ok()).expect("an arbiter address")
+    };
+    let a1 = arbiter(one.wait_for_line("one serving; arbiter at", BOUND));
+    let a2 = arbiter(two.wait_for_line("two serving; arbiter at", BOUND));
+    assert_ne!(a1, a2, "each tree hosts its own arbiter");
+    assert!(a1.is_local() && a2.is_local(), "{a1} {a2}");
+    wait_registered(&a1, &["one"], BOUND);
+    assert!(!names_if_any(&a1).contains(&"two".to_string()), "the other tree's name leaked");
+    for tree in [&one, &two] {
+        tree.signal(Signal::SIGTERM);
+    }
+    assert!(one.finish(BOUND).status.success());
+    assert!(two.finish(BOUND).status.success());
 }

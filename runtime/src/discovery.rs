@@ -84,9 +84,10 @@ async fn host_at(
     // At INFO, so that a tree's log says which process holds the registry.
     tracing::info!(addr = %hosted, pid = std::process::id(), "this process hosts the arbiter");
     let hs = actor.handshake_config();
-    let client = ArbiterClient::connect_with(&hosted, &hs, actor.config.token.as_ref(), actor.config.tls.as_ref())
-        .await
-        .map_err(|e| arbiter_error(&hosted, e))?;
+    let client =
+        ArbiterClient::connect_with(&hosted, &hs, actor.config.token.as_ref(), actor.config.tls.as_ref())
+            .await
+            .map_err(|e| arbiter_error(&hosted, e))?;
     Ok(Some((client, Some(handle))))
 }
 
