@@ -160,9 +160,10 @@ fn a_root_whose_arbiter_never_answers_fails_instead_of_hanging() {
     assert!(!out.stdout.contains("the nursery is closed"), "main must not run: {out:?}");
 }
 
-/// The names registered at `arbiter`, or none if no arbiter answers there
-/// (yet): for polling across the moment an arbiter is replaced.
-fn names_if_any(arbiter: &Addr) -> Vec<String> {
+/// The uid of the arbiter answering at `arbiter` and the names registered
+/// there, or `None` if no arbiter answers (yet): for polling across the
+/// moment an arbiter is replaced.
+fn registry_at(arbiter: &Addr) -> Option<(Uid, Vec<String>)> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
         let hs = HandshakeConfig {
@@ -171,22 +172,50 @@ fn names_if_any(arbiter: &Addr) -> Vec<String> {
             channel: Default::default(),
         };
         let token = actor::default_token().expect("the user's secret");
-        match ArbiterClient::connect(arbiter, &hs, Some(&token)).await {
-            Ok(client) => client.list().await.map(|l| l.into_iter().map(|e| e.uid.name).collect()),
-            Err(e) => Err(e),
-        }
-        .unwrap_or_default()
+        let client = ArbiterClient::connect(arbiter, &hs, Some(&token)).await.ok()?;
+        let names = client.list().await.ok()?.into_iter().map(|e| e.uid.name).collect();
+        Some((client.arbiter_uid().clone(), names))
     })
 }
 
+/// The names registered at `arbiter`; none if no arbiter answers there.
+fn names_if_any(arbiter: &Addr) -> Vec<String> {
+    registry_at(arbiter).map(|(_, names)| names).unwrap_or_default()
+}
+
+/// Waits (at most `within` from `since`) until an arbiter other than
+/// `former` answers at `arbiter` with every one of `names` registered;
+/// returns that arbiter's uid and how long after `since` that was.
+fn wait_reregistered(
+    arbiter: &Addr,
+    former: &Uid,
+    names: &[&str],
+    since: Instant,
+    within: Duration,
+) -> (Uid, Duration) {
+    loop {
+        let seen = registry_at(arbiter);
+        if let Some((uid, listed)) = &seen {
+            if uid != former && names.iter().all(|n| listed.iter().any(|l| l == n)) {
+                return (uid.clone(), since.elapsed());
+            }
+        }
+        assert!(
+            since.elapsed() < within,
+            "{names:?} not registered again at {arbiter} within {within:?}: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Waits (at most `within`) until every one of `names` is registered at
-/// `arbiter`; returns how long that took.
-fn wait_registered(arbiter: &Addr, names: &[&str], within: Duration) -> Duration {
+/// `arbiter`.
+fn wait_registered(arbiter: &Addr, names: &[&str], within: Duration) {
     let start = Instant::now();
     loop {
         let listed = names_if_any(arbiter);
         if names.iter().all(|n| listed.iter().any(|l| l == n)) {
-            return start.elapsed();
+            return;
         }
         assert!(
             start.elapsed() < within,
@@ -234,17 +263,25 @@ fn when_the_program_hosting_the_arbiter_is_killed_another_takes_it_over() {
     // The first root finds nothing there and hosts the arbiter.
     let mut host = Tree::start("discovery_scenarios", &["serve", "alpha"], &env);
     host.wait_for_line("alpha serving", BOUND);
-    let mut beta = Tree::start("discovery_scenarios", &["serve", "beta"], &env);
+    // A child's registration must come back too, though it never hosts.
+    let mut beta = Tree::start("discovery_scenarios", &["serve", "beta", "beta-child"], &env);
     beta.wait_for_line("beta serving", BOUND);
     let mut gamma = Tree::start("discovery_scenarios", &["serve", "gamma"], &env);
     gamma.wait_for_line("gamma serving", BOUND);
-    wait_registered(&addr, &["alpha", "beta", "gamma"], BOUND);
+    wait_registered(&addr, &["alpha", "beta", "beta-child", "gamma"], BOUND);
+    let (first, _) = registry_at(&addr).expect("the embedded arbiter answers");
+    assert!(first.id.starts_with(&format!("embedded-{}-", host.pid())), "alpha hosts it: {first}");
 
     host.signal(Signal::SIGKILL);
+    let killed = Instant::now();
+    let (second, took) =
+        wait_reregistered(&addr, &first, &["beta", "beta-child", "gamma"], killed, REREGISTER_BOUND);
+    eprintln!("beta, its child and gamma were registered again {took:?} after the arbiter's host was killed");
+    let hosted_by = |pid: u32| second.id.starts_with(&format!("embedded-{pid}-"));
+    assert!(hosted_by(beta.pid()) || hosted_by(gamma.pid()), "a survivor hosts it: {second}");
+    let beta_hosts = hosted_by(beta.pid());
     let out = host.finish(BOUND);
     assert!(out.stderr.contains("this process hosts the arbiter"), "{out:?}");
-    let took = wait_registered(&addr, &["beta", "gamma"], REREGISTER_BOUND);
-    eprintln!("beta and gamma were registered again {took:?} after the arbiter's host was killed");
     assert!(!names_if_any(&addr).contains(&"alpha".to_string()), "the killed host is still registered");
 
     beta.signal(Signal::SIGTERM);
@@ -252,7 +289,8 @@ fn when_the_program_hosting_the_arbiter_is_killed_another_takes_it_over() {
     let (beta, gamma) = (beta.finish(BOUND), gamma.finish(BOUND));
     assert!(beta.status.success() && gamma.status.success(), "{beta:?} {gamma:?}");
     let took_over = |f: &common::Finished| f.stderr.contains("took over hosting the arbiter");
-    assert!(took_over(&beta) != took_over(&gamma), "exactly one survivor hosts: {beta:?} {gamma:?}");
+    assert!(took_over(&beta) == beta_hosts, "the new host logs it, the other not: {beta:?}");
+    assert!(took_over(&gamma) != beta_hosts, "the new host logs it, the other not: {gamma:?}");
 }
 
 #[test]
@@ -273,15 +311,18 @@ fn a_standalone_actor_and_a_pending_wait_survive_a_restart_of_the_arbiter_daemon
     let mut waiter = Tree::start("discovery_scenarios", &["wait_for", "latecomer"], &env);
     waiter.wait_for_line("waiter ready", BOUND);
 
+    wait_registered(&addr, &["calculator", "waiter"], BOUND);
+    let (former, _) = registry_at(&addr).expect("the first daemon answers");
     first.signal(Signal::SIGKILL);
     first.finish(BOUND);
     // With no arbiter at all, the waiter asks for a name nobody has yet.
     waiter.signal(Signal::SIGUSR1);
     waiter.wait_for_line("waiting for latecomer", BOUND);
 
+    let restarted = Instant::now();
     let second = daemon();
-    let took = wait_registered(&addr, &["calculator", "waiter"], REREGISTER_BOUND);
-    eprintln!("the calculator was registered again {took:?} after the daemon restarted");
+    let (_, took) = wait_reregistered(&addr, &former, &["calculator", "waiter"], restarted, REREGISTER_BOUND);
+    eprintln!("the calculator was registered again {took:?} after the daemon was restarted");
     let call = Tree::start("standalone_actor", &["call", "6", "7"], &env).finish(BOUND);
     assert!(call.stdout.contains("6 * 7 = 42"), "found and called on the new daemon: {call:?}");
 

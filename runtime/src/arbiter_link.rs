@@ -26,6 +26,10 @@ const RECONNECT_INITIAL: Duration = Duration::from_millis(50);
 /// The longest delay between reconnection attempts.
 const RECONNECT_MAX: Duration = Duration::from_secs(1);
 
+/// After how many failed attempts (some 3.5 s at the backoff above) a lost
+/// arbiter is logged at WARN rather than DEBUG.
+const WARN_AFTER_ATTEMPTS: u32 = 8;
+
 /// Where this actor stands with the arbiter.
 #[derive(Clone)]
 pub(crate) enum LinkState {
@@ -121,7 +125,8 @@ pub(crate) async fn keep_registered(actor: Arc<Actor>, host: bool) {
         // daemon, restarted, must find its address free.
         let take_over = host && discovery::is_embedded(client.arbiter_uid());
         drop(client);
-        tracing::warn!(%addr, "lost the arbiter; reconnecting to register again");
+        // At INFO: with the embedded default, the host exiting is routine.
+        tracing::info!(%addr, "lost the arbiter; reconnecting to register again");
         actor.arbiter_link().set(LinkState::Connecting);
         let mut attempt = 0u32;
         let client = loop {
@@ -132,6 +137,10 @@ pub(crate) async fn keep_registered(actor: Arc<Actor>, host: bool) {
             };
             match reconnected {
                 Ok(client) => break client,
+                // Past a few seconds it is an outage worth a warning, once.
+                Err(e) if attempt == WARN_AFTER_ATTEMPTS => {
+                    tracing::warn!(%addr, attempt, error = %e, "the arbiter is still unreachable; retrying every second")
+                }
                 Err(e) => tracing::debug!(%addr, attempt, error = %e, "the arbiter is still unreachable"),
             }
             tokio::select! {
@@ -141,5 +150,34 @@ pub(crate) async fn keep_registered(actor: Arc<Actor>, host: bool) {
         };
         tracing::info!(%addr, attempt, "registered again with the arbiter");
         actor.arbiter_link().set(LinkState::Live(Arc::new(client)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_lookup_while_reconnecting_gives_up_within_its_bound_and_says_why() {
+        let link = ArbiterLink::default();
+        let err = link.client(Some(Duration::from_millis(20))).await.err().map(|e| e.to_string());
+        assert!(err.as_deref().is_some_and(|e| e.contains("unreachable")), "{err:?}");
+        assert!(!link.is_live());
+    }
+
+    #[tokio::test]
+    async fn no_arbiter_for_good_is_an_error_at_once_even_unbounded() {
+        let link = ArbiterLink::default();
+        link.set(LinkState::Absent("the tree runs without an arbiter".into()));
+        let err = link.client(None).await.err().map(|e| e.to_string());
+        assert!(err.as_deref().is_some_and(|e| e.contains("without an arbiter")), "{err:?}");
+    }
+
+    #[test]
+    fn the_backoff_doubles_from_50_ms_and_stops_at_1_s() {
+        let b = Backoff::exponential(RECONNECT_INITIAL, RECONNECT_MAX).jitter(0.0);
+        assert_eq!(b.delay(1, 0.5), Duration::from_millis(50));
+        assert_eq!(b.delay(2, 0.5), Duration::from_millis(100));
+        assert_eq!(b.delay(20, 0.5), Duration::from_secs(1));
     }
 }
