@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actor_arbiter::ArbiterClient;
+use actor_transport::Addr;
 use tokio::sync::watch;
 
 use crate::discovery;
@@ -33,8 +34,9 @@ const WARN_AFTER_ATTEMPTS: u32 = 8;
 /// Where this actor stands with the arbiter.
 #[derive(Clone)]
 pub(crate) enum LinkState {
-    /// Connecting or registering, at start-up or after losing the arbiter.
-    Connecting,
+    /// Connecting or registering, at start-up or after losing the arbiter;
+    /// why the last attempt failed, if one did.
+    Connecting(Option<String>),
     /// Registered over this client.
     Live(Arc<ArbiterClient>),
     /// No arbiter, for good (the tree runs without one, or the first
@@ -49,7 +51,7 @@ pub(crate) struct ArbiterLink {
 
 impl Default for ArbiterLink {
     fn default() -> Self {
-        ArbiterLink { state: watch::Sender::new(LinkState::Connecting) }
+        ArbiterLink { state: watch::Sender::new(LinkState::Connecting(None)) }
     }
 }
 
@@ -76,15 +78,19 @@ impl ArbiterLink {
         let ready = rx.wait_for(|s| match s {
             LinkState::Live(c) => !c.is_closed(),
             LinkState::Absent(_) => true,
-            LinkState::Connecting => false,
+            LinkState::Connecting(_) => false,
         });
         let state = match bound {
             Some(bound) => match tokio::time::timeout(bound, ready).await {
                 Ok(r) => r.map(|s| s.clone()),
                 Err(_) => {
+                    let last = match &*self.state.borrow() {
+                        LinkState::Connecting(Some(e)) => format!(" (last attempt: {e})"),
+                        _ => String::new(),
+                    };
                     return Err(Error::Arbiter(format!(
                         "no arbiter answered within {bound:?}: it is unreachable, and this actor keeps \
-                         trying to reconnect"
+                         trying to reconnect{last}"
                     )));
                 }
             },
@@ -94,8 +100,18 @@ impl ArbiterLink {
             Ok(LinkState::Live(c)) => Ok(c),
             Ok(LinkState::Absent(reason)) => Err(Error::Arbiter(reason)),
             // The sender lives as long as the actor: unreachable, but no panic.
-            Ok(LinkState::Connecting) | Err(_) => Err(Error::Arbiter("the arbiter link is gone".into())),
+            Ok(LinkState::Connecting(_)) | Err(_) => Err(Error::Arbiter("the arbiter link is gone".into())),
         }
+    }
+}
+
+/// Registers a child with its tree's arbiter at `addr`, retrying while none
+/// answers there (a child may start while the arbiter moves), then keeps it
+/// registered. A child never hosts the arbiter: a root does.
+pub(crate) async fn register_child(actor: Arc<Actor>, addr: Addr) {
+    if let Some(client) = connect_until_registered(&actor, &addr, false).await {
+        actor.arbiter_link().set(LinkState::Live(Arc::new(client)));
+        keep_registered(actor, false).await;
     }
 }
 
@@ -104,7 +120,6 @@ impl ArbiterLink {
 /// was embedded in a program, and nothing answers) and registers again,
 /// until the actor is cancelled.
 pub(crate) async fn keep_registered(actor: Arc<Actor>, host: bool) {
-    let backoff = Backoff::exponential(RECONNECT_INITIAL, RECONNECT_MAX).jitter(0.2);
     loop {
         let client = match &*actor.arbiter_link().state.borrow() {
             LinkState::Live(c) => c.clone(),
@@ -127,29 +142,42 @@ pub(crate) async fn keep_registered(actor: Arc<Actor>, host: bool) {
         drop(client);
         // At INFO: with the embedded default, the host exiting is routine.
         tracing::info!(%addr, "lost the arbiter; reconnecting to register again");
-        actor.arbiter_link().set(LinkState::Connecting);
-        let mut attempt = 0u32;
-        let client = loop {
-            attempt = attempt.saturating_add(1);
-            let reconnected = tokio::select! {
-                r = discovery::reconnect(&actor, &addr, take_over) => r,
-                _ = actor.token().cancelled() => return,
-            };
-            match reconnected {
-                Ok(client) => break client,
-                // Past a few seconds it is an outage worth a warning, once.
-                Err(e) if attempt == WARN_AFTER_ATTEMPTS => {
-                    tracing::warn!(%addr, attempt, error = %e, "the arbiter is still unreachable; retrying every second")
-                }
-                Err(e) => tracing::debug!(%addr, attempt, error = %e, "the arbiter is still unreachable"),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff.delay(attempt, unit_random())) => {}
-                _ = actor.token().cancelled() => return,
-            }
-        };
-        tracing::info!(%addr, attempt, "registered again with the arbiter");
+        actor.arbiter_link().set(LinkState::Connecting(None));
+        let Some(client) = connect_until_registered(&actor, &addr, take_over).await else { return };
+        tracing::info!(%addr, "registered again with the arbiter");
         actor.arbiter_link().set(LinkState::Live(Arc::new(client)));
+    }
+}
+
+/// Connects to the arbiter at `addr` (hosting it if `take_over` and nothing
+/// answers) and registers, retrying with the capped backoff until that
+/// works; `None` once the actor is cancelled. Each failure is published, so
+/// a lookup that gives up meanwhile can say why.
+async fn connect_until_registered(actor: &Arc<Actor>, addr: &Addr, take_over: bool) -> Option<ArbiterClient> {
+    let backoff = Backoff::exponential(RECONNECT_INITIAL, RECONNECT_MAX).jitter(0.2);
+    let mut attempt = 0u32;
+    loop {
+        attempt = attempt.saturating_add(1);
+        let reconnected = tokio::select! {
+            r = discovery::reconnect(actor, addr, take_over) => r,
+            _ = actor.token().cancelled() => return None,
+        };
+        match reconnected {
+            Ok(client) => return Some(client),
+            Err(e) => {
+                // Past a few seconds it is an outage worth a warning, once.
+                if attempt == WARN_AFTER_ATTEMPTS {
+                    tracing::warn!(%addr, attempt, error = %e, "the arbiter is still unreachable; retrying every second");
+                } else {
+                    tracing::debug!(%addr, attempt, error = %e, "the arbiter is still unreachable");
+                }
+                actor.arbiter_link().set(LinkState::Connecting(Some(e.to_string())));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.delay(attempt, unit_random())) => {}
+            _ = actor.token().cancelled() => return None,
+        }
     }
 }
 

@@ -173,20 +173,6 @@ fn arbiter_error(addr: &Addr, e: ClientError) -> Error {
     }
 }
 
-/// Connects to the arbiter at `addr` and registers this actor there.
-pub(crate) async fn register(actor: &Actor, addr: &Addr) -> Result<ArbiterClient> {
-    let client = ArbiterClient::connect_with(
-        addr,
-        &actor.handshake_config(),
-        actor.config.token.as_ref(),
-        actor.config.tls.as_ref(),
-    )
-    .await
-    .map_err(|e| arbiter_error(addr, e))?;
-    client.register(&actor.listen).await.map_err(|e| Error::Arbiter(e.to_string()))?;
-    Ok(client)
-}
-
 /// Runs `op` on the live arbiter client; if the arbiter is lost meanwhile,
 /// again on the next one, all within the actor's bound for reaching an
 /// arbiter ([`Actor::arbiter_wait`]): a lookup made while the link
