@@ -3,7 +3,9 @@
 //! The root actor connects to the arbiter at the configured address, or hosts
 //! one itself when nothing listens there. Every actor registers its uid and
 //! listening address and keeps that connection open for its lifetime, so its
-//! entry disappears when the actor does, however it ends.
+//! entry disappears when the actor does, however it ends. If the arbiter goes
+//! first, the actor registers again on the next one (`arbiter_link`); this
+//! module says how to reach or host one, and asks it.
 
 use std::future::Future;
 use std::io;
@@ -223,9 +225,13 @@ async fn connect_to(actor: &Arc<Actor>, entry: &Entry) -> Result<Portal> {
 /// Finds an actor registered under `name` and returns a portal to it, or
 /// `None` if no actor has that name. With several, picks the first by uid.
 ///
+/// While this actor reconnects to a lost arbiter, the lookup waits for the
+/// next one, at most twice the handshake timeout (10 s by default).
+///
 /// # Errors
 ///
-/// [`Error::Arbiter`] if the arbiter cannot be asked; [`Error::Handshake`] if
+/// [`Error::Arbiter`] if the arbiter cannot be asked (the message says
+/// whether it was unreachable or did not answer); [`Error::Handshake`] if
 /// the actor cannot be reached; [`Error::NotRunning`] outside `actor::run`.
 pub async fn find_actor(name: &str) -> Result<Option<Portal>> {
     let (actor, entries) = ask(|c| async move { c.find(name).await }).await?;
