@@ -19,6 +19,9 @@ pub const ENV_NAME: &str = "ACTOR_NAME";
 /// Environment variable holding the arbiter's address (default
 /// `tcp://127.0.0.1:1616`).
 pub const ENV_ARBITER: &str = actor_arbiter::ENV_ADDR;
+/// The value of [`ENV_ARBITER`] that gives a tree an arbiter of its own
+/// ([`Config::private_arbiter`]).
+pub const ARBITER_PRIVATE: &str = "private";
 /// Environment variable holding the address the root actor listens on
 /// (default `tcp://127.0.0.1:0`).
 pub const ENV_BIND: &str = "ACTOR_BIND";
@@ -53,8 +56,14 @@ pub struct Config {
     pub token: Option<Secret>,
     /// Where the arbiter is (default `tcp://127.0.0.1:1616`).
     pub arbiter: Addr,
-    /// Host an arbiter at `arbiter` when nothing listens there (default true).
+    /// Host an arbiter at `arbiter` when nothing listens there (default
+    /// true), and take the address over if the program hosting it exits.
     pub embed_arbiter: bool,
+    /// Host an arbiter of this tree's own on a free loopback port instead of
+    /// sharing the one at `arbiter` (default false; [`Config::private_arbiter`],
+    /// or `ACTOR_ARBITER=private`). Other programs find this tree's actors
+    /// only through [`crate::arbiter_addr`].
+    pub private_arbiter: bool,
     /// Mutual TLS for every connection of the tree (from `ACTOR_TLS_CA`,
     /// `ACTOR_TLS_CERT`, `ACTOR_TLS_KEY`); `None` means plaintext.
     pub tls: Option<TlsConfig>,
@@ -93,6 +102,7 @@ impl Default for Config {
             token: None,
             arbiter: Addr::loopback(1616),
             embed_arbiter: true,
+            private_arbiter: false,
             tls: None,
             insecure_non_loopback: false,
             threads: 1,
@@ -135,10 +145,14 @@ impl Config {
             );
         }
         c.admission = AdmissionConfig::from_env().map_err(Error::Config)?;
-        if let Ok(addr) = std::env::var(ENV_ARBITER) {
-            c.arbiter = addr
-                .parse()
-                .map_err(|e| Error::codec(format!("the {ENV_ARBITER} environment variable"), e))?;
+        match std::env::var(ENV_ARBITER) {
+            Ok(addr) if addr.trim() == ARBITER_PRIVATE => c = c.private_arbiter(),
+            Ok(addr) => {
+                c.arbiter = addr
+                    .parse()
+                    .map_err(|e| Error::codec(format!("the {ENV_ARBITER} environment variable"), e))?;
+            }
+            Err(_) => {}
         }
         if let Ok(addr) = std::env::var(ENV_BIND) {
             c.bind =
@@ -165,9 +179,22 @@ impl Config {
         Ok(c)
     }
 
-    /// Sets the arbiter's address.
+    /// Sets the arbiter's address (and shares it: undoes
+    /// [`Config::private_arbiter`]).
     pub fn arbiter(mut self, addr: Addr) -> Self {
         self.arbiter = addr;
+        self.private_arbiter = false;
+        self
+    }
+
+    /// Gives this tree an arbiter of its own, hosted by the root on a free
+    /// loopback port, rather than the one shared by every program of the
+    /// user at `ACTOR_ARBITER`: for separate trees on one machine that must
+    /// not see each other's names (tests, say). `ACTOR_ARBITER=private`
+    /// does the same.
+    pub fn private_arbiter(mut self) -> Self {
+        self.private_arbiter = true;
+        self.embed_arbiter = true;
         self
     }
 
@@ -322,6 +349,7 @@ impl ChildInit {
             token: self.token.as_deref().and_then(Secret::from_hex),
             arbiter: self.arbiter.clone().unwrap_or_else(|| Addr::loopback(1616)),
             embed_arbiter: false,
+            private_arbiter: false,
             cancel_grace: Duration::from_millis(self.cancel_grace_ms),
             kill_grace: Duration::from_millis(self.kill_grace_ms),
             spawn_timeout: Duration::from_millis(self.spawn_timeout_ms),

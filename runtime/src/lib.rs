@@ -46,6 +46,7 @@ compile_error!(
 extern crate self as actor;
 
 mod accept;
+mod arbiter_link;
 mod children;
 mod config;
 mod conn;
@@ -80,7 +81,8 @@ pub use actor_transport::{Addr, ErrorKind, RemoteError, Secret, TlsConfig, Uid};
 pub use actor_transport::{ENV_TOKEN_FILE, default_token_path, load_or_create_token};
 pub use config::default_token;
 pub use config::{
-    Config, ENV_ARBITER, ENV_BIND, ENV_INSECURE, ENV_LOG, ENV_NAME, ENV_PEER_TIMEOUT, ENV_THREADS, ENV_TOKEN,
+    ARBITER_PRIVATE, Config, ENV_ARBITER, ENV_BIND, ENV_INSECURE, ENV_LOG, ENV_NAME, ENV_PEER_TIMEOUT,
+    ENV_THREADS, ENV_TOKEN,
 };
 pub use conn::STREAM_WINDOW;
 pub use context::{Context, ContextHandle};

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::arbiter_link::{ArbiterLink, LinkState};
 use crate::children::PendingChildren;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -61,9 +62,8 @@ pub(crate) struct Actor {
     states: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     span: tracing::Span,
     main_claimed: AtomicBool,
-    /// The arbiter connection, or why there is none; set once.
-    arbiter: OnceLock<std::result::Result<Arc<ArbiterClient>, String>>,
-    arbiter_known: CancellationToken,
+    /// The live arbiter client, replaced when the arbiter is lost.
+    arbiter: ArbiterLink,
     /// Where the tree's arbiter is, handed down to children.
     arbiter_addr: OnceLock<Addr>,
     embedded: Mutex<Option<ArbiterHandle>>,
@@ -112,8 +112,7 @@ impl Actor {
             states: Mutex::new(HashMap::new()),
             span: tracing::info_span!(parent: None, "actor", name = %uid.name, uid = %uid.id),
             main_claimed: AtomicBool::new(false),
-            arbiter: OnceLock::new(),
-            arbiter_known: CancellationToken::new(),
+            arbiter: ArbiterLink::default(),
             arbiter_addr: OnceLock::new(),
             embedded: Mutex::new(None),
             peers: Peers::default(),
@@ -154,17 +153,21 @@ impl Actor {
         let _ = self.arbiter_addr.set(addr);
     }
 
-    /// The arbiter client, waiting for the registration still under way.
+    /// The live arbiter client, waiting (boundedly) for the registration
+    /// under way at start-up or after the arbiter was lost.
     pub(crate) async fn arbiter_client(&self) -> Result<Arc<ArbiterClient>> {
-        let bound = self.config.handshake_timeout * 2;
-        if tokio::time::timeout(bound, self.arbiter_known.cancelled()).await.is_err() {
-            return Err(Error::Arbiter(format!("still not registered with the arbiter after {bound:?}")));
-        }
-        match self.arbiter.get() {
-            Some(Ok(client)) => Ok(client.clone()),
-            Some(Err(reason)) => Err(Error::Arbiter(reason.clone())),
-            None => Err(Error::Arbiter("this actor has no arbiter".into())),
-        }
+        self.arbiter.client(Some(self.arbiter_wait())).await
+    }
+
+    /// How long a lookup waits for a live arbiter: two handshakes, enough
+    /// for several reconnection attempts at the capped backoff.
+    pub(crate) fn arbiter_wait(&self) -> std::time::Duration {
+        self.config.handshake_timeout * 2
+    }
+
+    /// The link to the arbiter: the live client, or the state of reconnecting.
+    pub(crate) fn arbiter_link(&self) -> &ArbiterLink {
+        &self.arbiter
     }
 
     /// Records the arbiter connection (and the embedded arbiter, if hosted
@@ -174,9 +177,19 @@ impl Actor {
         client: std::result::Result<ArbiterClient, String>,
         embedded: Option<ArbiterHandle>,
     ) {
-        let _ = self.arbiter.set(client.map(Arc::new));
+        if embedded.is_some() {
+            self.set_embedded(embedded);
+        }
+        self.arbiter.set(match client {
+            Ok(c) => LinkState::Live(Arc::new(c)),
+            Err(reason) => LinkState::Absent(reason),
+        });
+    }
+
+    /// Records the embedded arbiter this actor now hosts (at start-up, or
+    /// having taken the address over from a host that exited).
+    pub(crate) fn set_embedded(&self, embedded: Option<ArbiterHandle>) {
         *lock(&self.embedded) = embedded;
-        self.arbiter_known.cancel();
     }
 
     /// Shuts the embedded arbiter down, if this actor hosts one.

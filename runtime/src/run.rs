@@ -15,7 +15,7 @@ use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::link::{self, Peer};
 use crate::local::{Actor, ChildRole};
-use crate::{accept, discovery, logging, parent_death, spawn};
+use crate::{accept, arbiter_link, discovery, logging, parent_death, spawn};
 
 /// Runs `main` as the root actor of a new tree, with [`Config::from_env`].
 ///
@@ -125,20 +125,30 @@ where
     client.register(&actor.listen).await.map_err(|e| Error::Arbiter(e.to_string()))?;
     actor.set_arbiter_addr(client.addr().clone());
     actor.set_arbiter(Ok(client), embedded);
+    // A root that would host the arbiter by default takes the address over
+    // when its host exits; a private arbiter lives and dies with this root.
+    let host = actor.config.embed_arbiter && !actor.config.private_arbiter;
+    actor.spawn(arbiter_link::keep_registered(actor.clone(), host));
     let interrupted = Arc::new(AtomicBool::new(false));
+    // The handlers are installed here, before `main` first runs: a SIGTERM
+    // right after main's first output must cancel the tree, not kill the
+    // process with the default action.
+    let unix_signal = |kind| tokio::signal::unix::signal(kind);
+    let signals = unix_signal(tokio::signal::unix::SignalKind::interrupt())
+        .and_then(|int| Ok((int, unix_signal(tokio::signal::unix::SignalKind::terminate())?)));
     let on_signal = {
         let actor = actor.clone();
         let interrupted = interrupted.clone();
         tokio::spawn(async move {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            let (mut int, mut term) = match signals {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch SIGTERM");
+                    tracing::warn!(error = %e, "cannot watch SIGINT and SIGTERM");
                     return;
                 }
             };
             tokio::select! {
-                r = tokio::signal::ctrl_c() => if r.is_ok() {
+                Some(()) = int.recv() => {
                     tracing::warn!("SIGINT: cancelling the actor tree");
                     interrupted.store(true, Ordering::SeqCst);
                     actor.cancel(None, "interrupted by SIGINT".into());
@@ -293,14 +303,7 @@ async fn child_setup(spec: SpawnSpec) -> Result<(std::sync::Arc<Actor>, std::syn
         Some(addr) => {
             actor.set_arbiter_addr(addr.clone());
             // In the background: being found by name must not delay serving the parent.
-            let me = actor.clone();
-            tokio::spawn(async move {
-                let registered = discovery::register(&me, &addr).await.map_err(|e| {
-                    tracing::warn!(error = %e, "cannot register with the arbiter");
-                    e.to_string()
-                });
-                me.set_arbiter(registered, None);
-            });
+            actor.spawn(arbiter_link::register_child(actor.clone(), addr));
         }
         None => actor.set_arbiter(Err("the tree runs without an arbiter".into()), None),
     }

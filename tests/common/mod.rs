@@ -161,8 +161,8 @@ impl Tree {
             .env("ACTOR_TEST_TAG", &tag)
             .env_remove("RUST_BACKTRACE")
             .env("NO_COLOR", "1")
-            // Never the default arbiter port: each tree hosts its own arbiter.
-            .env("ACTOR_ARBITER", "tcp://127.0.0.1:0")
+            // Never the shared default arbiter: each tree hosts its own.
+            .env("ACTOR_ARBITER", "private")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
