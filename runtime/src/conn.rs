@@ -320,23 +320,36 @@ impl Conn {
 
     /// Sends one item on call `cid`, waiting for credit.
     pub(crate) async fn send_item(&self, cid: CallId, shared: &Shared, value: Bytes) -> Result<()> {
-        // The common case has credit: try before registering for a wake-up.
-        let first = self.session().send_item(cid, value.clone());
-        let msg = match first {
-            Ok(msg) => msg,
-            Err(SessionError::NoCredit(_)) => loop {
-                let credit = shared.credit.notified();
-                tokio::pin!(credit);
-                // Registered before trying again, so a grant in between is not missed.
-                credit.as_mut().enable();
-                let attempt = self.session().send_item(cid, value.clone());
-                match attempt {
-                    Ok(msg) => break msg,
-                    Err(SessionError::NoCredit(_)) => credit.await,
-                    Err(e) => return Err(self.item_refused(shared, e)),
+        // The item moves into the message only once it can go: cloning it
+        // would turn a Vec-backed buffer into a shared one, an allocation
+        // per item. The common case has credit at once, before registering
+        // for a wake-up.
+        let len = value.len();
+        let mut value = Some(value);
+        let mut credit = None;
+        let msg = loop {
+            let attempt = {
+                let mut session = self.session();
+                match session.can_send(cid, len) {
+                    // `value` is taken once: the loop ends right after.
+                    Ok(true) => Ok(Some(session.send_item(cid, value.take().unwrap_or_default()))),
+                    Ok(false) => Ok(None),
+                    Err(e) => Err(e),
                 }
-            },
-            Err(e) => return Err(self.item_refused(shared, e)),
+            };
+            match attempt {
+                Ok(Some(Ok(msg))) => break msg,
+                Ok(Some(Err(e))) | Err(e) => return Err(self.item_refused(shared, e)),
+                Ok(None) => match credit.take() {
+                    // Registered before trying again, so a grant in between is not missed.
+                    None => {
+                        let mut notified = Box::pin(shared.credit.notified());
+                        notified.as_mut().enable();
+                        credit = Some(notified);
+                    }
+                    Some(notified) => notified.await,
+                },
+            }
         };
         self.sender.send(&msg).await.map_err(|e| self.send_error("a stream item", e))
     }

@@ -464,6 +464,19 @@ impl<A: CallApp> Session<A> {
         Ok(Msg::Yield { cid, value })
     }
 
+    /// Whether an item of `len` bytes could be sent on call `cid` now
+    /// (`Ok(false)`: not enough credit yet). Lets a driver keep the item
+    /// until [`Session::send_item`] will take it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::send_item`], but never [`SessionError::NoCredit`].
+    pub fn can_send(&mut self, cid: CallId, len: usize) -> Result<bool, SessionError> {
+        let call = self.call_mut(cid)?;
+        call.we_may_send().map_err(|why| SessionError::Invalid { cid, why })?;
+        Ok(call.flow.send_credit() >= u64::from(call.flow.cost(len)))
+    }
+
     /// Ends our direction of items on call `cid`: returns the `Stop` to send.
     ///
     /// # Errors
