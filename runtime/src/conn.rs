@@ -324,22 +324,13 @@ impl Conn {
         // would turn a Vec-backed buffer into a shared one, an allocation
         // per item. The common case has credit at once, before registering
         // for a wake-up.
-        let len = value.len();
         let mut value = Some(value);
         let mut credit = None;
         let msg = loop {
-            let attempt = {
-                let mut session = self.session();
-                match session.can_send(cid, len) {
-                    // `value` is taken once: the loop ends right after.
-                    Ok(true) => Ok(Some(session.send_item(cid, value.take().unwrap_or_default()))),
-                    Ok(false) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            };
+            let attempt = self.session().send_item_from(cid, &mut value);
             match attempt {
-                Ok(Some(Ok(msg))) => break msg,
-                Ok(Some(Err(e))) | Err(e) => return Err(self.item_refused(shared, e)),
+                Ok(Some(msg)) => break msg,
+                Err(e) => return Err(self.item_refused(shared, e)),
                 Ok(None) => match credit.take() {
                     // Registered before trying again, so a grant in between is not missed.
                     None => {

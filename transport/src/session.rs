@@ -464,17 +464,25 @@ impl<A: CallApp> Session<A> {
         Ok(Msg::Yield { cid, value })
     }
 
-    /// Whether an item of `len` bytes could be sent on call `cid` now
-    /// (`Ok(false)`: not enough credit yet). Lets a driver keep the item
-    /// until [`Session::send_item`] will take it.
+    /// As [`Session::send_item`], but the item is taken out of `item` only
+    /// when it can go: `Ok(None)` (with `item` untouched) while the peer is a
+    /// window behind, so a driver keeps it for the next try without a copy.
     ///
     /// # Errors
     ///
     /// As [`Session::send_item`], but never [`SessionError::NoCredit`].
-    pub fn can_send(&mut self, cid: CallId, len: usize) -> Result<bool, SessionError> {
+    pub fn send_item_from(
+        &mut self,
+        cid: CallId,
+        item: &mut Option<Bytes>,
+    ) -> Result<Option<Msg>, SessionError> {
         let call = self.call_mut(cid)?;
         call.we_may_send().map_err(|why| SessionError::Invalid { cid, why })?;
-        Ok(call.flow.send_credit() >= u64::from(call.flow.cost(len)))
+        let len = item.as_ref().map_or(0, Bytes::len);
+        if !call.flow.try_send(len) {
+            return Ok(None);
+        }
+        Ok(item.take().map(|value| Msg::Yield { cid, value }))
     }
 
     /// Ends our direction of items on call `cid`: returns the `Stop` to send.

@@ -252,6 +252,21 @@ fn a_stream_waits_for_credit_and_ends_with_stop() {
 }
 
 #[test]
+fn an_item_without_credit_stays_with_its_sender() {
+    let mut p = Pair::with_limits(Limits { window: 1024, ..Limits::default() });
+    let cid = p.open(true, CallKind::Stream);
+    p.drive();
+    let mut first = Some(item(1024));
+    assert!(matches!(p.b.s.send_item_from(cid, &mut first), Ok(Some(Msg::Yield { .. }))));
+    assert!(first.is_none(), "taken once it could go");
+    let mut second = Some(item(10));
+    assert_eq!(p.b.s.send_item_from(cid, &mut second), Ok(None));
+    assert_eq!(second.as_ref().map(Bytes::len), Some(10), "kept while the peer is a window behind");
+    let mut none = Some(item(1));
+    assert!(p.a.s.send_item_from(cid, &mut none).is_err(), "the caller of a stream sends no items");
+}
+
+#[test]
 fn a_context_runs_both_ways_then_returns() {
     let mut p = Pair::new();
     let cid = p.open(true, CallKind::Context);
