@@ -239,20 +239,9 @@ impl Conn {
     pub(crate) async fn open(self: &Arc<Self>, func: &str, kind: CallKind, args: Bytes) -> Result<Opened> {
         let shared = Conn::new_shared(STREAM_WINDOW);
         let (done_tx, done) = oneshot::channel();
-        let (items_tx, items) = match kind {
-            CallKind::Single => (None, None),
-            _ => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                (Some(tx), Some(rx))
-            }
-        };
-        let (started_tx, started) = match kind {
-            CallKind::Context => {
-                let (tx, rx) = oneshot::channel();
-                (Some(tx), Some(rx))
-            }
-            _ => (None, None),
-        };
+        let (items_tx, items) =
+            split(matches!(kind, CallKind::Stream | CallKind::Context).then(mpsc::unbounded_channel));
+        let (started_tx, started) = split((kind == CallKind::Context).then(oneshot::channel));
         let io = CallIo {
             ends: self.ends.clone(),
             shared: shared.clone(),
@@ -456,13 +445,8 @@ impl Conn {
         token: CancellationToken,
     ) -> (Arc<Shared>, Option<mpsc::UnboundedReceiver<Incoming>>) {
         let shared = Conn::new_shared(window);
-        let (tx, rx) = match kind {
-            CallKind::Context => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                (Some(tx), Some(rx))
-            }
-            _ => (None, None),
-        };
+        // Only a context's callee receives items.
+        let (tx, rx) = split((kind == CallKind::Context).then(mpsc::unbounded_channel));
         let io = CallIo {
             ends: self.ends.clone(),
             shared: shared.clone(),
@@ -527,6 +511,11 @@ impl Conn {
         let sender = self.sender.clone();
         tokio::spawn(async move { sender.close().await });
     }
+}
+
+/// The two ends of a channel that only some calls need.
+fn split<T, R>(pair: Option<(T, R)>) -> (Option<T>, Option<R>) {
+    pair.map_or((None, None), |(t, r)| (Some(t), Some(r)))
 }
 
 /// The serving side's handle on a stream or context call.

@@ -306,3 +306,17 @@ pub async fn get_arbiter() -> Result<Portal> {
     let entry = Entry { uid: client.arbiter_uid().clone(), addr: client.addr().clone() };
     connect_to(&actor, &entry).await
 }
+
+/// A portal to the actor registered as `entry` (one of
+/// [`list_actors`](crate::list_actors)), reusing a live connection to it:
+/// reaches one actor of several sharing a name, which
+/// [`find_actor`](crate::find_actor) cannot choose between.
+///
+/// # Errors
+///
+/// [`Error::Handshake`] if it cannot be reached; [`Error::Arbiter`] if
+/// another actor answers at its address; [`Error::NotRunning`] outside
+/// `actor::run`.
+pub async fn connect_to_entry(entry: &actor_arbiter::Entry) -> Result<Portal> {
+    connect_to(&crate::local::current()?, entry).await
+}

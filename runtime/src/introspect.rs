@@ -14,9 +14,9 @@ use actor_transport::{CallId, CallKind, Completion, ErrorKind, RemoteError, Uid}
 use serde::{Deserialize, Serialize};
 
 use crate::conn::Conn;
-use crate::link::Peer;
 use crate::local::Actor;
 use crate::portal::ChildControl;
+use crate::relation::Peer;
 
 /// The function every actor serves to describe itself to a peer of its
 /// tree: no arguments, result an [`Introspection`].

@@ -47,6 +47,8 @@ extern crate self as actor;
 
 mod accept;
 mod arbiter_link;
+mod arbiter_slot;
+mod builtin;
 mod children;
 mod config;
 mod conn;
@@ -64,6 +66,7 @@ mod parent_death;
 mod peers;
 mod portal;
 mod registry;
+mod relation;
 mod retry;
 mod run;
 mod scope;
@@ -87,11 +90,12 @@ pub use config::{
 pub use conn::STREAM_WINDOW;
 pub use context::{Context, ContextHandle};
 pub use deadline::remaining_time;
-pub use discovery::{find_actor, get_arbiter, list_actors, wait_for_actor, wait_for_actor_within};
+pub use discovery::{
+    connect_to_entry, find_actor, get_arbiter, list_actors, wait_for_actor, wait_for_actor_within,
+};
 pub use error::{AppError, Error, Leaf, Leaves, Result};
 pub use introspect::{ChildReport, INTROSPECT_FN, Introspection};
 pub use nursery::{ActorBuilder, Nursery, open_nursery, open_nursery_with};
-pub use portal::connect_to_entry;
 pub use portal::{Portal, ResultPortal};
 pub use registry::{RemoteContextFn, RemoteFn, RemoteStreamFn, is_registered};
 pub use retry::{Idempotent, RetryPolicy};

@@ -12,18 +12,8 @@ use tracing::Instrument;
 use crate::conn::Conn;
 use crate::heartbeat;
 use crate::local::Actor;
+pub(crate) use crate::relation::Peer;
 use crate::serve;
-
-/// Our relation to the peer, which decides what its control messages may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Peer {
-    /// Our parent: it may cancel us, and losing it cancels us.
-    Parent,
-    /// A child we spawned (it proved its one-time token).
-    Child,
-    /// Any other actor or program.
-    Other,
-}
 
 /// Starts serving `channel` to `peer`, our end being `side`: spawns its
 /// reader task and has the heartbeat thread ping a silent peer and drop it

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::arbiter_link::{ArbiterLink, LinkState};
+use crate::arbiter_slot::{ArbiterLink, LinkState};
 use crate::children::PendingChildren;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -119,7 +119,6 @@ impl Actor {
             uid,
         });
         CURRENT.set(actor.clone()).map_err(|_| Error::NotRunning)?;
-        crate::introspect::mark_started();
         Ok(actor)
     }
 

@@ -379,7 +379,7 @@ impl Portal {
         let bound = config.teardown_bound() * 2;
         let timeout = || Error::Timeout { what: format!("actor `{}` to cancel", self.uid()), after: bound };
         let args = encode_args(&("cancelled through a portal",), || "the cancel request".into())?;
-        let answered = tokio::time::timeout(bound, conn.call(crate::serve::CANCEL_FN, args));
+        let answered = tokio::time::timeout(bound, conn.call(crate::builtin::CANCEL_FN, args));
         match answered.await {
             Ok(Ok(_)) => {}
             // It may close the channel as it exits, before its answer is read.
@@ -389,20 +389,6 @@ impl Portal {
         }
         tokio::time::timeout(config.kill_grace, conn.closed()).await.map_err(|_| timeout())
     }
-}
-
-/// A portal to the actor registered as `entry` (one of
-/// [`list_actors`](crate::list_actors)), reusing a live connection to it:
-/// reaches one actor of several sharing a name, which
-/// [`find_actor`](crate::find_actor) cannot choose between.
-///
-/// # Errors
-///
-/// [`Error::Handshake`] if it cannot be reached; [`Error::Arbiter`] if
-/// another actor answers at its address; [`Error::NotRunning`] outside
-/// `actor::run`.
-pub async fn connect_to_entry(entry: &actor_arbiter::Entry) -> Result<Portal> {
-    crate::discovery::connect_to(&crate::local::current()?, entry).await
 }
 
 /// Turns a lost channel to one of our child processes into its crash, when it

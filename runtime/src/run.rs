@@ -15,7 +15,7 @@ use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::link::{self, Peer};
 use crate::local::{Actor, ChildRole};
-use crate::{accept, arbiter_link, discovery, logging, parent_death, spawn};
+use crate::{accept, arbiter_link, discovery, introspect, logging, parent_death, spawn};
 
 /// Runs `main` as the root actor of a new tree, with [`Config::from_env`].
 ///
@@ -119,6 +119,7 @@ where
     let config = config.with_default_token()?;
     let listener = Listener::bind(&config.bind).await?;
     let actor = Actor::install(Uid::new(config.name.clone()), config, &listener, None)?;
+    introspect::mark_started();
     accept::serve(&actor, listener);
     spawn::reap_orphans();
     let (client, embedded) = discovery::connect_or_host(&actor).await?;
@@ -297,6 +298,7 @@ async fn child_setup(spec: SpawnSpec) -> Result<(std::sync::Arc<Actor>, std::syn
         state: init.state.map(|b| Bytes::from(b.into_vec())),
     };
     let actor = Actor::install(spec.uid, config, &listener, Some(role))?;
+    introspect::mark_started();
     accept::serve(&actor, listener);
     spawn::reap_orphans();
     match init.arbiter {

@@ -7,14 +7,10 @@ use actor_transport::{CallId, CallKind, CallStart, Completion, ErrorKind, Remote
 use bytes::Bytes;
 use tracing::Instrument;
 
+use crate::builtin::CANCEL_FN;
 use crate::conn::{Conn, ServedIo};
 use crate::local::{Actor, ExitHook};
 use crate::registry::{self, Failure, Handler};
-
-/// The function every actor serves to be cancelled by a peer of its tree:
-/// arguments `[reason: str]`, result nil, sent once the actor has cancelled
-/// its calls and children, just before it exits.
-pub(crate) const CANCEL_FN: &str = "actor::cancel";
 
 /// Serves the peer's call `cid` of `func`, or refuses it. `from_parent`
 /// says the peer is this actor's parent, whose first call to a
