@@ -882,30 +882,32 @@ async fn aborting_a_channel_to_a_peer_that_never_reads_frees_it_at_once() {
     let channel = actor_transport::Channel::from_stream(stream, &config);
     let sender = channel.sender().clone();
     let msg = actor_transport::Msg::Yield { cid: 1, value: bytes::Bytes::from(vec![0u8; 64 * 1024]) };
+    let (stuck_tx, stuck) = tokio::sync::oneshot::channel();
     let blocked = tokio::spawn(async move {
+        let mut stuck_tx = Some(stuck_tx);
         loop {
-            if let Err(e) = sender.send(&msg).await {
+            let send = sender.send(&msg);
+            tokio::pin!(send);
+            // A send that cannot complete at once waits on a writer that no
+            // longer makes progress: say so, then keep waiting.
+            let outcome = match futures::FutureExt::now_or_never(&mut send) {
+                Some(r) => r,
+                None => {
+                    if let Some(tx) = stuck_tx.take() {
+                        let _ = tx.send(());
+                    }
+                    send.await
+                }
+            };
+            if let Err(e) = outcome {
                 break e;
             }
         }
     });
-    // Wait until the writer is stuck: the sender blocks on a full buffer.
-    tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        while !blocked.is_finished() && channel.sender().close_reason().is_none() {
-            if channel.sender().send_now(&actor_transport::Msg::Ping { nonce: 0 }).is_err() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            if tokio::time::timeout(std::time::Duration::from_millis(1), channel.sender().closed())
-                .await
-                .is_err()
-            {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("the writer blocks");
+    tokio::time::timeout(std::time::Duration::from_secs(20), stuck)
+        .await
+        .expect("the sender blocks once the peer stops reading")
+        .expect("the sender reports it");
     channel.sender().abort("the peer is gone");
     let err = tokio::time::timeout(std::time::Duration::from_secs(20), blocked)
         .await
