@@ -58,6 +58,7 @@ mod discovery;
 mod error;
 mod heartbeat;
 mod introspect;
+pub mod jobs;
 mod link;
 mod local;
 mod logging;
