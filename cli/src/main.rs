@@ -1,7 +1,8 @@
 //! `actor`: look at and act on the live actors of a tree, through its
 //! arbiter. `ps` lists them, `tree` draws the supervision tree, `call` runs a
 //! remote function with JSON arguments, `cancel` cancels an actor the way a
-//! portal does.
+//! portal does. `jobs` reads a durable-jobs journal file instead (no tree
+//! needed).
 //!
 //! The command joins the tree as a short-lived actor of its own (so it
 //! authenticates exactly as any member does: the tree's secret, the per-user
@@ -9,6 +10,8 @@
 //! asks, prints, and leaves. It never hosts an arbiter: with none at the
 //! address, it says so.
 
+#[cfg(feature = "jobs")]
+mod jobs;
 mod json;
 mod show;
 mod survey;
@@ -27,7 +30,9 @@ struct Cli {
     json: bool,
     /// The tree's arbiter.
     #[arg(long, global = true, env = actor::ENV_ARBITER, default_value = "tcp://127.0.0.1:1616")]
-    arbiter: actor::Addr,
+    // Parsed only by the commands that talk to a tree, so `actor jobs`
+    // works whatever `ACTOR_ARBITER` holds (`private`, say).
+    arbiter: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,25 +58,79 @@ enum Command {
         /// The actor: a name, or a uid (as for `call`).
         actor: String,
     },
+    /// The workflows and jobs a durable-jobs journal records (read from the file; no tree needed).
+    #[cfg(feature = "jobs")]
+    Jobs {
+        /// The journal file.
+        journal: std::path::PathBuf,
+        /// A workflow id: list its steps. Without: every workflow, and the jobs submitted on their own.
+        workflow: Option<String>,
+        /// Settle this job (unresolved or failed) instead of listing: give --succeeded, --failed or --retry.
+        #[arg(long, value_name = "KEY")]
+        resolve: Option<String>,
+        /// It ran, with this result (JSON).
+        #[arg(long, value_name = "JSON", requires = "resolve", conflicts_with_all = ["failed", "retry"])]
+        succeeded: Option<String>,
+        /// It failed, for this reason.
+        #[arg(long, value_name = "REASON", requires = "resolve", conflicts_with = "retry")]
+        failed: Option<String>,
+        /// It did not run: dispatch it again on the next run.
+        #[arg(long, requires = "resolve")]
+        retry: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    #[cfg(feature = "jobs")]
+    if let Command::Jobs { journal, workflow, resolve, succeeded, failed, retry } = &cli.command {
+        // A file, not a tree: no runtime, no arbiter.
+        let out = match resolve {
+            None => jobs::list(journal, workflow.as_deref(), cli.json),
+            Some(key) => settle(succeeded.as_deref(), failed.clone(), *retry)
+                .and_then(|how| jobs::resolve(journal, key, how, cli.json)),
+        };
+        return match out {
+            Ok(out) => print(&out),
+            Err(e) => fail(&e),
+        };
+    }
     let config = match actor::Config::from_env() {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    let mut config = config.arbiter(cli.arbiter.clone()).name("actor-cli");
+    let arbiter = match cli.arbiter.parse::<actor::Addr>() {
+        Ok(a) => a,
+        Err(e) => return fail(&actor::Error::Config(format!("--arbiter {}: {e}", cli.arbiter))),
+    };
+    let mut config = config.arbiter(arbiter).name("actor-cli");
     // A tool that looks at a tree must not start one when none is there.
     config.embed_arbiter = false;
     match actor::run_with(config, run(cli)) {
-        Ok(out) => {
-            let mut stdout = std::io::stdout().lock();
-            // A closed pipe (`actor ps | head`) is not worth a panic.
-            let _ = stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush());
-            ExitCode::SUCCESS
-        }
+        Ok(out) => print(&out),
         Err(e) => fail(&e),
+    }
+}
+
+fn print(out: &str) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`actor ps | head`) is not worth a panic.
+    let _ = stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush());
+    ExitCode::SUCCESS
+}
+
+/// How `--resolve` settles its job: exactly one of the three ways.
+#[cfg(feature = "jobs")]
+fn settle(succeeded: Option<&str>, failed: Option<String>, retry: bool) -> actor::Result<jobs::Settle> {
+    match (succeeded, failed, retry) {
+        (Some(json), None, false) => serde_json::from_str(json)
+            .map(jobs::Settle::Succeeded)
+            .map_err(|e| actor::Error::Config(format!("--succeeded: not JSON: {e}"))),
+        (None, Some(reason), false) => Ok(jobs::Settle::Failed(reason)),
+        (None, None, true) => Ok(jobs::Settle::Retry),
+        _ => Err(actor::Error::Config(
+            "--resolve needs one of --succeeded JSON, --failed REASON, --retry".into(),
+        )),
     }
 }
 
@@ -101,5 +160,7 @@ async fn run(cli: Cli) -> actor::Result<String> {
                 format!("cancelled {uid}\n")
             }
         }
+        #[cfg(feature = "jobs")]
+        Command::Jobs { .. } => unreachable!("handled before the runtime starts"),
     })
 }

@@ -288,12 +288,13 @@ fn precheck(path: &Path) -> crate::Result<bool> {
     Ok(true)
 }
 
-/// SQLite's own check of the file's structure (every page, every index),
-/// before anything is written.
+/// SQLite's own check of the file's structure (every page, and every index
+/// against its table: an index entry that lost its row would make a
+/// recorded job look new), before anything is written.
 fn check_structure(path: &Path, db: &Connection) -> crate::Result<()> {
     let mut problems = Vec::new();
     let mut run = || -> rusqlite::Result<()> {
-        let mut stmt = db.prepare("PRAGMA quick_check")?;
+        let mut stmt = db.prepare("PRAGMA integrity_check")?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
             let line: String = r.get(0)?;
