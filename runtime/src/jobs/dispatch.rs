@@ -52,7 +52,7 @@ pub(crate) async fn run(journal: &Journal, d: Dispatch) -> Result<(Vec<u8>, bool
     let (mut next, mut failures) = match claim {
         Claim::Done(result) => return Ok((result, true)),
         Claim::Dispatch { next, failures } => (next, failures),
-        Claim::Refused(e) => return Err(e.into()),
+        Claim::Refused(e) => return Err(Error::Job(e)),
     };
     let until = policy.deadline.map(|d| (Instant::now() + d, d));
     loop {

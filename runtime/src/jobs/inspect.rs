@@ -170,14 +170,14 @@ impl Journal {
     /// [`Error::Job`](crate::Error::Job) if the journal cannot be read or a
     /// record is damaged.
     pub fn workflows(&self) -> Result<Vec<WorkflowInfo>> {
-        Ok(self.read(|db| {
+        self.read(|db| {
             let mut out = Vec::new();
             for w in WorkflowRow::all(db)? {
                 let jobs = JobRow::of(db, Some(&w.id))?;
                 out.push(workflow_info(w, &jobs));
             }
             Ok(out)
-        })?)
+        })
     }
 
     /// The jobs of workflow `workflow` in step order, or with `None` the
@@ -187,14 +187,14 @@ impl Journal {
     ///
     /// As [`Journal::workflows`].
     pub fn jobs(&self, workflow: Option<&str>) -> Result<Vec<JobInfo>> {
-        Ok(self.read(|db| {
+        self.read(|db| {
             let mut out = Vec::new();
             for j in JobRow::of(db, workflow)? {
                 let attempts = AttemptRow::of(db, &j.key)?;
                 out.push(job_info(j, attempts));
             }
             Ok(out)
-        })?)
+        })
     }
 
     /// The job recorded under `key`.
@@ -204,12 +204,12 @@ impl Journal {
     /// [`JobError::NotFound`] if there is none; otherwise as
     /// [`Journal::workflows`].
     pub fn job(&self, key: &str) -> Result<JobInfo> {
-        Ok(self.read(|db| {
+        self.read(|db| {
             let j = JobRow::load(db, key)?
-                .ok_or_else(|| Fail::Job(JobError::NotFound { what: key.to_owned() }))?;
+                .ok_or_else(|| Fail::from(JobError::NotFound { what: key.to_owned() }))?;
             let attempts = AttemptRow::of(db, key)?;
             Ok(job_info(j, attempts))
-        })?)
+        })
     }
 
     /// Settles job `key`, which is [unresolved](JobError::Unresolved) or
@@ -225,7 +225,7 @@ impl Journal {
     /// failure.
     pub fn resolve(&self, key: &str, resolution: Resolution) -> Result<()> {
         let key = key.to_owned();
-        Ok(self.inner.write_now(move |db, me| resolve(db, me, &key, resolution))?)
+        self.inner.write_now(move |db, me| resolve(db, me, &key, resolution))
     }
 }
 
@@ -236,7 +236,7 @@ fn resolve(
     resolution: Resolution,
 ) -> std::result::Result<(), Fail> {
     let mut job =
-        JobRow::load(db, key)?.ok_or_else(|| Fail::Job(JobError::NotFound { what: key.to_owned() }))?;
+        JobRow::load(db, key)?.ok_or_else(|| Fail::from(JobError::NotFound { what: key.to_owned() }))?;
     if !matches!(job.state, JobState::Unresolved | JobState::Failed) {
         return Err(JobError::NotResolvable { key: key.to_owned(), state: job.state }.into());
     }

@@ -63,25 +63,25 @@ pub(crate) struct Inner {
 /// or a decision (busy, diverged, ...).
 #[derive(Debug)]
 pub(crate) enum Fail {
-    Row(RowError),
-    Job(JobError),
+    Row(Box<RowError>),
+    Job(Box<JobError>),
 }
 
 impl From<RowError> for Fail {
     fn from(e: RowError) -> Self {
-        Fail::Row(e)
+        Fail::Row(Box::new(e))
     }
 }
 
 impl From<rusqlite::Error> for Fail {
     fn from(e: rusqlite::Error) -> Self {
-        Fail::Row(RowError::Db(e))
+        Fail::Row(Box::new(RowError::Db(e)))
     }
 }
 
 impl From<JobError> for Fail {
     fn from(e: JobError) -> Self {
-        Fail::Job(e)
+        Fail::Job(Box::new(e))
     }
 }
 
@@ -200,14 +200,14 @@ impl Journal {
 
     /// Runs `f` on the connection, on this thread (reads, and writes that
     /// cannot wait: releasing a workflow when its run is dropped).
-    pub(crate) fn read<R>(&self, f: impl FnOnce(&Connection) -> Result<R, Fail>) -> Result<R, JobError> {
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&Connection) -> Result<R, Fail>) -> crate::Result<R> {
         let db = self.inner.lock_db();
-        f(&db).map_err(|e| self.inner.fail(e))
+        f(&db).map_err(|e| self.inner.fail(e).into())
     }
 
     /// Runs `f` in one immediate transaction, on the blocking pool (a
     /// commit waits for the disk), and commits it if `f` succeeds.
-    pub(crate) async fn write<R, F>(&self, f: F) -> Result<R, JobError>
+    pub(crate) async fn write<R, F>(&self, f: F) -> crate::Result<R>
     where
         R: Send + 'static,
         F: FnOnce(&Connection, &Holder) -> Result<R, Fail> + Send + 'static,
@@ -216,7 +216,9 @@ impl Journal {
         let path = inner.path.clone();
         match tokio::task::spawn_blocking(move || inner.write_now(f)).await {
             Ok(r) => r,
-            Err(e) => Err(JobError::Storage { path, detail: format!("the journal's writer failed: {e}") }),
+            Err(e) => {
+                Err(JobError::Storage { path, detail: format!("the journal's writer failed: {e}") }.into())
+            }
         }
     }
 }
@@ -230,7 +232,7 @@ impl Inner {
     pub(crate) fn write_now<R>(
         &self,
         f: impl FnOnce(&Connection, &Holder) -> Result<R, Fail>,
-    ) -> Result<R, JobError> {
+    ) -> crate::Result<R> {
         let mut db = self.lock_db();
         let tx =
             db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.fail(e.into()))?;
@@ -241,8 +243,8 @@ impl Inner {
 
     pub(crate) fn fail(&self, e: Fail) -> JobError {
         match e {
-            Fail::Job(j) => j,
-            Fail::Row(r) => row_error(&self.path, r),
+            Fail::Job(j) => *j,
+            Fail::Row(r) => row_error(&self.path, *r),
         }
     }
 }

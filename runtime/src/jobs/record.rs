@@ -36,7 +36,7 @@ pub(crate) enum Claim {
     /// It succeeded in an earlier run: its recorded result.
     Done(Vec<u8>),
     /// It cannot run: an error to return once what was found is committed.
-    Refused(JobError),
+    Refused(Box<JobError>),
 }
 
 /// How a failed attempt leaves its job.
@@ -73,11 +73,11 @@ impl Journal {
     /// another job; the recorded failure of a job that failed;
     /// [`JobError::Unresolved`] for a job that may not run twice and whose
     /// outcome is unknown; a journal error.
-    pub(crate) async fn claim(&self, spec: Spec) -> Result<(Claim, Option<Claimed>), JobError> {
+    pub(crate) async fn claim(&self, spec: Spec) -> crate::Result<(Claim, Option<Claimed>)> {
         let key = spec.key.clone();
         let mine = self.inner.jobs.lock().unwrap_or_else(|p| p.into_inner()).contains(&key);
         let claim = match self.write(move |db, me| claim(db, me, &spec, mine)).await? {
-            Claim::Refused(e) => return Err(e),
+            Claim::Refused(e) => return Err(crate::Error::Job(e)),
             done @ Claim::Done(_) => return Ok((done, None)),
             dispatch => dispatch,
         };
@@ -85,13 +85,13 @@ impl Journal {
         if !fresh {
             // Another task of this process claimed it meanwhile.
             let owner = self.inner.me.owner();
-            return Err(JobError::Busy { what: format!("job `{key}`"), owner });
+            return Err(JobError::Busy { what: format!("job `{key}`"), owner }.into());
         }
         Ok((claim, Some(Claimed { journal: self.clone(), key })))
     }
 
     /// Records that attempt `number` of job `key` is about to be dispatched.
-    pub(crate) async fn start_attempt(&self, key: &str, number: i64) -> Result<(), JobError> {
+    pub(crate) async fn start_attempt(&self, key: &str, number: i64) -> crate::Result<()> {
         let key = key.to_owned();
         self.write(move |db, _| {
             let row = AttemptRow {
@@ -116,7 +116,7 @@ impl Journal {
         number: i64,
         actor: String,
         result: Vec<u8>,
-    ) -> Result<(), JobError> {
+    ) -> crate::Result<()> {
         let key = key.to_owned();
         self.write(move |db, _| {
             let mut job = load(db, &key)?;
@@ -139,7 +139,7 @@ impl Journal {
         actor: Option<String>,
         error: String,
         then: Then,
-    ) -> Result<(), JobError> {
+    ) -> crate::Result<()> {
         let key = key.to_owned();
         self.write(move |db, _| {
             end_attempt(db, &key, number, actor, Outcome::Error, Some(error.clone()))?;
@@ -159,16 +159,16 @@ impl Journal {
 
     /// The failure recorded for job `key`: every attempt of its current
     /// count, in order.
-    pub(crate) fn failure(&self, key: &str) -> Result<JobError, JobError> {
+    pub(crate) fn failure(&self, key: &str) -> crate::Result<JobError> {
         self.read(|db| {
             let job = load(db, key)?;
-            Ok(failure_of(db, &job)?)
+            failure_of(db, &job)
         })
     }
 }
 
 fn load(db: &Connection, key: &str) -> Result<JobRow, Fail> {
-    JobRow::load(db, key)?.ok_or_else(|| Fail::Job(JobError::NotFound { what: key.to_owned() }))
+    JobRow::load(db, key)?.ok_or_else(|| JobError::NotFound { what: key.to_owned() }.into())
 }
 
 fn end_attempt(
@@ -254,7 +254,7 @@ fn claim(db: &Connection, me: &Holder, spec: &Spec, mine: bool) -> Result<Claim,
         job.error = Some("dispatched by a run that ended before its outcome arrived".into());
         job.owner = None;
         job.store(db)?;
-        return Ok(Claim::Refused(unresolved(&job)));
+        return Ok(Claim::Refused(Box::new(unresolved(&job))));
     }
     job.owner = Some(me.encode());
     job.store(db)?;

@@ -3,7 +3,7 @@
 //! and on files, without processes.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -64,7 +64,7 @@ fn temp_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("procactor-jobs-test-{}-{n}-{name}.db", std::process::id()))
 }
 
-fn remove(path: &PathBuf) {
+fn remove(path: &Path) {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }

@@ -90,7 +90,7 @@ impl WorkflowRun {
                     Ok(()) => {
                         encode(&value, || format!("result of workflow `{id}`")).map(|bytes| (value, bytes))
                     }
-                    Err(e) => Err(e.into()),
+                    Err(e) => Err(e),
                 }
             }
             Err(e) => Err(e),
@@ -163,13 +163,7 @@ impl Workflow {
 }
 
 /// Checks that the journal holds nothing else at `position`.
-fn same_step(
-    journal: &Journal,
-    id: &str,
-    position: i64,
-    key: &str,
-    sig: &StepSig,
-) -> std::result::Result<(), JobError> {
+fn same_step(journal: &Journal, id: &str, position: i64, key: &str, sig: &StepSig) -> Result<()> {
     let recorded = journal.read(|db| {
         let Some(there) = JobRow::key_at(db, id, position)? else { return Ok(None) };
         if there == key {
@@ -188,13 +182,14 @@ fn same_step(
             step: position as u64,
             recorded: Some(recorded),
             now: Some(sig.clone()),
-        }),
+        }
+        .into()),
     }
 }
 
 /// Checks, once the body has returned, that no recorded step lies beyond
 /// the last one it asked for.
-fn leftover(journal: &Journal, id: &str, issued: i64) -> std::result::Result<(), JobError> {
+fn leftover(journal: &Journal, id: &str, issued: i64) -> Result<()> {
     let beyond = journal.read(|db| {
         let rows = JobRow::of(db, Some(id))?;
         Ok(rows.into_iter().find(|r| r.step.is_some_and(|s| s >= issued)))
@@ -206,7 +201,8 @@ fn leftover(journal: &Journal, id: &str, issued: i64) -> std::result::Result<(),
             step: r.step.map_or(0, |s| s as u64),
             recorded: Some(StepSig { function: r.function, args_hash: r.args_hash }),
             now: None,
-        }),
+        }
+        .into()),
     }
 }
 
