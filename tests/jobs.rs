@@ -311,3 +311,26 @@ fn a_damaged_journal_stops_the_run_and_is_left_untouched() {
     assert!(again.status.success() && again.stdout.contains("replayed 30"), "{again:?}");
     assert_eq!(lines(&effects).len(), 30);
 }
+
+/// Jobs on their own, on an actor spawned for the attempt and through a
+/// portal: each runs once, and the same key submitted again returns the
+/// recorded result; the spawned actor is reaped.
+#[test]
+fn jobs_on_their_own_run_on_every_kind_of_target_once() {
+    let dir = TempDir::new("targets");
+    let journal = dir.path("targets.db");
+    let effects = dir.path("effects");
+    let out = run(&["targets", &effects, "--journal", &journal]);
+    out.assert_no_warnings();
+    assert!(out.status.success(), "{out:?}");
+    for round in 0..2 {
+        assert!(out.stdout.contains(&format!("round {round}: spawned 22, portal 25")), "{out:?}");
+    }
+    assert_eq!(lines(&effects), ["spawned-7", "portal-8"]);
+    let j = Journal::open_read_only(&journal).expect("journal");
+    let jobs = j.jobs(None).expect("jobs");
+    let mut targets: Vec<_> =
+        jobs.iter().map(|j| (j.key.as_str(), j.target.as_str(), j.attempts.len())).collect();
+    targets.sort();
+    assert_eq!(targets, [("portal-8", "portal helper", 1), ("spawned-7", "spawn one_off", 1)]);
+}

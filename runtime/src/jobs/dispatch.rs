@@ -55,10 +55,14 @@ pub(crate) async fn run(journal: &Journal, d: Dispatch) -> Result<(Vec<u8>, bool
         Claim::Refused(e) => return Err(Error::Job(e)),
     };
     let until = policy.deadline.map(|d| (Instant::now() + d, d));
+    // The claim recorded the first attempt; each later one is recorded here.
+    // Either way before the call goes out: a crash from then on leaves an
+    // attempt without an outcome, which the next run sees.
+    let mut recorded = true;
     loop {
-        // Recorded before the call goes out: a crash from here on leaves an
-        // attempt without an outcome, which the next run sees.
-        journal.start_attempt(&key, next).await?;
+        if !std::mem::replace(&mut recorded, false) {
+            journal.start_attempt(&key, next).await?;
+        }
         let outcome = attempt(journal.is_local(), target.as_ref(), function, args.clone(), &key, until).await;
         let failed = match outcome {
             Ok((result, actor)) => {

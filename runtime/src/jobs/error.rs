@@ -198,6 +198,9 @@ impl fmt::Display for JobError {
             JobError::Storage { path, detail } => {
                 write!(f, "the job journal {}: {detail}", path.display())
             }
+            JobError::Busy { what, owner } if owner.pid == std::process::id() => {
+                write!(f, "{what} is being run already, by another task of this process ({owner})")
+            }
             JobError::Busy { what, owner } => write!(
                 f,
                 "{what} is being run by another process ({owner}); wait for it to end, or stop it \

@@ -30,7 +30,8 @@ impl Spec {
 
 /// What to do with a claimed job.
 pub(crate) enum Claim {
-    /// Dispatch it, numbering the next attempt `next`; `failures` attempts
+    /// Dispatch it: attempt `next` is recorded as started (in the same
+    /// commit as the claim, which saves a sync per job); `failures` attempts
     /// that count toward its retry policy have failed already.
     Dispatch { next: i64, failures: u32 },
     /// It succeeded in an earlier run: its recorded result.
@@ -93,19 +94,7 @@ impl Journal {
     /// Records that attempt `number` of job `key` is about to be dispatched.
     pub(crate) async fn start_attempt(&self, key: &str, number: i64) -> crate::Result<()> {
         let key = key.to_owned();
-        self.write(move |db, _| {
-            let row = AttemptRow {
-                key,
-                number,
-                actor: None,
-                started_ms: now_ms(),
-                ended_ms: None,
-                outcome: None,
-                error: None,
-            };
-            Ok(row.store(db)?)
-        })
-        .await
+        self.write(move |db, _| started(db, &key, number, now_ms())).await
     }
 
     /// Records that attempt `number` of job `key` succeeded on `actor`, with
@@ -216,6 +205,7 @@ fn claim(db: &Connection, me: &Holder, spec: &Spec, mine: bool) -> Result<Claim,
             updated_ms: now,
         };
         row.store(db)?;
+        started(db, &spec.key, 1, now)?;
         return Ok(Claim::Dispatch { next: 1, failures: 0 });
     };
     let recorded = StepSig { function: job.function.clone(), args_hash: job.args_hash.clone() };
@@ -261,7 +251,22 @@ fn claim(db: &Connection, me: &Holder, spec: &Spec, mine: bool) -> Result<Claim,
     let next = attempts.last().map_or(1, |a| a.number + 1);
     let failures =
         attempts.iter().filter(|a| a.number >= job.epoch && a.outcome == Some(Outcome::Error)).count();
+    started(db, &job.key, next, now)?;
     Ok(Claim::Dispatch { next, failures: u32::try_from(failures).unwrap_or(u32::MAX) })
+}
+
+/// Records attempt `number` of job `key` as dispatched at `now`.
+fn started(db: &Connection, key: &str, number: i64, now: i64) -> Result<(), Fail> {
+    let row = AttemptRow {
+        key: key.to_owned(),
+        number,
+        actor: None,
+        started_ms: now,
+        ended_ms: None,
+        outcome: None,
+        error: None,
+    };
+    Ok(row.store(db)?)
 }
 
 pub(crate) fn unresolved(job: &JobRow) -> JobError {

@@ -121,10 +121,7 @@ impl Workflow {
     /// As [`Journal::submit`]; [`Error::Job`](crate::Error::Job) with
     /// [`JobError::Diverged`] if the journal holds another step at this
     /// position.
-    pub fn step<F: RemoteFn>(&self, job: Job<F>) -> impl Future<Output = Result<F::Output>> + Send + 'static
-    where
-        F::Args: Send,
-    {
+    pub fn step<F: RemoteFn>(&self, job: Job<F>) -> impl Future<Output = Result<F::Output>> + Send + 'static {
         let position = self.inner.next.fetch_add(1, Ordering::SeqCst);
         let shared = self.inner.clone();
         let prepared = job.prepare(format!("{}/{position}", shared.id), Some((shared.id.clone(), position)));
