@@ -301,7 +301,7 @@ fn a_damaged_journal_stops_the_run_and_is_left_untouched() {
         assert_eq!(out.status.code(), Some(1), "{what}: {out:?}");
         assert!(out.stderr.contains(&format!("the job journal {journal} is damaged")), "{what}: {out:?}");
         assert!(!out.stdout.contains("step 0 done"), "{what}: ran on a damaged journal: {out:?}");
-        assert_eq!(std::fs::read(&journal).expect("journal"), bytes, "{what}: the file was changed");
+        assert!(std::fs::read(&journal).expect("journal") == bytes, "{what}: the file was changed");
         let listed = Tree::start_program(&common::binary("actor"), &["jobs", &journal], &[]).finish(BOUND);
         assert_eq!(listed.status.code(), Some(1), "{what}: {listed:?}");
         assert!(listed.stderr.contains("is damaged"), "{what}: {listed:?}");

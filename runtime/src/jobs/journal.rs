@@ -11,6 +11,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use super::error::JobError;
 use super::owner::Holder;
 use super::rows::{AttemptRow, JobRow, RowError, SCHEMA, WorkflowRow};
+use super::writer::{self, Pending, Queue};
 
 /// Marks a SQLite file as a journal of this library (`PRAGMA
 /// application_id`, the bytes "PAJN").
@@ -57,6 +58,8 @@ pub(crate) struct Inner {
     pub workflows: Mutex<HashSet<String>>,
     /// Job keys this process is dispatching now.
     pub jobs: Mutex<HashSet<String>>,
+    /// The writer thread's queue (writer.rs).
+    queue: Queue,
 }
 
 /// A failure inside a journal transaction: of the database, a damaged row,
@@ -188,47 +191,57 @@ impl Journal {
         }
         check_identity(&path, &db)?;
         check_rows(&db).map_err(|e| row_error(&path, e))?;
-        let inner = Inner {
+        let (queue, queued) = std::sync::mpsc::channel();
+        let inner = Arc::new(Inner {
             path,
             db: Mutex::new(db),
             me: Holder::me(),
             workflows: Mutex::new(HashSet::new()),
             jobs: Mutex::new(HashSet::new()),
-        };
-        Ok(Journal { inner: Arc::new(inner), local: false })
+            queue,
+        });
+        writer::start(Arc::downgrade(&inner), queued).map_err(|e| JobError::Storage {
+            path: inner.path.clone(),
+            detail: format!("cannot start the journal's writer thread: {e}"),
+        })?;
+        Ok(Journal { inner, local: false })
     }
 
-    /// Runs `f` on the connection, on this thread (reads, and writes that
-    /// cannot wait: releasing a workflow when its run is dropped).
+    /// Runs `f` on the connection, on this thread (reads are short: the
+    /// rows of one job or one listing).
     pub(crate) fn read<R>(&self, f: impl FnOnce(&Connection) -> Result<R, Fail>) -> crate::Result<R> {
         let db = self.inner.lock_db();
         f(&db).map_err(|e| self.inner.fail(e).into())
     }
 
-    /// Runs `f` in one immediate transaction, on the blocking pool (a
-    /// commit waits for the disk), and commits it if `f` succeeds.
+    /// Has the writer thread apply `f` (undone alone if it fails) and
+    /// returns its result once the commit that holds it is durable.
     pub(crate) async fn write<R, F>(&self, f: F) -> crate::Result<R>
     where
         R: Send + 'static,
         F: FnOnce(&Connection, &Holder) -> Result<R, Fail> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        let path = inner.path.clone();
-        match tokio::task::spawn_blocking(move || inner.write_now(f)).await {
-            Ok(r) => r,
-            Err(e) => {
-                Err(JobError::Storage { path, detail: format!("the journal's writer failed: {e}") }.into())
+        let stopped = || -> crate::Error {
+            JobError::Storage {
+                path: self.inner.path.clone(),
+                detail: "the journal's writer thread stopped".into(),
             }
-        }
+            .into()
+        };
+        let (record, done) = Pending::new(f);
+        self.inner.queue.send(Box::new(record)).map_err(|_| stopped())?;
+        done.await.unwrap_or_else(|_| Err(stopped()))
     }
 }
 
 impl Inner {
-    fn lock_db(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn lock_db(&self) -> MutexGuard<'_, Connection> {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// [`Journal::write`] on this thread.
+    /// Runs `f` in a transaction of its own, on this thread, and commits it:
+    /// for writes that cannot wait for the writer (releasing a workflow whose
+    /// run was dropped) or come from outside a runtime (resolving a job).
     pub(crate) fn write_now<R>(
         &self,
         f: impl FnOnce(&Connection, &Holder) -> Result<R, Fail>,

@@ -104,6 +104,8 @@ mod rows;
 mod tests;
 #[cfg(feature = "jobs")]
 mod workflow;
+#[cfg(feature = "jobs")]
+mod writer;
 
 pub use error::{AttemptError, JobError, JobState, Owner, StepSig};
 #[cfg(feature = "jobs")]

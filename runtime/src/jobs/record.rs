@@ -76,19 +76,19 @@ impl Journal {
     /// outcome is unknown; a journal error.
     pub(crate) async fn claim(&self, spec: Spec) -> crate::Result<(Claim, Option<Claimed>)> {
         let key = spec.key.clone();
-        let mine = self.inner.jobs.lock().unwrap_or_else(|p| p.into_inner()).contains(&key);
-        let claim = match self.write(move |db, me| claim(db, me, &spec, mine)).await? {
-            Claim::Refused(e) => return Err(crate::Error::Job(e)),
-            done @ Claim::Done(_) => return Ok((done, None)),
-            dispatch => dispatch,
-        };
-        let fresh = self.inner.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone());
-        if !fresh {
-            // Another task of this process claimed it meanwhile.
+        // Taken before the journal is asked, so that two tasks of this
+        // process never both claim the job (the second would take the
+        // first's attempt for an interrupted one).
+        if !self.inner.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone()) {
             let owner = self.inner.me.owner();
             return Err(JobError::Busy { what: format!("job `{key}`"), owner }.into());
         }
-        Ok((claim, Some(Claimed { journal: self.clone(), key })))
+        let claimed = Claimed { journal: self.clone(), key };
+        match self.write(move |db, me| claim(db, me, &spec)).await? {
+            Claim::Refused(e) => Err(crate::Error::Job(e)),
+            done @ Claim::Done(_) => Ok((done, None)),
+            dispatch => Ok((dispatch, Some(claimed))),
+        }
     }
 
     /// Records that attempt `number` of job `key` is about to be dispatched.
@@ -184,7 +184,7 @@ fn end_attempt(
     Ok(row.store(db)?)
 }
 
-fn claim(db: &Connection, me: &Holder, spec: &Spec, mine: bool) -> Result<Claim, Fail> {
+fn claim(db: &Connection, me: &Holder, spec: &Spec) -> Result<Claim, Fail> {
     let now = now_ms();
     let Some(mut job) = JobRow::load(db, &spec.key)? else {
         let row = JobRow {
@@ -222,8 +222,9 @@ fn claim(db: &Connection, me: &Holder, spec: &Spec, mine: bool) -> Result<Claim,
         JobState::Running => {}
     }
     if let Some(holder) = job.owner.as_deref().and_then(Holder::decode) {
-        let busy = if holder == *me { mine } else { holder.alive() };
-        if busy {
+        // Held by this process: no task of it holds the job now (the claim
+        // above is the only one), so an earlier one dropped it.
+        if holder != *me && holder.alive() {
             return Err(JobError::Busy { what: format!("job `{}`", job.key), owner: holder.owner() }.into());
         }
     }

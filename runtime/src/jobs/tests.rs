@@ -236,7 +236,7 @@ async fn a_damaged_journal_is_refused_and_left_untouched() {
         let e = Journal::open(&path).unwrap_err();
         assert!(matches!(job_error(&e), JobError::Corrupt { .. }), "{what}: {e}");
         assert!(e.to_string().contains("damaged"), "{what}: {e}");
-        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{what}: the file was changed");
+        assert!(std::fs::read(&path).unwrap() == bytes, "{what}: the file was changed");
         e
     };
     corrupt(&good[..good.len() - 100], "cut inside a page");
@@ -269,5 +269,25 @@ async fn a_file_that_is_not_a_journal_is_refused() {
     }
     let e = Journal::open(&path).unwrap_err();
     assert!(e.to_string().contains("not a job journal"), "{e}");
+    remove(&path);
+}
+
+/// Jobs submitted at once share commits; one refused in the middle of a
+/// commit (its key names another job) spoils none of the others.
+#[tokio::test]
+async fn jobs_at_once_share_commits_and_a_refused_one_spoils_none() {
+    let path = temp_path("group");
+    let j = Journal::open(&path).unwrap().local();
+    j.submit(Job::new(double, (1,)).key("taken")).await.unwrap();
+    let mut all: Vec<_> = (0..100u64).map(|i| j.submit(Job::new(double, (i,)).key(format!("g{i}")))).collect();
+    all.insert(50, j.submit(Job::new(double, (2,)).key("taken")));
+    let outcomes = futures::future::join_all(all).await;
+    let refused: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(matches!(job_error(refused[0]), JobError::KeyConflict { .. }), "{}", refused[0]);
+    let done = j.jobs(None).unwrap();
+    assert_eq!(done.len(), 101);
+    assert!(done.iter().all(|d| d.state == JobState::Succeeded && d.attempts.len() == 1));
+    drop(j);
     remove(&path);
 }
