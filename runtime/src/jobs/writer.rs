@@ -23,7 +23,7 @@ pub(crate) trait Record: Send {
     /// succeeded (a failed one is rolled back alone).
     fn apply(&mut self, db: &Connection, inner: &Inner) -> bool;
     /// Tells the caller how it ended, once the commit's fate is known.
-    fn finish(self: Box<Self>, commit: &Result<(), JobError>);
+    fn finish(self: Box<Self>, commit: &crate::Result<()>);
 }
 
 /// A change made by a closure, whose result goes back through a channel.
@@ -53,11 +53,11 @@ where
         ok
     }
 
-    fn finish(self: Box<Self>, commit: &Result<(), JobError>) {
+    fn finish(self: Box<Self>, commit: &crate::Result<()>) {
         let outcome = match (self.result, commit) {
             (Some(Err(e)), _) => Err(e.into()),
             (Some(Ok(r)), Ok(())) => Ok(r),
-            (_, Err(e)) => Err(e.clone().into()),
+            (_, Err(e)) => Err(e.clone()),
             (None, Ok(())) => {
                 Err(crate::Error::msg("internal: a journal record was committed without being applied"))
             }
@@ -96,7 +96,7 @@ pub(crate) fn start(inner: Weak<Inner>, queue: mpsc::Receiver<Box<dyn Record>>) 
 }
 
 /// Applies `batch` in one transaction; returns how the commit went.
-fn commit(inner: &Inner, batch: &mut [Box<dyn Record>]) -> Result<(), JobError> {
+fn commit(inner: &Inner, batch: &mut [Box<dyn Record>]) -> crate::Result<()> {
     let db = inner.lock_db();
     {
         let mut run = |db: &Connection| -> rusqlite::Result<()> {
@@ -113,7 +113,7 @@ fn commit(inner: &Inner, batch: &mut [Box<dyn Record>]) -> Result<(), JobError> 
         };
         run(&db).map_err(|e| {
             let _ = db.execute_batch("ROLLBACK");
-            inner.fail(e.into())
+            crate::Error::from(inner.fail(e.into()))
         })
     }
 }
