@@ -279,7 +279,8 @@ async fn jobs_at_once_share_commits_and_a_refused_one_spoils_none() {
     let path = temp_path("group");
     let j = Journal::open(&path).unwrap().local();
     j.submit(Job::new(double, (1,)).key("taken")).await.unwrap();
-    let mut all: Vec<_> = (0..100u64).map(|i| j.submit(Job::new(double, (i,)).key(format!("g{i}")))).collect();
+    let mut all: Vec<_> =
+        (0..100u64).map(|i| j.submit(Job::new(double, (i,)).key(format!("g{i}")))).collect();
     all.insert(50, j.submit(Job::new(double, (2,)).key("taken")));
     let outcomes = futures::future::join_all(all).await;
     let refused: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
