@@ -10,12 +10,15 @@
 //! with [`open_nursery_with`] and a [`Strategy`], restarts the actor that
 //! ended (one-for-one, rest-for-one) within a restart intensity. No actor
 //! outlives its parent: not when it fails, not when the parent is cancelled,
-//! not even when the parent is killed with SIGKILL.
+//! not even when the parent is killed with SIGKILL. [`jobs`] adds durable
+//! jobs and workflows: calls recorded in a journal, retried, and replayed
+//! after a crash so that finished steps do not run again.
 //!
 //! Linux only. The package is `procactor` on crates.io; the library is
-//! imported as `actor`. Its one feature, `tls` (on by default), builds mutual
-//! TLS with rustls; without it the crate needs no C compiler, and asking for
-//! TLS is a configuration error.
+//! imported as `actor`. Its features, both on by default: `tls` builds mutual
+//! TLS with rustls (without it, asking for TLS is a configuration error);
+//! `jobs` builds the durable-jobs journal on SQLite. Without both the crate
+//! needs no C compiler.
 //!
 //! ```no_run
 //! #[actor::remote]
