@@ -177,7 +177,7 @@ async fn remote(
         }
     };
     match target {
-        Target::Portal(p) => call(p.clone()).await,
+        Target::ViaPortal(p) => call(p.clone()).await,
         Target::Named(name) => {
             // Wait for an actor of that name at most until the deadline, or
             // for a spawn's worth of time (a restart may be under way).

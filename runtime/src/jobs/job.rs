@@ -28,7 +28,7 @@ pub enum Target {
     /// An actor reached through a portal you hold (a child of your
     /// nursery, say); a portal to a restarting child follows its restarts.
     /// Recorded by the actor's name.
-    Portal(Portal),
+    ViaPortal(Portal),
 }
 
 impl Target {
@@ -37,7 +37,7 @@ impl Target {
         match self {
             Target::Named(n) => format!("actor {n}"),
             Target::Spawned(n) => format!("spawn {n}"),
-            Target::Portal(p) => format!("portal {}", p.uid().name),
+            Target::ViaPortal(p) => format!("portal {}", p.uid().name),
         }
     }
 }
@@ -112,7 +112,7 @@ impl<F: RemoteFn> Job<F> {
 
     /// Runs it on the actor behind `portal`.
     pub fn on_portal(mut self, portal: &Portal) -> Self {
-        self.target = Some(Target::Portal(portal.clone()));
+        self.target = Some(Target::ViaPortal(portal.clone()));
         self
     }
 
