@@ -227,8 +227,8 @@ impl fmt::Display for JobError {
             JobError::Unresolved { key, function, reason } => write!(
                 f,
                 "job `{key}` (`{function}`, not idempotent) was dispatched and its outcome is \
-                 unknown ({reason}); it is not dispatched again until resolved with \
-                 Journal::resolve (as succeeded, failed, or to run again)"
+                 unknown ({reason}); it is not dispatched again until resolved as succeeded, \
+                 failed, or to run again (Journal::resolve, or `actor jobs JOURNAL --resolve {key}`)"
             ),
             JobError::Failed { key, function, attempts } => {
                 write!(f, "job `{key}` (`{function}`) failed after {} attempt(s):", attempts.len())?;
