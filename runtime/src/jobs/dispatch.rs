@@ -16,9 +16,9 @@ use crate::retry::{RetryPolicy, retryable};
 use crate::supervise::unit_random;
 
 use super::error::JobError;
-use super::job::Target;
 use super::journal::Journal;
 use super::record::{Claim, Spec, Then};
+use super::target::Target;
 
 /// A job ready to dispatch: its record, encoded arguments, target, policy.
 pub(crate) struct Dispatch {

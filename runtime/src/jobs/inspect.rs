@@ -7,9 +7,10 @@ use crate::error::Result;
 use crate::registry::encode;
 
 use super::error::{JobError, JobState, Owner};
-use super::journal::{Fail, Journal};
+use super::journal::Journal;
 use super::owner::Holder;
 use super::rows::{AttemptRow, JobRow, Outcome, WfState, WorkflowRow, now_ms};
+use super::store::Fail;
 
 /// Where a workflow stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -225,7 +226,7 @@ impl Journal {
     /// failure.
     pub fn resolve(&self, key: &str, resolution: Resolution) -> Result<()> {
         let key = key.to_owned();
-        self.inner.write_now(move |db, me| resolve(db, me, &key, resolution))
+        self.inner.store.write_now(move |db, me| resolve(db, me, &key, resolution))
     }
 }
 

@@ -3,14 +3,15 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 
 use super::error::JobError;
 use super::owner::Holder;
 use super::rows::{AttemptRow, JobRow, RowError, SCHEMA, WorkflowRow};
+use super::store::{Fail, Store, row_error};
 use super::writer::{self, Pending, Queue};
 
 /// Marks a SQLite file as a journal of this library (`PRAGMA
@@ -51,41 +52,15 @@ pub struct Journal {
 }
 
 pub(crate) struct Inner {
-    pub path: PathBuf,
-    db: Mutex<Connection>,
-    pub me: Holder,
+    /// The connection and this process's identity, which the writer
+    /// thread shares (weakly).
+    pub store: Arc<Store>,
     /// Workflows this process is running now.
     pub workflows: Mutex<HashSet<String>>,
     /// Job keys this process is dispatching now.
     pub jobs: Mutex<HashSet<String>>,
     /// The writer thread's queue (writer.rs).
     queue: Queue,
-}
-
-/// A failure inside a journal transaction: of the database, a damaged row,
-/// or a decision (busy, diverged, ...).
-#[derive(Debug)]
-pub(crate) enum Fail {
-    Row(Box<RowError>),
-    Job(Box<JobError>),
-}
-
-impl From<RowError> for Fail {
-    fn from(e: RowError) -> Self {
-        Fail::Row(Box::new(e))
-    }
-}
-
-impl From<rusqlite::Error> for Fail {
-    fn from(e: rusqlite::Error) -> Self {
-        Fail::Row(Box::new(RowError::Db(e)))
-    }
-}
-
-impl From<JobError> for Fail {
-    fn from(e: JobError) -> Self {
-        Fail::Job(Box::new(e))
-    }
 }
 
 impl Journal {
@@ -172,7 +147,7 @@ impl Journal {
 
     /// The journal's file (`:memory:` for [`Journal::in_memory`]).
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        &self.inner.store.path
     }
 
     fn set_up(
@@ -191,27 +166,22 @@ impl Journal {
         }
         check_identity(&path, &db)?;
         check_rows(&db).map_err(|e| row_error(&path, e))?;
+        let store = Arc::new(Store::new(path, db));
         let (queue, queued) = std::sync::mpsc::channel();
-        let inner = Arc::new(Inner {
-            path,
-            db: Mutex::new(db),
-            me: Holder::me(),
-            workflows: Mutex::new(HashSet::new()),
-            jobs: Mutex::new(HashSet::new()),
-            queue,
-        });
-        writer::start(Arc::downgrade(&inner), queued).map_err(|e| JobError::Storage {
-            path: inner.path.clone(),
+        writer::start(Arc::downgrade(&store), queued).map_err(|e| JobError::Storage {
+            path: store.path.clone(),
             detail: format!("cannot start the journal's writer thread: {e}"),
         })?;
-        Ok(Journal { inner, local: false })
+        let inner =
+            Inner { store, workflows: Mutex::new(HashSet::new()), jobs: Mutex::new(HashSet::new()), queue };
+        Ok(Journal { inner: Arc::new(inner), local: false })
     }
 
     /// Runs `f` on the connection, on this thread (reads are short: the
     /// rows of one job or one listing).
     pub(crate) fn read<R>(&self, f: impl FnOnce(&Connection) -> Result<R, Fail>) -> crate::Result<R> {
-        let db = self.inner.lock_db();
-        f(&db).map_err(|e| self.inner.fail(e).into())
+        let db = self.inner.store.lock_db();
+        f(&db).map_err(|e| self.inner.store.fail(e).into())
     }
 
     /// Has the writer thread apply `f` (undone alone if it fails) and
@@ -223,7 +193,7 @@ impl Journal {
     {
         let stopped = || -> crate::Error {
             JobError::Storage {
-                path: self.inner.path.clone(),
+                path: self.inner.store.path.clone(),
                 detail: "the journal's writer thread stopped".into(),
             }
             .into()
@@ -231,34 +201,6 @@ impl Journal {
         let (record, done) = Pending::new(f);
         self.inner.queue.send(Box::new(record)).map_err(|_| stopped())?;
         done.await.unwrap_or_else(|_| Err(stopped()))
-    }
-}
-
-impl Inner {
-    pub(crate) fn lock_db(&self) -> MutexGuard<'_, Connection> {
-        self.db.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Runs `f` in a transaction of its own, on this thread, and commits it:
-    /// for writes that cannot wait for the writer (releasing a workflow whose
-    /// run was dropped) or come from outside a runtime (resolving a job).
-    pub(crate) fn write_now<R>(
-        &self,
-        f: impl FnOnce(&Connection, &Holder) -> Result<R, Fail>,
-    ) -> crate::Result<R> {
-        let mut db = self.lock_db();
-        let tx =
-            db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.fail(e.into()))?;
-        let r = f(&tx, &self.me).map_err(|e| self.fail(e))?;
-        tx.commit().map_err(|e| self.fail(e.into()))?;
-        Ok(r)
-    }
-
-    pub(crate) fn fail(&self, e: Fail) -> JobError {
-        match e {
-            Fail::Job(j) => *j,
-            Fail::Row(r) => row_error(&self.path, *r),
-        }
     }
 }
 
@@ -403,22 +345,8 @@ fn storage(path: &Path, e: rusqlite::Error) -> crate::Error {
     row_error(path, RowError::Db(e)).into()
 }
 
-/// A database error as the user should see it: damage is [`JobError::Corrupt`].
-pub(crate) fn row_error(path: &Path, e: RowError) -> JobError {
-    let path = path.to_path_buf();
-    match e {
-        RowError::Damaged(d) => JobError::Corrupt { path, detail: d.0 },
-        RowError::Db(e) => match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
-                JobError::Corrupt { path, detail: e.to_string() }
-            }
-            _ => JobError::Storage { path, detail: e.to_string() },
-        },
-    }
-}
-
 impl std::fmt::Debug for Journal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Journal").field("path", &self.inner.path).field("local", &self.local).finish()
+        f.debug_struct("Journal").field("path", &self.inner.store.path).field("local", &self.local).finish()
     }
 }

@@ -100,6 +100,10 @@ mod owner;
 mod record;
 #[cfg(feature = "jobs")]
 mod rows;
+#[cfg(feature = "jobs")]
+mod store;
+#[cfg(feature = "jobs")]
+mod target;
 #[cfg(all(test, feature = "jobs"))]
 mod tests;
 #[cfg(feature = "jobs")]
@@ -111,9 +115,11 @@ pub use error::{AttemptError, JobError, JobState, Owner, StepSig};
 #[cfg(feature = "jobs")]
 pub use inspect::{AttemptInfo, AttemptOutcome, JobInfo, Resolution, WorkflowInfo, WorkflowState};
 #[cfg(feature = "jobs")]
-pub use job::{Job, Target};
+pub use job::Job;
 #[cfg(feature = "jobs")]
 pub use journal::{Durability, Journal};
 pub use key::current_key;
+#[cfg(feature = "jobs")]
+pub use target::Target;
 #[cfg(feature = "jobs")]
 pub use workflow::{Workflow, WorkflowRun};

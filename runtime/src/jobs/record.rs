@@ -5,9 +5,10 @@
 use rusqlite::Connection;
 
 use super::error::{AttemptError, JobError, JobState, StepSig};
-use super::journal::{Fail, Journal};
+use super::journal::Journal;
 use super::owner::Holder;
 use super::rows::{AttemptRow, JobRow, Outcome, now_ms};
+use super::store::Fail;
 
 /// A job as submitted: what is recorded before its first dispatch.
 #[derive(Clone, Debug)]
@@ -80,7 +81,7 @@ impl Journal {
         // process never both claim the job (the second would take the
         // first's attempt for an interrupted one).
         if !self.inner.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone()) {
-            let owner = self.inner.me.owner();
+            let owner = self.inner.store.me.owner();
             return Err(JobError::Busy { what: format!("job `{key}`"), owner }.into());
         }
         let claimed = Claimed { journal: self.clone(), key };

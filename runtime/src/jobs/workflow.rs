@@ -13,9 +13,10 @@ use crate::registry::{RemoteFn, encode};
 use super::dispatch;
 use super::error::{JobError, StepSig};
 use super::job::{Job, decode_result};
-use super::journal::{Fail, Journal};
+use super::journal::Journal;
 use super::owner::Holder;
 use super::rows::{JobRow, WfState, WorkflowRow, now_ms};
+use super::store::Fail;
 
 /// A workflow about to run: from [`Journal::workflow`].
 #[must_use = "a workflow does nothing until it is run"]
@@ -214,7 +215,7 @@ struct Lease {
 
 impl Lease {
     async fn take(journal: &Journal, id: &str) -> Result<Lease> {
-        let me = journal.inner.me.clone();
+        let me = journal.inner.store.me.clone();
         if !journal.inner.workflows.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned()) {
             return Err(JobError::Busy { what: format!("workflow `{id}`"), owner: me.owner() }.into());
         }
@@ -262,7 +263,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         if self.open {
             let id = self.id.clone();
-            let released = self.journal.inner.write_now(move |db, _| {
+            let released = self.journal.inner.store.write_now(move |db, _| {
                 let Some(mut row) = WorkflowRow::load(db, &id)? else { return Ok(()) };
                 row.owner = None;
                 row.updated_ms = now_ms();

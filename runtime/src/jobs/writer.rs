@@ -11,8 +11,8 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::error::JobError;
-use super::journal::{Fail, Inner};
 use super::owner::Holder;
+use super::store::{Fail, Store};
 
 /// The most records one commit takes.
 const MAX_BATCH: usize = 256;
@@ -21,7 +21,7 @@ const MAX_BATCH: usize = 256;
 pub(crate) trait Record: Send {
     /// Makes the change inside the writer's transaction; returns whether it
     /// succeeded (a failed one is rolled back alone).
-    fn apply(&mut self, db: &Connection, inner: &Inner) -> bool;
+    fn apply(&mut self, db: &Connection, store: &Store) -> bool;
     /// Tells the caller how it ended, once the commit's fate is known.
     fn finish(self: Box<Self>, commit: &crate::Result<()>);
 }
@@ -45,9 +45,9 @@ where
     R: Send,
     F: FnOnce(&Connection, &Holder) -> Result<R, Fail> + Send,
 {
-    fn apply(&mut self, db: &Connection, inner: &Inner) -> bool {
+    fn apply(&mut self, db: &Connection, store: &Store) -> bool {
         let Some(f) = self.f.take() else { return false };
-        let r = f(db, &inner.me).map_err(|e| inner.fail(e));
+        let r = f(db, &store.me).map_err(|e| store.fail(e));
         let ok = r.is_ok();
         self.result = Some(r);
         ok
@@ -69,9 +69,9 @@ where
 /// The sending end, held by the journal; the thread ends when it is dropped.
 pub(crate) type Queue = mpsc::Sender<Box<dyn Record>>;
 
-/// Starts the writer of the journal `inner` (held weakly, so the journal
-/// closes when its last handle goes); returns its queue.
-pub(crate) fn start(inner: Weak<Inner>, queue: mpsc::Receiver<Box<dyn Record>>) -> std::io::Result<()> {
+/// Starts the writer of the journal file `store` (held weakly, so the
+/// journal closes when its last handle goes), taking records from `queue`.
+pub(crate) fn start(store: Weak<Store>, queue: mpsc::Receiver<Box<dyn Record>>) -> std::io::Result<()> {
     std::thread::Builder::new().name("actor-journal".into()).spawn(move || {
         while let Ok(first) = queue.recv() {
             let mut batch = vec![first];
@@ -82,7 +82,7 @@ pub(crate) fn start(inner: Weak<Inner>, queue: mpsc::Receiver<Box<dyn Record>>) 
                 }
             }
             // The journal is gone only once nobody can be waiting.
-            let Some(strong) = inner.upgrade() else { return };
+            let Some(strong) = store.upgrade() else { return };
             let outcome = commit(&strong, &mut batch);
             // Let go before anyone hears back, so that the handle a caller
             // drops next is the journal's last and closes it at once.
@@ -96,14 +96,14 @@ pub(crate) fn start(inner: Weak<Inner>, queue: mpsc::Receiver<Box<dyn Record>>) 
 }
 
 /// Applies `batch` in one transaction; returns how the commit went.
-fn commit(inner: &Inner, batch: &mut [Box<dyn Record>]) -> crate::Result<()> {
-    let db = inner.lock_db();
+fn commit(store: &Store, batch: &mut [Box<dyn Record>]) -> crate::Result<()> {
+    let db = store.lock_db();
     {
         let mut run = |db: &Connection| -> rusqlite::Result<()> {
             db.execute_batch("BEGIN IMMEDIATE")?;
             for record in batch.iter_mut() {
                 db.execute_batch("SAVEPOINT record")?;
-                if record.apply(db, inner) {
+                if record.apply(db, store) {
                     db.execute_batch("RELEASE record")?;
                 } else {
                     db.execute_batch("ROLLBACK TO record; RELEASE record")?;
@@ -113,7 +113,7 @@ fn commit(inner: &Inner, batch: &mut [Box<dyn Record>]) -> crate::Result<()> {
         };
         run(&db).map_err(|e| {
             let _ = db.execute_batch("ROLLBACK");
-            crate::Error::from(inner.fail(e.into()))
+            crate::Error::from(store.fail(e.into()))
         })
     }
 }
