@@ -75,6 +75,7 @@ mod spawn;
 mod state;
 mod stream;
 mod supervise;
+mod tree_watch;
 
 pub use actor_arbiter as arbiter;
 pub use actor_arbiter::Entry;
@@ -103,6 +104,7 @@ pub use run::{is_child, run, run_with, serve};
 pub use state::{State, state};
 pub use stream::{StreamReceiver, StreamSender, Subscriber, Yielder};
 pub use supervise::{Backoff, Restart, Strategy, Supervision};
+pub use tree_watch::ENV_TREE;
 
 /// The uid of the actor running in this process.
 ///

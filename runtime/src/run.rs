@@ -15,7 +15,7 @@ use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::link::{self, Peer};
 use crate::local::{Actor, ChildRole};
-use crate::{accept, arbiter_link, discovery, introspect, logging, parent_death, spawn};
+use crate::{accept, arbiter_link, discovery, introspect, logging, parent_death, spawn, tree_watch};
 
 /// Runs `main` as the root actor of a new tree, with [`Config::from_env`].
 ///
@@ -35,6 +35,11 @@ use crate::{accept, arbiter_link, discovery, introspect, logging, parent_death, 
 /// `run` builds and owns the process's tokio runtime, so call it from a plain
 /// `fn main`, not from inside `#[tokio::main]` or any other runtime: there it
 /// returns [`Error::Config`] (tokio cannot start a runtime inside another).
+/// Call it before starting threads of your own: the root marks its
+/// environment with [`ENV_TREE`](crate::ENV_TREE) so that the processes it
+/// starts (helpers run with `std::process::Command` included) are killed when
+/// it ends, even by SIGKILL; a process that must outlive the tree is started
+/// without that variable.
 ///
 /// Children are started with the parent's command-line arguments, so a
 /// program that parses its arguments before calling `run` (with clap, say)
@@ -54,6 +59,7 @@ where
     F: Future<Output = Result<T>>,
 {
     outside_runtime()?;
+    tree_watch::run_if_watcher();
     if let Some(spec) = SpawnSpec::from_env() {
         run_child(spec)
     }
@@ -70,21 +76,29 @@ where
     F: Future<Output = Result<T>>,
 {
     outside_runtime()?;
+    tree_watch::run_if_watcher();
     if let Some(spec) = SpawnSpec::from_env() {
         run_child(spec)
     }
     logging::init(config.log.as_deref());
+    let watcher = tree_watch::start();
     // One thread per actor, like the children (and like tractor's trio actors):
     // no cross-thread wake-ups on the hot paths. ACTOR_THREADS opts in to more.
     let rt = match config.threads {
         0 | 1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
         n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
     };
-    rt.block_on(run_root(config, main))
+    let result = rt.block_on(run_root(config, main));
+    drop(rt);
+    if let Some(w) = watcher {
+        w.finish();
+    }
+    result
 }
 
-/// Whether this process is an actor spawned by a parent (rather than the root
-/// a user started). It reads the spawn spec in the environment, so it works
+/// Whether this process is an actor spawned by a parent, or the root's
+/// watcher (see [`ENV_TREE`](crate::ENV_TREE)), rather than the root a user
+/// started. It reads the spawn spec in the environment, so it works
 /// before [`run`], for instance to skip work only the root should do:
 ///
 /// ```no_run
@@ -96,7 +110,7 @@ where
 /// }
 /// ```
 pub fn is_child() -> bool {
-    std::env::var_os(spawn::ENV_PARENT).is_some()
+    std::env::var_os(spawn::ENV_PARENT).is_some() || tree_watch::is_watcher()
 }
 
 /// `Err` inside a tokio runtime, where building ours would panic.
