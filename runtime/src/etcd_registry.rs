@@ -40,6 +40,10 @@ const WARN_AFTER_ATTEMPTS: u32 = 8;
 /// long for an etcd that does not answer (the lease then simply expires).
 const REVOKE_BOUND: Duration = Duration::from_secs(2);
 
+/// gRPC's status code for "unavailable": a member down, or without a
+/// leader (etcd's client crate does not re-export tonic's `Code`).
+const GRPC_UNAVAILABLE: i32 = 14;
+
 /// How a keep-alive stream ended.
 enum KeepAlive {
     /// The lease no longer exists: register again.
@@ -119,11 +123,19 @@ impl EtcdRegistry {
     /// within the request timeout.
     pub(crate) async fn register(&self) -> Result<i64> {
         let ttl = i64::try_from(self.config.lease_ttl.as_secs()).unwrap_or(i64::MAX);
-        let mut c = self.client.clone();
-        let lease = self.bounded("grant a lease", c.lease_grant(ttl, None)).await?.id();
-        let put = PutOptions::new().with_lease(lease);
-        self.bounded("store the registration", c.put(self.key.clone(), self.value.clone(), Some(put)))
-            .await?;
+        let lease = self
+            .bounded("grant a lease", || {
+                let mut c = self.client.clone();
+                async move { c.lease_grant(ttl, None).await }
+            })
+            .await?
+            .id();
+        self.bounded("store the registration", || {
+            let mut c = self.client.clone();
+            let (key, value) = (self.key.clone(), self.value.clone());
+            async move { c.put(key, value, Some(PutOptions::new().with_lease(lease))).await }
+        })
+        .await?;
         Ok(lease)
     }
 
@@ -137,7 +149,7 @@ impl EtcdRegistry {
     pub(crate) async fn register_at_start(&self) -> Result<i64> {
         match self.register().await {
             Err(Error::Arbiter(e)) if !self.is_reachable() => Err(Error::Arbiter(format!(
-                "{e} ({}); start etcd there, or point {} at the cluster's members",
+                "{e}; endpoints: {}; start etcd there, or point {} at the cluster's members",
                 probe_endpoints(&self.config).await,
                 crate::ENV_ARBITER
             ))),
@@ -365,8 +377,12 @@ impl EtcdRegistry {
             if revision > 0 {
                 options = options.with_revision(revision);
             }
-            let mut c = self.client.clone();
-            let mut page = self.bounded("read the registry", c.get(from.clone(), Some(options))).await?;
+            let mut page = self
+                .bounded("read the registry", || {
+                    let (mut c, from, options) = (self.client.clone(), from.clone(), options.clone());
+                    async move { c.get(from, Some(options)).await }
+                })
+                .await?;
             if revision == 0 {
                 revision = page.header().map(|h| h.revision()).unwrap_or_default();
             }
@@ -393,23 +409,65 @@ impl EtcdRegistry {
         kvs.iter().map(|kv| etcd_keys::decode(&self.config.prefix, kv.key(), kv.value())).collect()
     }
 
-    /// `request`, bounded by the request timeout; errors say what was asked.
-    async fn bounded<T>(
-        &self,
-        what: &str,
-        request: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
-    ) -> Result<T> {
+    /// Makes the request `request()` makes, again while etcd answers that
+    /// it is unavailable (a member down, no leader yet: another member may
+    /// answer), all within the request timeout. Errors say what was asked.
+    async fn bounded<T, F, Fut>(&self, what: &str, mut request: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
         let timeout = self.config.request_timeout;
-        let answer = tokio::time::timeout(timeout, request).await;
-        self.reachable.store(matches!(answer, Ok(Ok(_))), Ordering::Relaxed);
-        match answer {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(Error::Arbiter(format!("etcd at {} failed to {what}: {e}", self.url()))),
-            Err(_) => Err(Error::Arbiter(format!(
-                "no etcd member at {} answered within {timeout:?} to {what}",
-                self.url()
-            ))),
+        let deadline = tokio::time::Instant::now() + timeout;
+        let backoff = Backoff::exponential(Duration::from_millis(10), Duration::from_millis(500)).jitter(0.2);
+        let mut attempt = 0u32;
+        let unanswered = |why: String| {
+            Error::Arbiter(format!("no etcd member at {} answered within {timeout:?} to {what}{why}", self.url()))
+        };
+        loop {
+            attempt = attempt.saturating_add(1);
+            let answer = tokio::time::timeout_at(deadline, request()).await;
+            self.reachable.store(matches!(answer, Ok(Ok(_))), Ordering::Relaxed);
+            let e = match answer {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => e,
+                Err(_) => return Err(unanswered(String::new())),
+            };
+            if !unavailable(&e) {
+                return Err(Error::Arbiter(format!("etcd at {} failed to {what}: {}", self.url(), describe(&e))));
+            }
+            let pause = backoff.delay(attempt, unit_random());
+            if tokio::time::Instant::now() + pause >= deadline {
+                return Err(unanswered(format!(" (last: {})", describe(&e))));
+            }
+            tokio::time::sleep(pause).await;
         }
+    }
+}
+
+/// Whether etcd's answer says to try again, maybe at another member.
+fn unavailable(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => i32::from(s.code()) == GRPC_UNAVAILABLE,
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        _ => false,
+    }
+}
+
+/// An error of the etcd client in a line: the message and its root cause
+/// (a gRPC status's debug form is a page of nested types).
+fn describe(e: &etcd_client::Error) -> String {
+    let etcd_client::Error::GRpcStatus(status) = e else { return e.to_string() };
+    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(status);
+    let mut root = None;
+    while let Some(c) = cause {
+        root = Some(c.to_string());
+        cause = c.source();
+    }
+    match root {
+        Some(root) if !status.message().is_empty() => format!("{}: {root}", status.message()),
+        Some(root) => root,
+        None => format!("{:?}: {}", status.code(), status.message()),
     }
 }
 
