@@ -310,6 +310,7 @@ fn on_host(ns: &str, program: &Path, args: &[&str], env: &[(String, String)]) ->
 fn run_on(ns: &str, args: &[&str], env: &[(String, String)]) -> String {
     let out = on_host(ns, &common::example("etcd_scenarios"), args, env).finish(BOUND);
     assert!(out.status.success(), "{args:?}: {out:?}");
+    out.assert_no_warnings();
     out.stdout
 }
 
@@ -364,7 +365,9 @@ fn a_three_member_cluster_loses_a_member_and_the_registry_keeps_working() {
     let mut second = on_host(&client, &common::example("etcd_scenarios"), &["serve", "second"], &env);
     second.wait_for_line("second serving", BOUND);
     assert!(waiter.wait_for_line("found second#", BOUND).contains("pong from second#"));
-    assert!(waiter.finish(BOUND).status.success());
+    let out = waiter.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    out.assert_no_warnings();
     assert!(run_on(&client, &["find", "first"], &env).contains("pong from first#"));
     // ...and the registration made before the loss outlives several TTLs:
     // its keep-alives moved to the members left.
@@ -376,6 +379,7 @@ fn a_three_member_cluster_loses_a_member_and_the_registry_keeps_working() {
         server.signal(Signal::SIGTERM);
         let out = server.finish(BOUND);
         assert!(out.status.success(), "{out:?}");
+        out.assert_no_warnings();
     }
     for m in members.into_iter().flatten() {
         m.signal(Signal::SIGTERM);

@@ -445,10 +445,14 @@ impl EtcdRegistry {
     }
 }
 
-/// Whether etcd's answer says to try again, maybe at another member.
+/// Whether etcd's answer says to try again, maybe at another member: it is
+/// unavailable, or the status was made here from a broken connection
+/// (only those carry a cause; etcd's own refusals do not).
 fn unavailable(e: &etcd_client::Error) -> bool {
     match e {
-        etcd_client::Error::GRpcStatus(s) => i32::from(s.code()) == GRPC_UNAVAILABLE,
+        etcd_client::Error::GRpcStatus(s) => {
+            i32::from(s.code()) == GRPC_UNAVAILABLE || std::error::Error::source(s).is_some()
+        }
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
         _ => false,
     }
