@@ -441,3 +441,29 @@ pub fn default_token() -> Result<Secret> {
         ))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcd_addresses_are_told_from_arbiter_addresses() {
+        assert!(is_etcd_url(" etcd://h:2379") && is_etcd_url("etcds://h:2379"));
+        assert!(!is_etcd_url("tcp://h:2379") && !is_etcd_url(ARBITER_PRIVATE));
+    }
+
+    #[cfg(not(feature = "etcd"))]
+    #[test]
+    fn an_etcd_address_without_the_feature_names_the_feature() {
+        let err = with_etcd_url(Config::default(), "etcd://h:2379").err().map(|e| e.to_string());
+        assert!(err.as_deref().is_some_and(|e| e.contains("`etcd` cargo feature")), "{err:?}");
+    }
+
+    #[cfg(feature = "etcd")]
+    #[test]
+    fn an_etcd_address_puts_the_registry_in_etcd() {
+        let c = with_etcd_url(Config::default(), "etcd://h:2379").expect("parses");
+        assert_eq!(c.etcd.map(|e| e.url()).as_deref(), Some("etcd://h:2379"));
+        assert!(Config::default().etcd(crate::EtcdConfig::parse("etcd://h:1").expect("parses")).arbiter(Addr::loopback(1)).etcd.is_none());
+    }
+}

@@ -74,6 +74,7 @@ mod nursery;
 mod parent_death;
 mod peers;
 mod portal;
+mod registration_bench;
 mod registry;
 mod relation;
 mod retry;
