@@ -116,7 +116,14 @@ impl Etcd {
             .arg(&dir)
             .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
             .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("bench={peer_url}"), "--logger", "zap", "--log-outputs", "stdout"])
+            .args([
+                "--initial-cluster",
+                &format!("bench={peer_url}"),
+                "--logger",
+                "zap",
+                "--log-outputs",
+                "stdout",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -26,7 +26,9 @@ const ETCD: &str = "etcd";
 fn have_etcd() -> bool {
     match Command::new(ETCD).arg("--version").output() {
         Ok(out) if out.status.success() => true,
-        _ if std::env::var_os("CI").is_some() => panic!("no working `etcd` under CI: .ci/run installs etcd-server"),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("no working `etcd` under CI: .ci/run installs etcd-server")
+        }
         _ => {
             eprintln!("SKIPPED: no `etcd` binary (apt-get install etcd-server)");
             false
@@ -281,7 +283,9 @@ impl Hosts {
             let n = i + 1;
             let (inner, outer) = (format!("m{n}"), format!("to{n}"));
             ip(&["netns", "add", m])?;
-            ip(&["link", "add", &inner, "netns", m, "type", "veth", "peer", "name", &outer, "netns", &client])?;
+            ip(&[
+                "link", "add", &inner, "netns", m, "type", "veth", "peer", "name", &outer, "netns", &client,
+            ])?;
             ip(&["-n", m, "addr", "add", &format!("10.203.0.{n}/24"), "dev", &inner])?;
             ip(&["-n", m, "link", "set", &inner, "up"])?;
             ip(&["-n", m, "link", "set", "lo", "up"])?;
@@ -386,4 +390,44 @@ fn a_three_member_cluster_loses_a_member_and_the_registry_keeps_working() {
         m.finish(BOUND);
     }
     drop(hosts);
+}
+
+#[test]
+fn the_standalone_actor_example_serves_and_is_called_through_etcd() {
+    if !have_etcd() {
+        return;
+    }
+    let etcd = Etcd::start();
+    let env = env(&etcd.url, "/test-example/", "5");
+    let mut server = Tree::start("standalone_actor", &["serve"], &pairs(&env));
+    let line = server.wait_for_line("calculator serving", BOUND);
+    assert!(line.contains("registry in etcd at etcd://127.0.0.1:"), "{line}");
+    let call = Tree::start("standalone_actor", &["call", "6", "7"], &pairs(&env)).finish(BOUND);
+    assert!(call.status.success(), "{call:?}");
+    assert!(call.stdout.contains("6 * 7 = 42 (computed by `calculator#"), "{call:?}");
+    call.assert_no_warnings();
+    server.signal(Signal::SIGTERM);
+    let out = server.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    out.assert_no_warnings();
+    etcd.stop();
+}
+
+#[test]
+fn the_actor_cli_lists_a_tree_whose_registry_is_in_etcd() {
+    if !have_etcd() {
+        return;
+    }
+    let etcd = Etcd::start();
+    let env = env(&etcd.url, "/test-cli/", "5");
+    let mut server = scenario(&["serve", "calc", "helper"], &env);
+    server.wait_for_line("calc serving", BOUND);
+    list_until(&env, Duration::from_secs(10), |l| l.contains("registered: helper#"));
+    let out = Tree::start_program(&common::binary("actor"), &["ps"], &pairs(&env)).finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("calc") && out.stdout.contains("helper"), "{out:?}");
+    out.assert_no_warnings();
+    server.signal(Signal::SIGTERM);
+    assert!(server.finish(BOUND).status.success());
+    etcd.stop();
 }

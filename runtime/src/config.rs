@@ -156,15 +156,8 @@ impl Config {
             );
         }
         c.admission = AdmissionConfig::from_env().map_err(Error::Config)?;
-        match std::env::var(ENV_ARBITER) {
-            Ok(addr) if addr.trim() == ARBITER_PRIVATE => c = c.private_arbiter(),
-            Ok(addr) if is_etcd_url(&addr) => c = with_etcd_url(c, &addr)?,
-            Ok(addr) => {
-                c.arbiter = addr
-                    .parse()
-                    .map_err(|e| Error::codec(format!("the {ENV_ARBITER} environment variable"), e))?;
-            }
-            Err(_) => {}
+        if let Ok(value) = std::env::var(ENV_ARBITER) {
+            c = c.registry(&value)?;
         }
         if let Ok(addr) = std::env::var(ENV_BIND) {
             c.bind =
@@ -197,6 +190,28 @@ impl Config {
         self.arbiter = addr;
         self.private_arbiter = false;
         self.without_etcd()
+    }
+
+    /// Points the tree at the registry `value` names, read as
+    /// [`ENV_ARBITER`] is: an arbiter's address, [`ARBITER_PRIVATE`], or
+    /// `etcd://...` / `etcds://...` (with the `etcd` feature; its
+    /// `ACTOR_ETCD_*` options come from the environment).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] if `value` is not an address; [`Error::Config`] for
+    /// an etcd address without the `etcd` feature, or a bad etcd address or
+    /// option.
+    pub fn registry(self, value: &str) -> Result<Config> {
+        if value.trim() == ARBITER_PRIVATE {
+            return Ok(self.private_arbiter());
+        }
+        if is_etcd_url(value) {
+            return with_etcd_url(self, value);
+        }
+        let addr =
+            value.parse().map_err(|e| Error::codec(format!("the {ENV_ARBITER} environment variable"), e))?;
+        Ok(self.arbiter(addr))
     }
 
     /// Keeps the registry in etcd, as `ACTOR_ARBITER=etcd://...` does: every
@@ -464,6 +479,12 @@ mod tests {
     fn an_etcd_address_puts_the_registry_in_etcd() {
         let c = with_etcd_url(Config::default(), "etcd://h:2379").expect("parses");
         assert_eq!(c.etcd.map(|e| e.url()).as_deref(), Some("etcd://h:2379"));
-        assert!(Config::default().etcd(crate::EtcdConfig::parse("etcd://h:1").expect("parses")).arbiter(Addr::loopback(1)).etcd.is_none());
+        assert!(
+            Config::default()
+                .etcd(crate::EtcdConfig::parse("etcd://h:1").expect("parses"))
+                .arbiter(Addr::loopback(1))
+                .etcd
+                .is_none()
+        );
     }
 }

@@ -422,7 +422,10 @@ impl EtcdRegistry {
         let backoff = Backoff::exponential(Duration::from_millis(10), Duration::from_millis(500)).jitter(0.2);
         let mut attempt = 0u32;
         let unanswered = |why: String| {
-            Error::Arbiter(format!("no etcd member at {} answered within {timeout:?} to {what}{why}", self.url()))
+            Error::Arbiter(format!(
+                "no etcd member at {} answered within {timeout:?} to {what}{why}",
+                self.url()
+            ))
         };
         loop {
             attempt = attempt.saturating_add(1);
@@ -434,7 +437,11 @@ impl EtcdRegistry {
                 Err(_) => return Err(unanswered(String::new())),
             };
             if !unavailable(&e) {
-                return Err(Error::Arbiter(format!("etcd at {} failed to {what}: {}", self.url(), describe(&e))));
+                return Err(Error::Arbiter(format!(
+                    "etcd at {} failed to {what}: {}",
+                    self.url(),
+                    describe(&e)
+                )));
             }
             let pause = backoff.delay(attempt, unit_random());
             if tokio::time::Instant::now() + pause >= deadline {

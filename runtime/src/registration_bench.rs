@@ -39,7 +39,8 @@ async fn register_one(actor: &Actor, uid: Uid) -> Result<()> {
         registry.register().await?;
         return Ok(());
     }
-    let addr = actor.arbiter_addr().ok_or_else(|| Error::Arbiter("the tree runs without an arbiter".into()))?;
+    let addr =
+        actor.arbiter_addr().ok_or_else(|| Error::Arbiter("the tree runs without an arbiter".into()))?;
     let hs = HandshakeConfig { uid, timeout: actor.config.handshake_timeout, channel: Default::default() };
     let client =
         ArbiterClient::connect_with(&addr, &hs, actor.config.token.as_ref(), actor.config.tls.as_ref())
