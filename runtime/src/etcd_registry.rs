@@ -44,6 +44,12 @@ const REVOKE_BOUND: Duration = Duration::from_secs(2);
 /// leader (etcd's client crate does not re-export tonic's `Code`).
 const GRPC_UNAVAILABLE: i32 = 14;
 
+/// How often an idle connection to a member is pinged while a stream is
+/// open: above etcd's default minimum of 5 s between a client's pings.
+const PING_EVERY: Duration = Duration::from_secs(6);
+/// How long a ping may go unanswered before the connection is dropped.
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// How a keep-alive stream ended.
 enum KeepAlive {
     /// The lease no longer exists: register again.
@@ -73,13 +79,15 @@ impl EtcdRegistry {
     /// for in a build without the `tls` feature; [`Error::Arbiter`] if the
     /// client cannot be built from the endpoints.
     pub(crate) async fn connect(config: &EtcdConfig, uid: &Uid, addr: &Addr) -> Result<EtcdRegistry> {
-        // HTTP/2 pings find a member that went silent (a partition) within
-        // a fraction of the TTL, so streams move to another member in time.
-        let ping = (config.lease_ttl / 3).clamp(Duration::from_millis(500), Duration::from_secs(10));
+        // HTTP/2 pings find a member that went silent (a partition) under
+        // a watch. etcd turns away a client that pings more often than every
+        // 5 s (`--grpc-keepalive-min-time`) or while it has no stream open,
+        // so pings are spaced above that; keep-alives, which have their own
+        // bound, notice a silent member sooner.
         let mut options = ConnectOptions::new()
             .with_connect_timeout(config.request_timeout)
-            .with_keep_alive(ping, ping)
-            .with_keep_alive_while_idle(true)
+            .with_keep_alive(PING_EVERY, PING_TIMEOUT)
+            .with_keep_alive_while_idle(false)
             // A member cut off from the majority refuses at once instead of
             // serving stale reads or stalling a watch.
             .with_require_leader(true);
