@@ -418,8 +418,10 @@ impl EtcdRegistry {
     }
 
     /// Makes the request `request()` makes, again while etcd answers that
-    /// it is unavailable (a member down, no leader yet: another member may
-    /// answer), all within the request timeout. Errors say what was asked.
+    /// it is unavailable or does not answer (a member down, no leader yet:
+    /// another member, or the next leader, may answer), all within the
+    /// request timeout. Only idempotent requests come here (a lease granted
+    /// twice leaves the spare to expire). Errors say what was asked.
     async fn bounded<T, F, Fut>(&self, what: &str, mut request: F) -> Result<T>
     where
         F: FnMut() -> Fut,
@@ -435,25 +437,30 @@ impl EtcdRegistry {
                 self.url()
             ))
         };
+        // One attempt gets a quarter of the bound: a request that a member
+        // accepted just before its leader died is lost, not answered, and
+        // another attempt after the election succeeds.
+        let per_attempt = (timeout / 4).max(Duration::from_millis(250));
         loop {
             attempt = attempt.saturating_add(1);
-            let answer = tokio::time::timeout_at(deadline, request()).await;
+            let until = deadline.min(tokio::time::Instant::now() + per_attempt);
+            let answer = tokio::time::timeout_at(until, request()).await;
             self.reachable.store(matches!(answer, Ok(Ok(_))), Ordering::Relaxed);
-            let e = match answer {
+            let last = match answer {
                 Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) => e,
-                Err(_) => return Err(unanswered(String::new())),
+                Ok(Err(e)) if !unavailable(&e) => {
+                    return Err(Error::Arbiter(format!(
+                        "etcd at {} failed to {what}: {}",
+                        self.url(),
+                        describe(&e)
+                    )));
+                }
+                Ok(Err(e)) => describe(&e),
+                Err(_) => format!("no answer within {per_attempt:?}"),
             };
-            if !unavailable(&e) {
-                return Err(Error::Arbiter(format!(
-                    "etcd at {} failed to {what}: {}",
-                    self.url(),
-                    describe(&e)
-                )));
-            }
             let pause = backoff.delay(attempt, unit_random());
             if tokio::time::Instant::now() + pause >= deadline {
-                return Err(unanswered(format!(" (last: {})", describe(&e))));
+                return Err(unanswered(format!(" (last: {last})")));
             }
             tokio::time::sleep(pause).await;
         }
