@@ -25,9 +25,10 @@ struct Cli {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
-    /// The tree's arbiter.
+    /// The tree's registry: its arbiter's address, or `etcd://host:port,...`
+    /// when it keeps it in etcd (with the `etcd` feature).
     #[arg(long, global = true, env = actor::ENV_ARBITER, default_value = "tcp://127.0.0.1:1616")]
-    arbiter: actor::Addr,
+    arbiter: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -57,11 +58,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match actor::Config::from_env() {
+    let config = match actor::Config::from_env().and_then(|c| c.registry(&cli.arbiter)) {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    let mut config = config.arbiter(cli.arbiter.clone()).name("actor-cli");
+    let mut config = config.name("actor-cli");
     // A tool that looks at a tree must not start one when none is there.
     config.embed_arbiter = false;
     match actor::run_with(config, run(cli)) {

@@ -13,9 +13,10 @@
 //! not even when the parent is killed with SIGKILL.
 //!
 //! Linux only. The package is `procactor` on crates.io; the library is
-//! imported as `actor`. Its one feature, `tls` (on by default), builds mutual
-//! TLS with rustls; without it the crate needs no C compiler, and asking for
-//! TLS is a configuration error.
+//! imported as `actor`. Its feature `tls` (on by default) builds mutual TLS
+//! with rustls; without it the crate needs no C compiler, and asking for TLS
+//! is a configuration error. Its feature `etcd` (off by default) can put the
+//! registry in etcd (`ACTOR_ARBITER=etcd://host:2379`, [`EtcdConfig`]).
 //!
 //! ```no_run
 //! #[actor::remote]
@@ -56,6 +57,14 @@ mod context;
 mod deadline;
 mod discovery;
 mod error;
+#[cfg(feature = "etcd")]
+mod etcd_config;
+#[cfg(feature = "etcd")]
+mod etcd_keys;
+#[cfg(feature = "etcd")]
+mod etcd_link;
+#[cfg(feature = "etcd")]
+mod etcd_registry;
 mod heartbeat;
 mod introspect;
 mod link;
@@ -65,6 +74,7 @@ mod nursery;
 mod parent_death;
 mod peers;
 mod portal;
+mod registration_bench;
 mod registry;
 mod relation;
 mod retry;
@@ -95,6 +105,11 @@ pub use discovery::{
     connect_to_entry, find_actor, get_arbiter, list_actors, wait_for_actor, wait_for_actor_within,
 };
 pub use error::{AppError, Error, Leaf, Leaves, Result};
+#[cfg(feature = "etcd")]
+pub use etcd_config::{
+    DEFAULT_ETCD_PREFIX, ENV_ETCD_CA, ENV_ETCD_CERT, ENV_ETCD_KEY, ENV_ETCD_LEASE_TTL, ENV_ETCD_PREFIX,
+    EtcdConfig,
+};
 pub use introspect::{ChildReport, INTROSPECT_FN, Introspection};
 pub use nursery::{ActorBuilder, Nursery, open_nursery, open_nursery_with};
 pub use portal::{Portal, ResultPortal};
@@ -129,9 +144,18 @@ pub fn addr() -> Result<Addr> {
 /// # Errors
 ///
 /// [`Error::NotRunning`] outside [`run`]; [`Error::Arbiter`] if the tree runs
-/// without an arbiter.
+/// without an arbiter (the message says so, and where its registry is if
+/// it keeps it in etcd).
 pub fn arbiter_addr() -> Result<Addr> {
-    local::current()?.arbiter_addr().ok_or_else(|| Error::Arbiter("the tree runs without an arbiter".into()))
+    let actor = local::current()?;
+    #[cfg(feature = "etcd")]
+    if let Some(etcd) = actor.etcd() {
+        return Err(Error::Arbiter(format!(
+            "the tree keeps its registry in etcd at {}, not in an arbiter",
+            etcd.url()
+        )));
+    }
+    actor.arbiter_addr().ok_or_else(|| Error::Arbiter("the tree runs without an arbiter".into()))
 }
 
 #[doc(hidden)]

@@ -136,14 +136,7 @@ where
     introspect::mark_started();
     accept::serve(&actor, listener);
     spawn::reap_orphans();
-    let (client, embedded) = discovery::connect_or_host(&actor).await?;
-    client.register(&actor.listen).await.map_err(|e| Error::Arbiter(e.to_string()))?;
-    actor.set_arbiter_addr(client.addr().clone());
-    actor.set_arbiter(Ok(client), embedded);
-    // A root that would host the arbiter by default takes the address over
-    // when its host exits; a private arbiter lives and dies with this root.
-    let host = actor.config.embed_arbiter && !actor.config.private_arbiter;
-    actor.spawn(arbiter_link::keep_registered(actor.clone(), host));
+    join_registry(&actor).await?;
     let interrupted = Arc::new(AtomicBool::new(false));
     // The handlers are installed here, before `main` first runs: a SIGTERM
     // right after main's first output must cancel the tree, not kill the
@@ -203,6 +196,25 @@ where
         }
         r => r,
     }
+}
+
+/// Registers the root with the tree's registry: in etcd if it is kept
+/// there, else with the arbiter (hosting one if need be); then keeps it
+/// registered for the root's lifetime.
+async fn join_registry(actor: &Arc<Actor>) -> Result<()> {
+    #[cfg(feature = "etcd")]
+    if let Some(etcd) = actor.config.etcd.clone() {
+        return crate::etcd_link::register_root(actor, &etcd).await;
+    }
+    let (client, embedded) = discovery::connect_or_host(actor).await?;
+    client.register(&actor.listen).await.map_err(|e| Error::Arbiter(e.to_string()))?;
+    actor.set_arbiter_addr(client.addr().clone());
+    actor.set_arbiter(Ok(client), embedded);
+    // A root that would host the arbiter by default takes the address over
+    // when its host exits; a private arbiter lives and dies with this root.
+    let host = actor.config.embed_arbiter && !actor.config.private_arbiter;
+    actor.spawn(arbiter_link::keep_registered(actor.clone(), host));
+    Ok(())
 }
 
 /// What a parent tells its child through the environment.
@@ -315,7 +327,18 @@ async fn child_setup(spec: SpawnSpec) -> Result<(std::sync::Arc<Actor>, std::syn
     introspect::mark_started();
     accept::serve(&actor, listener);
     spawn::reap_orphans();
+    #[cfg(feature = "etcd")]
+    let in_etcd = match &init.etcd {
+        Some(etcd) => {
+            crate::etcd_link::register_child(&actor, etcd).await?;
+            true
+        }
+        None => false,
+    };
+    #[cfg(not(feature = "etcd"))]
+    let in_etcd = false;
     match init.arbiter {
+        _ if in_etcd => {}
         Some(addr) => {
             actor.set_arbiter_addr(addr.clone());
             // In the background: being found by name must not delay serving the parent.

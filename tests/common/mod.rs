@@ -210,7 +210,12 @@ impl Tree {
                 Ok(line) => self.stdout_seen.push(line),
                 Err(_) => {
                     self.kill_all();
-                    panic!("no line containing {needle:?} within {within:?}; saw {:?}", self.stdout_seen);
+                    // Whatever the program said on its way out says why.
+                    let stderr = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
+                    panic!(
+                        "no line containing {needle:?} within {within:?}; saw {:?}; stderr: {stderr}",
+                        self.stdout_seen
+                    );
                 }
             }
         }
