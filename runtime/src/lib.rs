@@ -98,7 +98,7 @@ pub use config::{
     ARBITER_PRIVATE, Config, ENV_ARBITER, ENV_BIND, ENV_INSECURE, ENV_LOG, ENV_NAME, ENV_PEER_TIMEOUT,
     ENV_THREADS, ENV_TOKEN,
 };
-pub use conn::STREAM_WINDOW;
+pub use conn::{RESULT_BUDGET, STREAM_WINDOW};
 pub use context::{Context, ContextHandle};
 pub use deadline::remaining_time;
 pub use discovery::{
