@@ -9,6 +9,7 @@
 //! asks, prints, and leaves. It never hosts an arbiter: with none at the
 //! address, it says so.
 
+mod agent;
 mod json;
 mod show;
 mod survey;
@@ -53,6 +54,10 @@ enum Command {
         /// The actor: a name, or a uid (as for `call`).
         actor: String,
     },
+    /// Every host whose agent has joined the tree: name, labels, cores, free memory, children.
+    Hosts,
+    /// Run this host's agent: it starts the allowed programs as actors for parents on other hosts.
+    Agent(agent::AgentArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +66,12 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
+    if let Command::Agent(args) = cli.command {
+        return match agent::run(config.arbiter(cli.arbiter), args, cli.json) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        };
+    }
     let mut config = config.arbiter(cli.arbiter.clone()).name("actor-cli");
     // A tool that looks at a tree must not start one when none is there.
     config.embed_arbiter = false;
@@ -91,6 +102,8 @@ async fn run(cli: Cli) -> actor::Result<String> {
             let json::Json(result) = portal.run_by_name(&func, &args.0).await?;
             format!("{result}\n")
         }
+        Command::Hosts => agent::hosts(&actor::agent::list_hosts().await?, as_json),
+        Command::Agent(_) => unreachable!("the agent runs on its own, before this"),
         Command::Cancel { actor } => {
             let portal = survey::find(&actor).await?;
             let uid = portal.uid();

@@ -124,8 +124,12 @@ fn snapshot(actor: &Actor) -> Introspection {
     }
 }
 
-/// The kernel's host name (Linux only, like the rest of the runtime).
+/// The host name to report: `ACTOR_HOST` (which a host agent sets to its
+/// host's name), else the kernel's (Linux only, like the rest of the runtime).
 fn hostname() -> String {
+    if let Some(host) = std::env::var(crate::config::ENV_HOST).ok().filter(|h| !h.is_empty()) {
+        return host;
+    }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map_or_else(|_| "unknown".into(), |h| h.trim().to_owned())
 }

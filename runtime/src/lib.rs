@@ -46,6 +46,7 @@ compile_error!(
 extern crate self as actor;
 
 mod accept;
+pub mod agent;
 mod arbiter_link;
 mod arbiter_slot;
 mod builtin;
@@ -82,10 +83,11 @@ pub use actor_macros::remote;
 pub use actor_transport as transport;
 pub use actor_transport::{Addr, ErrorKind, RemoteError, Secret, TlsConfig, Uid};
 pub use actor_transport::{ENV_TOKEN_FILE, default_token_path, load_or_create_token};
+pub use agent::HostSelector;
 pub use config::default_token;
 pub use config::{
-    ARBITER_PRIVATE, Config, ENV_ARBITER, ENV_BIND, ENV_INSECURE, ENV_LOG, ENV_NAME, ENV_PEER_TIMEOUT,
-    ENV_THREADS, ENV_TOKEN,
+    ARBITER_PRIVATE, Config, ENV_ARBITER, ENV_BIND, ENV_HOST, ENV_INSECURE, ENV_LOG, ENV_NAME,
+    ENV_PEER_TIMEOUT, ENV_THREADS, ENV_TOKEN,
 };
 pub use conn::STREAM_WINDOW;
 pub use context::{Context, ContextHandle};

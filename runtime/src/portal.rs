@@ -24,16 +24,19 @@ use crate::stream::StreamReceiver;
 #[derive(Clone)]
 pub(crate) struct Incarnation {
     pub conn: Arc<Conn>,
+    /// The host it runs on, when an agent started it there.
+    pub host: Option<String>,
     /// Cancelled once this process has been reaped.
     pub reaped: CancellationToken,
-    /// Set just before `reaped`: how the process crashed (e.g. `exit status
-    /// 3`), or `None` if it ended as asked.
-    pub crash: Arc<OnceLock<Option<String>>>,
+    /// Set just before `reaped`: how the process crashed or was lost
+    /// ([`Error::ActorCrashed`], [`Error::ActorLost`]), or `None` if it ended
+    /// as asked.
+    pub crash: Arc<OnceLock<Option<Error>>>,
 }
 
 impl Incarnation {
-    pub(crate) fn new(conn: Arc<Conn>) -> Self {
-        Incarnation { conn, reaped: CancellationToken::new(), crash: Arc::new(OnceLock::new()) }
+    pub(crate) fn new(conn: Arc<Conn>, host: Option<String>) -> Self {
+        Incarnation { conn, host, reaped: CancellationToken::new(), crash: Arc::new(OnceLock::new()) }
     }
 
     /// What to report for a call that lost its channel to this process:
@@ -44,9 +47,7 @@ impl Incarnation {
             return lost;
         }
         match self.crash.get() {
-            Some(Some(status)) => {
-                Error::ActorCrashed { actor: self.conn.peer().clone(), status: status.clone() }
-            }
+            Some(Some(e)) => e.clone(),
             _ => lost,
         }
     }
@@ -144,6 +145,18 @@ impl Portal {
     /// but each of its processes has a uid of its own.
     pub fn uid(&self) -> Uid {
         self.conn().peer().clone()
+    }
+
+    /// The host this actor runs on, for a child of one of our nurseries
+    /// spawned on another host through its agent
+    /// ([`ActorBuilder::on_host`](crate::ActorBuilder::on_host)): the host's
+    /// name as its agent gives it. `None` for a child on this host and for
+    /// actors found by name.
+    pub fn host(&self) -> Option<String> {
+        match &self.target {
+            Target::Peer(_) => None,
+            Target::Child(c) => c.current().host,
+        }
     }
 
     /// How many times this actor's nursery has restarted it (0 for actors

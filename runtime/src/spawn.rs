@@ -193,6 +193,21 @@ impl Drop for ChildProcess {
     }
 }
 
+/// The environment that gives a child the tree's TLS files.
+pub(crate) fn tls_env(
+    tls: Option<&actor_transport::TlsConfig>,
+) -> std::result::Result<Vec<(&'static str, std::path::PathBuf)>, String> {
+    let Some(tls) = tls else { return Ok(Vec::new()) };
+    let (ca, cert, key) = tls
+        .paths()
+        .ok_or("a TLS configuration loaded from memory cannot be handed to children; load it from files")?;
+    Ok(vec![
+        (actor_transport::ENV_TLS_CA, ca.to_path_buf()),
+        (actor_transport::ENV_TLS_CERT, cert.to_path_buf()),
+        (actor_transport::ENV_TLS_KEY, key.to_path_buf()),
+    ])
+}
+
 /// Describes how a process ended, for error messages.
 pub(crate) fn describe(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;

@@ -1,0 +1,282 @@
+//! The parent's side: finding the agent a [`HostSelector`] asks for, and
+//! starting a child through it ([`RemoteChild`], the parent's handle on a
+//! process on another host).
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use actor_transport::{Addr, CallKind, Uid};
+use tokio::sync::oneshot;
+
+use super::select::HostSelector;
+use super::wire::{AGENT_NAME, Control, Exit, HostInfo, INFO_FN, SPAWN_FN, SpawnRequest, Spawned};
+use crate::conn::{CallGuard, Conn, Done};
+use crate::error::{Error, Result};
+use crate::link::{self, Peer};
+use crate::local::{self, Actor};
+use crate::registry::{decode, encode_args};
+use crate::stream::{StreamSender, halves};
+
+/// The agent chosen for a spawn: the channel to it, and what it said of its
+/// host.
+pub(crate) struct Placement {
+    pub conn: Arc<Conn>,
+    pub info: HostInfo,
+    /// Where the agent listens.
+    pub addr: Addr,
+}
+
+/// Finds the agent `selector` asks for: directly at its address, or among
+/// the agents registered with the arbiter, asking each (at once, each within
+/// the handshake timeout) what its host is.
+///
+/// # Errors
+///
+/// A message saying what was looked for and what was found: no agent at
+/// all, none that matches (naming the hosts there are, and agents that did
+/// not answer), a name several agents claim.
+pub(crate) async fn place(
+    actor: &Arc<Actor>,
+    selector: &HostSelector,
+) -> std::result::Result<Placement, String> {
+    let agents: Vec<(std::result::Result<Arc<Conn>, String>, Addr)> = match selector.direct() {
+        Some(addr) => vec![(connect_direct(actor, addr).await.map_err(|e| e.to_string()), addr.clone())],
+        None => {
+            let entries = crate::discovery::find_all(AGENT_NAME)
+                .await
+                .map_err(|e| format!("cannot look host agents up: {e}"))?;
+            let connects = entries.iter().map(|entry| async move {
+                let conn = crate::discovery::connect_conn(actor, entry).await.map_err(|e| e.to_string());
+                (conn, entry.addr.clone())
+            });
+            futures::future::join_all(connects).await
+        }
+    };
+    let bound = actor.config.handshake_timeout;
+    let asked = agents.into_iter().map(|(conn, addr)| async move {
+        let conn = conn?;
+        let info = match tokio::time::timeout(bound, info(&conn)).await {
+            Ok(r) => r.map_err(|e| e.to_string())?,
+            Err(_) => return Err(format!("{} did not describe its host within {bound:?}", conn.peer())),
+        };
+        Ok((conn, info, addr))
+    });
+    let mut hosts = Vec::new();
+    let mut silent = Vec::new();
+    for (i, r) in futures::future::join_all(asked).await.into_iter().enumerate() {
+        match r {
+            Ok(found) => hosts.push(found),
+            Err(e) => silent.push(format!("agent {}: {e}", i + 1)),
+        }
+    }
+    let described: Vec<(Uid, HostInfo)> =
+        hosts.iter().map(|(c, h, _)| (c.peer().clone(), h.clone())).collect();
+    match selector.choose(&described) {
+        Ok(i) => {
+            let (conn, info, addr) = hosts.swap_remove(i);
+            Ok(Placement { conn, info, addr })
+        }
+        Err(e) if silent.is_empty() => Err(e),
+        Err(e) => Err(format!("{e}; unreachable: {}", silent.join("; "))),
+    }
+}
+
+/// Channels to agents reached by address, kept for reuse.
+static DIRECT: Mutex<Vec<(Addr, Weak<Conn>)>> = Mutex::new(Vec::new());
+
+/// The channel to the agent at `addr`, reusing a live one.
+async fn connect_direct(actor: &Arc<Actor>, addr: &Addr) -> Result<Arc<Conn>> {
+    let known = {
+        let mut direct = DIRECT.lock().unwrap_or_else(|p| p.into_inner());
+        direct.retain(|(_, c)| c.upgrade().is_some_and(|c| !c.is_closed()));
+        direct.iter().find(|(a, _)| a == addr).and_then(|(_, c)| c.upgrade())
+    };
+    if let Some(conn) = known {
+        return Ok(conn);
+    }
+    let (channel, peer) = actor.connect(addr, actor.config.token.as_ref()).await?;
+    if peer.name != AGENT_NAME {
+        return Err(Error::msg(format!("`{peer}` answers at {addr}, which is not a host agent")));
+    }
+    let conn = link::start(channel, peer, actor_transport::Side::Connector, Peer::Other, actor.clone());
+    DIRECT.lock().unwrap_or_else(|p| p.into_inner()).push((addr.clone(), Arc::downgrade(&conn)));
+    Ok(conn)
+}
+
+/// Asks the agent behind `conn` to describe its host.
+async fn info(conn: &Arc<Conn>) -> Result<HostInfo> {
+    let args = encode_args(&(), || format!("arguments of `{INFO_FN}`"))?;
+    let bytes = conn.call(INFO_FN, args).await?;
+    decode(&bytes, || format!("the host description from `{}`", conn.peer()))
+}
+
+/// Every host whose agent is registered with this tree's arbiter and
+/// answers, sorted by name, each as its agent describes it now. Agents that
+/// do not answer within the handshake timeout are left out.
+///
+/// # Errors
+///
+/// [`Error::Arbiter`] if the arbiter cannot be asked; [`Error::NotRunning`]
+/// outside `actor::run`.
+pub async fn list_hosts() -> Result<Vec<HostInfo>> {
+    let actor = local::current()?;
+    let entries = crate::discovery::find_all(AGENT_NAME).await?;
+    let bound = actor.config.handshake_timeout;
+    let asked = entries.iter().map(|entry| {
+        let actor = actor.clone();
+        async move {
+            let conn = crate::discovery::connect_conn(&actor, entry).await.ok()?;
+            tokio::time::timeout(bound, info(&conn)).await.ok()?.ok()
+        }
+    });
+    let mut hosts: Vec<HostInfo> = futures::future::join_all(asked).await.into_iter().flatten().collect();
+    hosts.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(hosts)
+}
+
+/// A child process on another host, as its parent sees it: the call to its
+/// agent that started it, carries orders to it, and returns how it ended.
+/// Dropping it before it ended cancels that call, and the agent stops the
+/// child.
+pub(crate) struct RemoteChild {
+    host: String,
+    pid: u32,
+    orders: StreamSender<Control>,
+    done: oneshot::Receiver<Done>,
+    ended: Option<std::result::Result<ExitStatus, String>>,
+    _call: CallGuard,
+}
+
+/// Asks the agent of `placement` to start what `req` says; returns once it
+/// runs (within `bound`).
+///
+/// # Errors
+///
+/// The agent's refusal (a program not on its allow-list, too many children,
+/// an environment variable it does not pass on), a failure to start the
+/// program, a broken channel, or no answer within `bound`, as a message.
+pub(crate) async fn spawn(
+    placement: &Placement,
+    req: SpawnRequest,
+    bound: Duration,
+) -> std::result::Result<RemoteChild, String> {
+    let host = &placement.info.name;
+    let conn = &placement.conn;
+    let refused = |e: Error| match e {
+        Error::Remote(r) => format!("host `{host}` refused: {}", r.message),
+        other => format!("asking the agent on host `{host}`: {other}"),
+    };
+    let args = encode_args(&(req,), || format!("arguments of `{SPAWN_FN}`")).map_err(refused)?;
+    let opened = conn.open(SPAWN_FN, CallKind::Context, args).await.map_err(refused)?;
+    let (Some(started), Some(items)) = (opened.started, opened.items) else {
+        return Err("internal: a context call without its first value or stream".into());
+    };
+    let pid = match tokio::time::timeout(bound, started).await {
+        Ok(Ok(Ok(first))) => decode::<Spawned>(&first, || "the agent's answer".into()).map_err(refused)?.pid,
+        Ok(Ok(Err(e))) => return Err(refused(e)),
+        Ok(Err(_)) => return Err(format!("the agent on host `{host}` dropped the request")),
+        Err(_) => {
+            return Err(format!("the agent on host `{host}` did not start the process within {bound:?}"));
+        }
+    };
+    let (orders, _unused) = halves::<Control, ()>(conn, opened.cid, &opened.shared, items);
+    Ok(RemoteChild { host: host.clone(), pid, orders, done: opened.done, ended: None, _call: opened.guard })
+}
+
+impl RemoteChild {
+    /// The host it runs on, as its agent names it.
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Its process id on that host.
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Waits until the agent reports how the process ended.
+    ///
+    /// # Errors
+    ///
+    /// Why no report will come: the channel to the agent broke or went
+    /// silent, or the agent stopped watching the child (it is stopping).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
+    pub(crate) async fn wait(&mut self) -> std::result::Result<ExitStatus, String> {
+        if let Some(ended) = &self.ended {
+            return ended.clone();
+        }
+        let done = (&mut self.done).await;
+        let ended = self.read(done);
+        self.ended = Some(ended.clone());
+        ended
+    }
+
+    fn read(
+        &self,
+        done: std::result::Result<Done, oneshot::error::RecvError>,
+    ) -> std::result::Result<ExitStatus, String> {
+        let host = &self.host;
+        match done {
+            Ok(Done::Return(bytes)) => {
+                decode::<Exit>(&bytes, || format!("the exit report of the agent on host `{host}`"))
+                    .map(|exit| ExitStatus::from_raw(exit.wait_status))
+                    .map_err(|e| e.to_string())
+            }
+            Ok(Done::Failed(e)) => {
+                Err(format!("the agent on host `{host}` stopped watching it: {}", e.message))
+            }
+            Ok(Done::Closed(reason)) => {
+                Err(format!("lost the channel to the agent on host `{host}`: {reason}"))
+            }
+            Ok(Done::CancelAcked) | Err(_) => {
+                Err(format!("the call to the agent on host `{host}` ended without a report"))
+            }
+        }
+    }
+
+    /// Tells the agent to send SIGTERM to the process group.
+    pub(crate) async fn terminate(&self) {
+        self.order(Control::Terminate).await;
+    }
+
+    /// Tells the agent to SIGKILL the process group, and waits (at most
+    /// `bound`) for its report.
+    ///
+    /// # Errors
+    ///
+    /// As [`RemoteChild::wait`], and no report within `bound`.
+    pub(crate) async fn kill(&mut self, bound: Duration) -> std::result::Result<ExitStatus, String> {
+        self.order(Control::Kill).await;
+        match tokio::time::timeout(bound, self.wait()).await {
+            Ok(ended) => ended,
+            Err(_) => {
+                let lost = format!(
+                    "the agent on host `{}` did not report the end of the process within {bound:?} of SIGKILL",
+                    self.host
+                );
+                self.ended = Some(Err(lost.clone()));
+                Err(lost)
+            }
+        }
+    }
+
+    async fn order(&self, order: Control) {
+        if self.ended.is_some() {
+            return;
+        }
+        // An order is a few bytes in a 1 MiB window: it waits for credit only
+        // if the agent stopped reading, and then it is as good as lost.
+        match tokio::time::timeout(Duration::from_secs(1), self.orders.send(order)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(host = %self.host, error = %e, ?order, "cannot send an order to the agent")
+            }
+            Err(_) => tracing::debug!(host = %self.host, ?order, "the agent does not read orders"),
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! Host agents: spawning actors on other hosts under the same nursery.
+//!
+//! An agent is a daemon actor on each host (`actor agent` from the
+//! `procactor-cli` package, or [`run`] in a program of your own). It
+//! joins the tree's arbiter under [`AGENT_NAME`], describes its host
+//! ([`HostInfo`]: name, labels, CPUs, memory), and starts the programs on its
+//! allow-list for any parent that proves it belongs to the tree.
+//! `n.actor(name).on_host(..)` (see
+//! [`ActorBuilder::on_host`](crate::ActorBuilder::on_host)) picks an agent
+//! with a [`HostSelector`](crate::HostSelector) and spawns through it: the
+//! new process connects back to its parent with a one-time token exactly as
+//! a local child does, and the parent supervises it as one. The agent reaps
+//! it and reports its exit status or signal, signals its process group when
+//! the parent escalates a cancel, and kills the group when it loses the
+//! parent, so no actor outlives its parent on any host.
+//!
+//! - `wire`: the two functions an agent serves and what they carry,
+//! - `select`: choosing a host,
+//! - `serve`: the agent itself,
+//! - `client`: the parent's side,
+//! - `host`: this host's CPUs and memory.
+
+mod client;
+mod host;
+mod select;
+mod serve;
+mod wire;
+
+pub use client::list_hosts;
+pub(crate) use client::{Placement, RemoteChild, place, spawn};
+pub use select::HostSelector;
+pub(crate) use serve::handler;
+pub use serve::{AgentConfig, run};
+pub(crate) use wire::SpawnRequest;
+pub use wire::{AGENT_NAME, HostInfo, INFO_FN, SPAWN_FN};
