@@ -179,6 +179,15 @@ fn a_label_picks_the_host_and_list_hosts_describes_every_agent() {
         "{out:?}"
     );
     assert!(hosts[1].starts_with("HOST beta labels=zone=b "), "{out:?}");
+    let cli = Tree::start_program(&common::binary("actor"), &["hosts"], &[("ACTOR_ARBITER", &cluster.addr)])
+        .finish(BOUND);
+    assert!(cli.status.success(), "{cli:?}");
+    let rows: Vec<Vec<&str>> = cli.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows.len(), 3, "{cli:?}");
+    assert_eq!(rows[0][..3], ["HOST", "LABELS", "CORES"], "{cli:?}");
+    assert_eq!(rows[1][..2], ["alpha", "zone=a"], "{cli:?}");
+    assert_eq!(rows[2][..2], ["beta", "zone=b"], "{cli:?}");
+    assert_eq!(rows[2].last(), Some(&"remote_scenarios"), "{cli:?}");
     assert_quiet(&cluster.stop());
 }
 
@@ -286,6 +295,22 @@ fn killing_the_root_leaves_nothing_on_any_host() {
     assert_eq!(out.status.code(), None, "killed by a signal: {out:?}");
     let logs = cluster.stop();
     assert_eq!(logs.matches("lost the parent").count(), 2, "each agent kills its orphan: {logs}");
+}
+
+#[test]
+fn when_an_agent_dies_its_actors_die_with_it_and_the_root_reports_them_lost() {
+    let mut cluster = Loopback::start(&[("alpha", "zone=a")]);
+    let mut root = cluster.root(&["hold", "alpha"]);
+    let pids = ready_pids(&root.wait_for_line("READY", BOUND));
+    let agent = cluster.agents.remove(0);
+    agent.signal(Signal::SIGKILL);
+    wait_dead(&pids, Duration::from_secs(10));
+    let lost = root.wait_for_line("LOST actor=held0", BOUND);
+    assert!(lost.contains("host=alpha reason=lost the channel to the agent on host `alpha`"), "{lost}");
+    let out = root.finish(BOUND);
+    assert!(!out.status.success(), "{out:?}");
+    agent.finish(BOUND);
+    cluster.stop();
 }
 
 /// Three namespaces: the root and the arbiter on host 1, an agent on each of
@@ -422,9 +447,7 @@ fn across_three_hosts_a_host_cut_off_kills_its_orphans_and_the_root_reports_them
     let on_h2 = ready.iter().find(|l| l.contains("host=h2")).map(|l| ready_pids(l)).expect("an actor on h2");
     cluster.hosts.cut(3).expect("cut h3 off");
     let took = wait_dead(&on_h3, Duration::from_secs(PEER_TIMEOUT_S + 10));
-    eprintln!(
-        "h3's actor and its helper killed by h3's agent {took:?} after the link went down (peer timeout {PEER_TIMEOUT_S} s)"
-    );
+    let dead_at = seconds_of_day(std::time::SystemTime::now());
     let lost = root.wait_for_line("LOST actor=held1", BOUND);
     assert!(lost.contains("host=h3"), "{lost}");
     let out = root.finish(BOUND);
@@ -433,5 +456,30 @@ fn across_three_hosts_a_host_cut_off_kills_its_orphans_and_the_root_reports_them
     assert!(out.stdout.contains("on host `h3`"), "{out:?}");
     wait_dead(&on_h2, Duration::from_secs(10));
     let logs = cluster.stop();
-    assert!(logs.contains("lost the parent"), "h3's agent kills its orphan itself: {logs}");
+    let detected = logs.lines().find(|l| l.contains("lost the parent")).and_then(log_time);
+    assert!(detected.is_some(), "h3's agent kills its orphan itself: {logs}");
+    let after_detection = detected.map(|t| (dead_at - t).rem_euclid(86_400.0) * 1000.0).unwrap_or_default();
+    eprintln!(
+        "h3's actor and its helper were killed by h3's agent {took:?} after the link went down (peer timeout \
+         {PEER_TIMEOUT_S} s), {after_detection:.0} ms after the agent detected the loss"
+    );
+}
+
+/// Seconds since midnight (UTC) of `t`.
+fn seconds_of_day(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() % 86_400.0)
+}
+
+/// Seconds since midnight (UTC) of a log line's timestamp, e.g.
+/// `2026-01-01T12:34:56.789012Z  WARN ...`.
+fn log_time(line: &str) -> Option<f64> {
+    let stamp = line.split_whitespace().next()?.strip_suffix('Z')?;
+    let (_, time) = stamp.split_once('T')?;
+    let mut parts = time.split(':');
+    let (h, m, s) = (
+        parts.next()?.parse::<f64>().ok()?,
+        parts.next()?.parse::<f64>().ok()?,
+        parts.next()?.parse::<f64>().ok()?,
+    );
+    Some(h * 3600.0 + m * 60.0 + s)
 }

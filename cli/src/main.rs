@@ -35,6 +35,15 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    #[command(flatten)]
+    Ask(Ask),
+    /// Run this host's agent: it starts the allowed programs as actors for parents on other hosts.
+    Agent(agent::AgentArgs),
+}
+
+/// The commands that ask a live tree and print the answer.
+#[derive(Subcommand, Debug)]
+enum Ask {
     /// Every live actor: name, uid, pid, host, parent, uptime, calls in flight, restarts.
     Ps,
     /// The live supervision tree.
@@ -56,8 +65,6 @@ enum Command {
     },
     /// Every host whose agent has joined the tree: name, labels, cores, free memory, children.
     Hosts,
-    /// Run this host's agent: it starts the allowed programs as actors for parents on other hosts.
-    Agent(agent::AgentArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,16 +73,19 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    if let Command::Agent(args) = cli.command {
-        return match agent::run(config.arbiter(cli.arbiter), args, cli.json) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(&e),
-        };
-    }
-    let mut config = config.arbiter(cli.arbiter.clone()).name("actor-cli");
+    let ask = match cli.command {
+        Command::Agent(args) => {
+            return match agent::run(config.arbiter(cli.arbiter), args, cli.json) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            };
+        }
+        Command::Ask(ask) => ask,
+    };
+    let mut config = config.arbiter(cli.arbiter).name("actor-cli");
     // A tool that looks at a tree must not start one when none is there.
     config.embed_arbiter = false;
-    match actor::run_with(config, run(cli)) {
+    match actor::run_with(config, run(ask, cli.json)) {
         Ok(out) => {
             let mut stdout = std::io::stdout().lock();
             // A closed pipe (`actor ps | head`) is not worth a panic.
@@ -92,19 +102,17 @@ fn fail(e: &actor::Error) -> ExitCode {
 }
 
 /// Runs the command; returns what to print.
-async fn run(cli: Cli) -> actor::Result<String> {
-    let as_json = cli.json;
-    Ok(match cli.command {
-        Command::Ps => show::ps(&survey::survey().await?, as_json),
-        Command::Tree => show::tree(&survey::survey().await?, as_json),
-        Command::Call { actor, func, args } => {
+async fn run(ask: Ask, as_json: bool) -> actor::Result<String> {
+    Ok(match ask {
+        Ask::Ps => show::ps(&survey::survey().await?, as_json),
+        Ask::Tree => show::tree(&survey::survey().await?, as_json),
+        Ask::Call { actor, func, args } => {
             let portal = survey::find(&actor).await?;
             let json::Json(result) = portal.run_by_name(&func, &args.0).await?;
             format!("{result}\n")
         }
-        Command::Hosts => agent::hosts(&actor::agent::list_hosts().await?, as_json),
-        Command::Agent(_) => unreachable!("the agent runs on its own, before this"),
-        Command::Cancel { actor } => {
+        Ask::Hosts => agent::hosts(&actor::agent::list_hosts().await?, as_json),
+        Ask::Cancel { actor } => {
             let portal = survey::find(&actor).await?;
             let uid = portal.uid();
             portal.cancel_actor().await?;

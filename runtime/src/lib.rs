@@ -10,7 +10,9 @@
 //! with [`open_nursery_with`] and a [`Strategy`], restarts the actor that
 //! ended (one-for-one, rest-for-one) within a restart intensity. No actor
 //! outlives its parent: not when it fails, not when the parent is cancelled,
-//! not even when the parent is killed with SIGKILL.
+//! not even when the parent is killed with SIGKILL. Through a host [`agent`]
+//! a nursery spawns actors on other hosts too
+//! ([`ActorBuilder::on_host`]), under the same guarantees.
 //!
 //! Linux only. The package is `procactor` on crates.io; the library is
 //! imported as `actor`. Its one feature, `tls` (on by default), builds mutual

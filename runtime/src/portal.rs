@@ -177,9 +177,11 @@ impl Portal {
     /// [`Error::Remote`] when the function fails, panics, is not registered or
     /// not exposed there, or its arguments do not decode (see
     /// [`RemoteError::kind`](actor_transport::RemoteError)); if the actor goes
-    /// away mid-call, [`Error::ActorCrashed`] naming its exit status or signal
-    /// when it is a child of one of our nurseries that crashed (waiting, at
-    /// most the kill grace period, for its nursery to reap it), else
+    /// away mid-call and is a child of one of our nurseries that crashed, how
+    /// it ended (waiting, at most the kill grace period, for its nursery to
+    /// reap it): [`Error::ActorCrashed`] naming its exit status or signal (and
+    /// its host, for a child on another host), or [`Error::ActorLost`] when
+    /// its host's agent can no longer be reached; else
     /// [`Error::Disconnected`]; [`Error::Codec`] if the result does not decode
     /// as `F::Output`.
     pub async fn run<F: RemoteFn>(&self, _f: F, args: F::Args) -> Result<F::Output> {

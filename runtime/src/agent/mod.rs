@@ -29,7 +29,7 @@ mod wire;
 pub use client::list_hosts;
 pub(crate) use client::{Placement, RemoteChild, place, spawn};
 pub use select::HostSelector;
-pub(crate) use serve::handler;
 pub use serve::{AgentConfig, run};
+pub(crate) use serve::{handler, host_name};
 pub(crate) use wire::SpawnRequest;
 pub use wire::{AGENT_NAME, HostInfo, INFO_FN, SPAWN_FN};

@@ -224,6 +224,11 @@ pub fn run<F: FnOnce(&HostInfo)>(config: Config, agent: AgentConfig, ready: F) -
     })
 }
 
+/// The host's name, when this process is an agent.
+pub(crate) fn host_name() -> Option<String> {
+    Some(AGENT.get()?.config.host.clone())
+}
+
 /// The handler of agent function `func`, when this process is an agent.
 pub(crate) fn handler(func: &str) -> Option<Handler> {
     AGENT.get()?;
