@@ -285,9 +285,13 @@ fn an_unauthenticated_client_cannot_make_an_agent_spawn_anything() {
 
 #[test]
 fn killing_the_root_leaves_nothing_on_any_host() {
-    let cluster = Loopback::start(&[("alpha", "zone=a"), ("beta", "zone=b")]);
-    let mut root = cluster.root(&["hold", "alpha", "beta"]);
+    let mut cluster = Loopback::start(&[("alpha", "zone=a"), ("beta", "zone=b")]);
+    // Frozen, so that their agents stop them: they cannot go by themselves.
+    let mut root = cluster.root(&["hold", "alpha!", "beta!"]);
     let pids: Vec<u32> = root.wait_for_lines("READY", 2, BOUND).iter().flat_map(|l| ready_pids(l)).collect();
+    for agent in &mut cluster.agents {
+        agent.wait_for_line("FROZEN", BOUND);
+    }
     root.signal(Signal::SIGKILL);
     let took = wait_dead(&pids, Duration::from_secs(10));
     eprintln!("remote actors and their helpers gone {took:?} after the root's SIGKILL");
@@ -427,9 +431,13 @@ fn across_three_hosts_a_root_spawns_calls_streams_cancels_and_sees_crashes() {
 
 #[test]
 fn across_three_hosts_killing_the_root_leaves_no_actor_on_any_host() {
-    let Some(cluster) = Cluster::start("rsk", 212) else { return };
-    let mut root = cluster.root(&["hold", "h2", "h3"]);
+    let Some(mut cluster) = Cluster::start("rsk", 212) else { return };
+    // Frozen, so that their agents stop them: they cannot go by themselves.
+    let mut root = cluster.root(&["hold", "h2!", "h3!"]);
     let pids: Vec<u32> = root.wait_for_lines("READY", 2, BOUND).iter().flat_map(|l| ready_pids(l)).collect();
+    for agent in &mut cluster.agents {
+        agent.wait_for_line("FROZEN", BOUND);
+    }
     root.signal(Signal::SIGKILL);
     let took = wait_dead(&pids, Duration::from_secs(10));
     eprintln!("actors on h2 and h3 and their helpers gone {took:?} after the root's SIGKILL");
@@ -440,9 +448,11 @@ fn across_three_hosts_killing_the_root_leaves_no_actor_on_any_host() {
 
 #[test]
 fn across_three_hosts_a_host_cut_off_kills_its_orphans_and_the_root_reports_them_lost() {
-    let Some(cluster) = Cluster::start("rsp", 213) else { return };
-    let mut root = cluster.root(&["hold", "h2", "h3"]);
+    let Some(mut cluster) = Cluster::start("rsp", 213) else { return };
+    // h3's actor is frozen, so that its agent stops it: it cannot go by itself.
+    let mut root = cluster.root(&["hold", "h2", "h3!"]);
     let ready = root.wait_for_lines("READY", 2, BOUND);
+    cluster.agents[1].wait_for_line("FROZEN", BOUND);
     let on_h3 = ready.iter().find(|l| l.contains("host=h3")).map(|l| ready_pids(l)).expect("an actor on h3");
     let on_h2 = ready.iter().find(|l| l.contains("host=h2")).map(|l| ready_pids(l)).expect("an actor on h2");
     cluster.hosts.cut(3).expect("cut h3 off");

@@ -2,11 +2,13 @@
 //! starting a child through it ([`RemoteChild`], the parent's handle on a
 //! process on another host).
 
+use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use actor_arbiter::Entry;
 use actor_transport::{Addr, CallKind, Uid};
 use tokio::sync::oneshot;
 
@@ -29,8 +31,12 @@ pub(crate) struct Placement {
 }
 
 /// Finds the agent `selector` asks for: directly at its address, or among
-/// the agents registered with the arbiter, asking each (at once, each within
-/// the handshake timeout) what its host is.
+/// the agents registered with the arbiter. An agent's name and labels never
+/// change, so what an agent said of its host is remembered by its uid:
+/// agents known not to match are not contacted (a host cut off delays no
+/// spawn elsewhere), and a name or address needs no fresh description. A
+/// label asks every candidate (at once, each within the handshake timeout)
+/// for its load, to pick the least busy.
 ///
 /// # Errors
 ///
@@ -41,46 +47,85 @@ pub(crate) async fn place(
     actor: &Arc<Actor>,
     selector: &HostSelector,
 ) -> std::result::Result<Placement, String> {
-    let agents: Vec<(std::result::Result<Arc<Conn>, String>, Addr)> = match selector.direct() {
-        Some(addr) => vec![(connect_direct(actor, addr).await.map_err(|e| e.to_string()), addr.clone())],
+    let (agents, skipped) = match selector.direct() {
+        Some(addr) => {
+            let conn = connect_direct(actor, addr).await.map_err(|e| e.to_string());
+            (vec![(conn, addr.clone())], Vec::new())
+        }
         None => {
             let entries = crate::discovery::find_all(AGENT_NAME)
                 .await
                 .map_err(|e| format!("cannot look host agents up: {e}"))?;
-            let connects = entries.iter().map(|entry| async move {
-                let conn = crate::discovery::connect_conn(actor, entry).await.map_err(|e| e.to_string());
-                (conn, entry.addr.clone())
+            let (candidates, skipped) = sift(entries, selector);
+            let connects = candidates.into_iter().map(|entry| async move {
+                let conn = crate::discovery::connect_conn(actor, &entry).await.map_err(|e| e.to_string());
+                (conn, entry.addr)
             });
-            futures::future::join_all(connects).await
+            (futures::future::join_all(connects).await, skipped)
         }
     };
     let bound = actor.config.handshake_timeout;
+    let fresh = selector.weighs_load();
     let asked = agents.into_iter().map(|(conn, addr)| async move {
-        let conn = conn?;
+        let conn = conn.map_err(|e| format!("{addr}: {e}"))?;
+        if let Some(info) = with_known(|k| k.get(conn.peer()).cloned()).filter(|_| !fresh) {
+            return Ok((conn, info, addr));
+        }
         let info = match tokio::time::timeout(bound, info(&conn)).await {
-            Ok(r) => r.map_err(|e| e.to_string())?,
-            Err(_) => return Err(format!("{} did not describe its host within {bound:?}", conn.peer())),
+            Ok(r) => r.map_err(|e| format!("{addr}: {e}"))?,
+            Err(_) => {
+                return Err(format!("{addr}: {} did not describe its host within {bound:?}", conn.peer()));
+            }
         };
+        with_known(|k| k.insert(conn.peer().clone(), info.clone()));
         Ok((conn, info, addr))
     });
     let mut hosts = Vec::new();
     let mut silent = Vec::new();
-    for (i, r) in futures::future::join_all(asked).await.into_iter().enumerate() {
+    for r in futures::future::join_all(asked).await {
         match r {
             Ok(found) => hosts.push(found),
-            Err(e) => silent.push(format!("agent {}: {e}", i + 1)),
+            Err(e) => silent.push(e),
         }
     }
+    // Agents skipped as known not to match come last: they only name the
+    // hosts there are, should nothing match.
     let described: Vec<(Uid, HostInfo)> =
-        hosts.iter().map(|(c, h, _)| (c.peer().clone(), h.clone())).collect();
+        hosts.iter().map(|(c, h, _)| (c.peer().clone(), h.clone())).chain(skipped).collect();
     match selector.choose(&described) {
-        Ok(i) => {
+        Ok(i) if i < hosts.len() => {
             let (conn, info, addr) = hosts.swap_remove(i);
             Ok(Placement { conn, info, addr })
         }
+        Ok(_) => Err(format!("internal: {selector} chose an agent it did not ask")),
         Err(e) if silent.is_empty() => Err(e),
         Err(e) => Err(format!("{e}; unreachable: {}", silent.join("; "))),
     }
+}
+
+/// What each agent said of its host, by agent uid.
+static KNOWN: Mutex<Option<HashMap<Uid, HostInfo>>> = Mutex::new(None);
+
+fn with_known<T>(f: impl FnOnce(&mut HashMap<Uid, HostInfo>) -> T) -> T {
+    f(KNOWN.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(HashMap::new))
+}
+
+/// Splits the registered agents into those to contact and those known not
+/// to match `selector` (with what they said); forgets agents no longer
+/// registered.
+fn sift(entries: Vec<Entry>, selector: &HostSelector) -> (Vec<Entry>, Vec<(Uid, HostInfo)>) {
+    with_known(|known| {
+        known.retain(|uid, _| entries.iter().any(|e| e.uid == *uid));
+        let mut skipped = Vec::new();
+        let mut candidates = Vec::new();
+        for entry in entries {
+            match known.get(&entry.uid) {
+                Some(info) if !selector.matches(info) => skipped.push((entry.uid, info.clone())),
+                _ => candidates.push(entry),
+            }
+        }
+        (candidates, skipped)
+    })
 }
 
 /// Channels to agents reached by address, kept for reuse.

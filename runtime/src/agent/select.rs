@@ -48,6 +48,12 @@ impl HostSelector {
         }
     }
 
+    /// Whether choosing weighs the hosts' load, which changes: then every
+    /// candidate is asked afresh.
+    pub(crate) fn weighs_load(&self) -> bool {
+        matches!(self.0, Kind::Label(..))
+    }
+
     /// Whether a host described as `info` is one this selector asks for.
     pub(crate) fn matches(&self, info: &HostInfo) -> bool {
         match &self.0 {
