@@ -12,164 +12,28 @@
 //! the orphan grace. The child is started like any child actor, with
 //! `PR_SET_PDEATHSIG`, so it also dies with the agent.
 
-use std::collections::BTreeMap;
-use std::io;
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::ExitStatus;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
-use actor_transport::{Addr, Secret, Uid};
+use actor_transport::{Addr, Secret};
 use bytes::Bytes;
-use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
 
+use super::config::AgentConfig;
 use super::host;
-use super::wire::{AGENT_NAME, Control, Exit, HostInfo, INFO_FN, SPAWN_FN, SpawnRequest, Spawned};
+use super::keeper::{Kept, Place, keep};
+use super::wire::{AGENT_NAME, Control, HostInfo, INFO_FN, SPAWN_FN, SpawnRequest, Spawned};
 use crate::config::{Config, ENV_HOST};
 use crate::conn::ServedIo;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::local::{self, Actor};
 use crate::registry::{self, Failure, Handler, Served};
-use crate::spawn::{self, ChildProcess};
+use crate::spawn;
 
-/// The most labels an agent carries.
-const MAX_LABELS: usize = 64;
-/// The longest host name, label key or label value, in bytes.
-const MAX_TEXT: usize = 64;
 /// The most arguments and environment variables one request may carry.
 const MAX_ARGS: usize = 4096;
 const MAX_ENV: usize = 1024;
-
-/// How a host agent runs: the host's name and labels, the programs it may
-/// start, and its limits. Pass it to [`run`].
-#[derive(Clone, Debug)]
-pub struct AgentConfig {
-    host: String,
-    labels: BTreeMap<String, String>,
-    programs: BTreeMap<String, PathBuf>,
-    child_bind: Option<String>,
-    max_children: u32,
-    orphan_grace: Duration,
-}
-
-impl AgentConfig {
-    /// An agent for the host called `host` (what
-    /// [`HostSelector::name`](crate::HostSelector::name) matches), with no
-    /// labels, no programs, at most 256 children, and an orphan grace of 1 s.
-    pub fn new(host: impl Into<String>) -> Self {
-        AgentConfig {
-            host: host.into(),
-            labels: BTreeMap::new(),
-            programs: BTreeMap::new(),
-            child_bind: None,
-            max_children: 256,
-            orphan_grace: Duration::from_secs(1),
-        }
-    }
-
-    /// Adds label `key=value` (what
-    /// [`HostSelector::label`](crate::HostSelector::label) matches).
-    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.labels.insert(key.into(), value.into());
-        self
-    }
-
-    /// Allows the program at `path`, under its file name: parents ask for
-    /// it by that name. It must be an actor program (one that calls
-    /// `actor::run`), built from the same code as the parents that spawn it
-    /// here, since remote functions are found by name.
-    pub fn allow(self, path: impl Into<PathBuf>) -> Self {
-        let path = path.into();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        self.allow_as(name, path)
-    }
-
-    /// Allows the program at `path` under `name`.
-    pub fn allow_as(mut self, name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
-        self.programs.insert(name.into(), path.into());
-        self
-    }
-
-    /// The host (an IP address or name of this host) its children listen on
-    /// and give their parents; default: the host part of the agent's own
-    /// listening address.
-    pub fn child_bind(mut self, host: impl Into<String>) -> Self {
-        self.child_bind = Some(host.into());
-        self
-    }
-
-    /// The most children it runs at once, for all parents together; a spawn
-    /// beyond it is refused.
-    pub fn max_children(mut self, max: u32) -> Self {
-        self.max_children = max;
-        self
-    }
-
-    /// How long a child whose parent is lost gets between SIGTERM and
-    /// SIGKILL.
-    pub fn orphan_grace(mut self, grace: Duration) -> Self {
-        self.orphan_grace = grace;
-        self
-    }
-
-    /// Checks the configuration and resolves each program's path.
-    fn validated(mut self) -> std::result::Result<Self, String> {
-        text("the host name", &self.host)?;
-        if self.labels.len() > MAX_LABELS {
-            return Err(format!("{} labels; at most {MAX_LABELS}", self.labels.len()));
-        }
-        for (k, v) in &self.labels {
-            text("a label's key", k)?;
-            if k.contains('=') {
-                return Err(format!("the label key `{k}` contains `=`"));
-            }
-            text(&format!("the value of label `{k}`"), v)?;
-        }
-        if self.programs.is_empty() {
-            return Err("no program is allowed: allow at least one (`--allow PATH`)".into());
-        }
-        for (name, path) in &mut self.programs {
-            text("a program's name", name)?;
-            if name.contains('/') {
-                return Err(format!("the program name `{name}` contains `/`"));
-            }
-            *path = executable(path)?;
-        }
-        if self.max_children == 0 {
-            return Err("max_children is 0: the agent could start nothing".into());
-        }
-        Ok(self)
-    }
-}
-
-/// Refuses empty, overlong or unprintable names.
-fn text(what: &str, s: &str) -> std::result::Result<(), String> {
-    if s.is_empty() {
-        return Err(format!("{what} is empty"));
-    }
-    if s.len() > MAX_TEXT {
-        return Err(format!("{what} `{s}` is longer than {MAX_TEXT} bytes"));
-    }
-    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{what} {s:?} contains whitespace or a control character"));
-    }
-    Ok(())
-}
-
-/// The absolute path of an executable regular file.
-fn executable(path: &std::path::Path) -> std::result::Result<PathBuf, String> {
-    let full = std::fs::canonicalize(path).map_err(|e| format!("cannot allow {}: {e}", path.display()))?;
-    let meta = std::fs::metadata(&full).map_err(|e| format!("cannot allow {}: {e}", path.display()))?;
-    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
-        return Err(format!("cannot allow {}: it is not an executable file", path.display()));
-    }
-    Ok(full)
-}
 
 /// The agent of this process.
 struct Agent {
@@ -328,15 +192,6 @@ fn check_env(key: &str, value: &str) -> std::result::Result<(), Refused> {
     Ok(())
 }
 
-/// One of the agent's places for a child, held while the child runs.
-struct Place(Arc<AtomicU32>);
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// Why an agent refused a spawn.
 #[derive(Debug, thiserror::Error)]
 enum Refused {
@@ -352,7 +207,7 @@ enum Refused {
     #[error("invalid spawn request: {0}")]
     Invalid(String),
     #[error("cannot start {path}: {source}")]
-    Exec { path: String, source: io::Error },
+    Exec { path: String, source: std::io::Error },
 }
 
 impl From<Refused> for Failure {
@@ -427,61 +282,6 @@ async fn spawn_served(args: Bytes, io: ServedIo) -> std::result::Result<Bytes, F
     }
 }
 
-/// What the keeper of one child needs.
-struct Kept {
-    child: Uid,
-    parent: Uid,
-    /// The parent's orders; closed when the call that carries them ends.
-    orders: mpsc::UnboundedReceiver<Control>,
-    report: oneshot::Sender<Exit>,
-    grace: Duration,
-    /// The agent's own cancellation: it is stopping.
-    stopping: CancellationToken,
-    _place: Place,
-}
-
-/// Owns one child from its start to its reaping: carries out the parent's
-/// orders, stops it when the parent is lost, reports how it ended.
-async fn keep(mut proc: ChildProcess, mut kept: Kept) {
-    let status = loop {
-        tokio::select! {
-            st = proc.wait() => break st,
-            order = kept.orders.recv() => match order {
-                Some(Control::Terminate) => proc.signal_group(Signal::SIGTERM),
-                Some(Control::Kill) => proc.signal_group(Signal::SIGKILL),
-                None => break orphaned(&mut proc, &kept).await,
-            },
-        }
-    };
-    match status {
-        Ok(st) => {
-            tracing::debug!(child = %kept.child, status = %spawn::describe(st), "reaped");
-            use std::os::unix::process::ExitStatusExt;
-            let _ = kept.report.send(Exit { wait_status: st.into_raw(), description: spawn::describe(st) });
-        }
-        Err(e) => tracing::warn!(child = %kept.child, error = %e, "cannot reap a child"),
-    }
-}
-
-/// Stops a child whose parent no longer watches it: SIGTERM to its group,
-/// then SIGKILL after the grace; reaps it.
-async fn orphaned(proc: &mut ChildProcess, kept: &Kept) -> io::Result<ExitStatus> {
-    if kept.stopping.is_cancelled() {
-        tracing::info!(child = %kept.child, "the agent is stopping: stopping its child");
-    } else {
-        tracing::warn!(
-            child = %kept.child,
-            parent = %kept.parent,
-            "lost the parent (its channel broke, went silent, or it gave up on the child): killing the child's process group"
-        );
-    }
-    proc.signal_group(Signal::SIGTERM);
-    match tokio::time::timeout(kept.grace, proc.wait()).await {
-        Ok(st) => st,
-        Err(_) => proc.kill().await,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,20 +301,5 @@ mod tests {
         }
         assert!(check_env("RUST_LOG", "debug").is_ok());
         assert!(check_env("ACTOR_LOG", "info").is_ok());
-    }
-
-    #[test]
-    fn configurations_are_checked() {
-        let sh = std::path::Path::new("/bin/sh");
-        assert!(AgentConfig::new("h1").allow(sh).validated().is_ok());
-        let e = |c: AgentConfig| c.validated().unwrap_err();
-        assert!(e(AgentConfig::new("h1")).contains("no program is allowed"));
-        assert!(e(AgentConfig::new("two words").allow(sh)).contains("whitespace"));
-        assert!(e(AgentConfig::new("").allow(sh)).contains("the host name is empty"));
-        assert!(e(AgentConfig::new("h1").allow(sh).label("a=b", "c")).contains("contains `=`"));
-        assert!(e(AgentConfig::new("h1").allow("/nonexistent/prog")).contains("/nonexistent/prog"));
-        assert!(e(AgentConfig::new("h1").allow("/etc/passwd")).contains("not an executable file"));
-        assert!(e(AgentConfig::new("h1").allow_as("a/b", sh)).contains("contains `/`"));
-        assert!(e(AgentConfig::new("h1").allow(sh).max_children(0)).contains("max_children is 0"));
     }
 }
