@@ -317,6 +317,35 @@ fn when_an_agent_dies_its_actors_die_with_it_and_the_root_reports_them_lost() {
     cluster.stop();
 }
 
+/// A child whose channel to its parent is cut under it, and which cannot
+/// notice (frozen), is stopped by its parent after its teardown bound: on
+/// another host through its agent, and here alike.
+#[test]
+fn a_child_cut_off_from_its_parent_that_cannot_notice_is_stopped() {
+    let mut cluster = Loopback::start(&[("alpha", "zone=a")]);
+    for (spec, host) in [("alpha", "alpha"), ("here", "-")] {
+        let mut root = cluster.root(&["sever", spec]);
+        let ready = root.wait_for_line("READY", BOUND);
+        let pid: u32 = field(&ready, "pid").parse().expect("a pid");
+        if spec == "here" {
+            // Its stdout is the root's.
+            root.wait_for_line("FROZEN", BOUND);
+        } else {
+            cluster.agents[0].wait_for_line("FROZEN", BOUND);
+        }
+        root.signal(Signal::SIGUSR1);
+        root.wait_for_line("SEVERED", BOUND);
+        let crashed = root.wait_for_line("CRASHED actor=cut", BOUND);
+        assert!(crashed.contains(&format!("host={host} ")), "{crashed}");
+        assert!(crashed.contains("it lost its channel to this actor and did not exit within"), "{crashed}");
+        assert!(crashed.contains("so it was stopped (killed by signal 15 (SIGTERM))"), "{crashed}");
+        assert!(!alive(pid), "the cut-off child {pid} lives on");
+        let out = root.finish(BOUND);
+        assert!(out.stderr.contains("lost its channel to us and did not exit; sending SIGTERM"), "{out:?}");
+    }
+    assert_quiet(&cluster.stop());
+}
+
 /// Three namespaces: the root and the arbiter on host 1, an agent on each of
 /// hosts 2 and 3 (`h2`, `h3`), all over mutual TLS, with a peer timeout of 2 s.
 struct Cluster {

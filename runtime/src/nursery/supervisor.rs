@@ -115,11 +115,29 @@ impl Supervisor {
         let mut held = None;
         let mut order = None;
         let mut exit_by: Option<tokio::time::Instant> = None;
+        // Once its channel to us is gone, a child cancels itself and exits
+        // within its teardown bound; one that does not cannot hear us.
+        let mut cut_off_by: Option<tokio::time::Instant> = None;
+        let mut put_down = false;
         let restarting = self.restarting();
         let (status, sent) = loop {
             let deadline = exit_by.unwrap_or_else(|| tokio::time::Instant::now() + config.spawn_timeout);
+            let cut_off = cut_off_by.unwrap_or_else(|| tokio::time::Instant::now() + config.spawn_timeout);
             tokio::select! {
                 st = proc.wait() => break (st, None),
+                _ = conn.closed(), if cut_off_by.is_none() => {
+                    cut_off_by = Some(tokio::time::Instant::now() + config.teardown_bound());
+                }
+                _ = tokio::time::sleep_until(cut_off), if cut_off_by.is_some() => {
+                    tracing::warn!(
+                        child = %conn.peer(),
+                        host = proc.host().unwrap_or("this host"),
+                        bound = ?config.teardown_bound(),
+                        "lost its channel to us and did not exit; sending SIGTERM"
+                    );
+                    put_down = true;
+                    break put_to_death(&mut proc, config).await;
+                }
                 r = &mut main_call, if !main_done => {
                     main_done = true;
                     delivered = self.deliver(r, &mut held);
@@ -155,6 +173,15 @@ impl Supervisor {
             Err(Unreaped::Io(e)) => {
                 Some(Error::ActorCrashed { actor, host, status: format!("cannot reap the process: {e}") })
             }
+            Ok(st) if put_down => Some(Error::ActorCrashed {
+                actor,
+                host,
+                status: format!(
+                    "it lost its channel to this actor and did not exit within {:?}, so it was stopped ({})",
+                    config.teardown_bound(),
+                    spawn::describe(*st)
+                ),
+            }),
             Ok(st) => classify(st, sent, stopped, conn.cancel_acked(), has_main, delivered)
                 .map(|status| Error::ActorCrashed { actor, host, status }),
         };
@@ -467,6 +494,20 @@ async fn stop(
         return (st, Some(Signal::SIGTERM));
     }
     tracing::warn!(%child, %host, grace = ?config.kill_grace, "ignored SIGTERM; sending SIGKILL");
+    (proc.kill(config.kill_grace + config.handshake_timeout).await, Some(Signal::SIGKILL))
+}
+
+/// Stops a child that can no longer be asked: SIGTERM, then SIGKILL after
+/// the kill grace (through its agent, for a child on another host); always
+/// reaps. Returns the exit status and the last signal sent.
+async fn put_to_death(
+    proc: &mut Process,
+    config: &crate::config::Config,
+) -> (std::result::Result<ExitStatus, Unreaped>, Option<Signal>) {
+    proc.terminate().await;
+    if let Ok(st) = tokio::time::timeout(config.kill_grace, proc.wait()).await {
+        return (st, Some(Signal::SIGTERM));
+    }
     (proc.kill(config.kill_grace + config.handshake_timeout).await, Some(Signal::SIGKILL))
 }
 
