@@ -389,7 +389,7 @@ impl Cluster {
             let mut agent = on_host(
                 hosts.ns(n),
                 &common::binary("actor"),
-                &["agent", "--host", &name, "--bind", &bind, "--allow", &program],
+                &["agent", "--host", &name, "--label", "pool=x", "--bind", &bind, "--allow", &program],
                 &env,
             );
             agent_addrs
@@ -521,4 +521,24 @@ fn log_time(line: &str) -> Option<f64> {
         parts.next()?.parse::<f64>().ok()?,
     );
     Some(h * 3600.0 + m * 60.0 + s)
+}
+
+#[test]
+fn across_three_hosts_a_daemon_placed_by_label_moves_to_another_host_when_its_host_is_lost() {
+    let Some(cluster) = Cluster::start("rsf", 214) else { return };
+    let mut root = cluster.root(&["failover", "label=pool=x"]);
+    let placed = root.wait_for_line("PLACED", BOUND);
+    let (from, pid) =
+        (field(&placed, "host").to_owned(), field(&placed, "pid").parse::<u32>().expect("a pid"));
+    cluster.hosts.cut(if from == "h2" { 2 } else { 3 }).expect("cut its host off");
+    let cut = Instant::now();
+    let moved = root.wait_for_line("MOVED", BOUND);
+    eprintln!("the daemon answered from the other host {:?} after its host was cut off", cut.elapsed());
+    assert_eq!(field(&moved, "from"), from, "{moved}");
+    assert_ne!(field(&moved, "to"), from, "{moved}");
+    assert_eq!(field(&moved, "restarts"), "1", "{moved}");
+    wait_dead(&[pid], Duration::from_secs(PEER_TIMEOUT_S + 10));
+    let out = root.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    cluster.stop();
 }

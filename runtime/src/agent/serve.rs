@@ -65,6 +65,11 @@ static AGENT: OnceLock<Agent> = OnceLock::new();
 /// private arbiter (an agent joins the tree's arbiter), or if an agent
 /// already runs in this process; otherwise as [`run_with`](crate::run_with).
 pub fn run<F: FnOnce(&HostInfo)>(config: Config, agent: AgentConfig, ready: F) -> Result<()> {
+    if crate::run::is_child() {
+        // An actor spawned from a program that calls this serves its
+        // parent, never as an agent; `run_with` does not return there.
+        return crate::run::run_with(config, async { Ok(()) });
+    }
     let agent = agent.validated().map_err(|e| Error::Config(format!("host agent: {e}")))?;
     if config.private_arbiter {
         return Err(Error::Config(
