@@ -9,6 +9,7 @@
 //! asks, prints, and leaves. It never hosts an arbiter: with none at the
 //! address, it says so.
 
+mod agent;
 mod json;
 mod show;
 mod survey;
@@ -35,6 +36,15 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    #[command(flatten)]
+    Ask(Ask),
+    /// Run this host's agent: it starts the allowed programs as actors for parents on other hosts.
+    Agent(agent::AgentArgs),
+}
+
+/// The commands that ask a live tree and print the answer.
+#[derive(Subcommand, Debug)]
+enum Ask {
     /// Every live actor: name, uid, pid, host, parent, uptime, calls in flight, restarts.
     Ps,
     /// The live supervision tree.
@@ -54,6 +64,8 @@ enum Command {
         /// The actor: a name, or a uid (as for `call`).
         actor: String,
     },
+    /// Every host whose agent has joined the tree: name, labels, cores, free memory, children.
+    Hosts,
 }
 
 fn main() -> ExitCode {
@@ -62,10 +74,19 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
+    let ask = match cli.command {
+        Command::Agent(args) => {
+            return match agent::run(config, args, cli.json) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            };
+        }
+        Command::Ask(ask) => ask,
+    };
     let mut config = config.name("actor-cli");
     // A tool that looks at a tree must not start one when none is there.
     config.embed_arbiter = false;
-    match actor::run_with(config, run(cli)) {
+    match actor::run_with(config, run(ask, cli.json)) {
         Ok(out) => {
             let mut stdout = std::io::stdout().lock();
             // A closed pipe (`actor ps | head`) is not worth a panic.
@@ -82,17 +103,17 @@ fn fail(e: &actor::Error) -> ExitCode {
 }
 
 /// Runs the command; returns what to print.
-async fn run(cli: Cli) -> actor::Result<String> {
-    let as_json = cli.json;
-    Ok(match cli.command {
-        Command::Ps => show::ps(&survey::survey().await?, as_json),
-        Command::Tree => show::tree(&survey::survey().await?, as_json),
-        Command::Call { actor, func, args } => {
+async fn run(ask: Ask, as_json: bool) -> actor::Result<String> {
+    Ok(match ask {
+        Ask::Ps => show::ps(&survey::survey().await?, as_json),
+        Ask::Tree => show::tree(&survey::survey().await?, as_json),
+        Ask::Call { actor, func, args } => {
             let portal = survey::find(&actor).await?;
             let json::Json(result) = portal.run_by_name(&func, &args.0).await?;
             format!("{result}\n")
         }
-        Command::Cancel { actor } => {
+        Ask::Hosts => agent::hosts(&actor::agent::list_hosts().await?, as_json),
+        Ask::Cancel { actor } => {
             let portal = survey::find(&actor).await?;
             let uid = portal.uid();
             portal.cancel_actor().await?;

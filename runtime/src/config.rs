@@ -33,6 +33,11 @@ pub const ENV_THREADS: &str = "ACTOR_THREADS";
 /// Environment variable setting [`Config::peer_timeout`] in seconds
 /// (default 30).
 pub const ENV_PEER_TIMEOUT: &str = "ACTOR_PEER_TIMEOUT";
+/// Environment variable naming the host an actor reports it runs on (in
+/// [`Introspection::host`](crate::Introspection)); default: the kernel's
+/// host name. A host agent sets it, to its host's name, for the actors it
+/// starts.
+pub const ENV_HOST: &str = "ACTOR_HOST";
 /// Environment variable that, set to `1`, allows listening on a non-loopback
 /// address without TLS.
 pub const ENV_INSECURE: &str = "ACTOR_INSECURE";

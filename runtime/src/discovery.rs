@@ -17,6 +17,7 @@ use std::time::Duration;
 use actor_arbiter::{ArbiterClient, ArbiterConfig, ClientError, Entry};
 use actor_transport::{Addr, HandshakeError, Listener, Uid};
 
+use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::link::{self, Peer};
 use crate::local::{self, Actor};
@@ -216,8 +217,13 @@ async fn client() -> Result<(Arc<Actor>, Arc<ArbiterClient>)> {
 
 /// A portal to the actor registered as `entry`, reusing a live connection.
 pub(crate) async fn connect_to(actor: &Arc<Actor>, entry: &Entry) -> Result<Portal> {
+    Ok(Portal::peer(connect_conn(actor, entry).await?))
+}
+
+/// The channel to the actor registered as `entry`, reusing a live one.
+pub(crate) async fn connect_conn(actor: &Arc<Actor>, entry: &Entry) -> Result<Arc<Conn>> {
     if let Some(conn) = actor.peers.get(&entry.uid) {
-        return Ok(Portal::peer(conn));
+        return Ok(conn);
     }
     let (channel, peer) = actor.connect(&entry.addr, actor.config.token.as_ref()).await?;
     if peer != entry.uid {
@@ -228,7 +234,14 @@ pub(crate) async fn connect_to(actor: &Arc<Actor>, entry: &Entry) -> Result<Port
     }
     let conn = link::start(channel, peer, actor_transport::Side::Connector, Peer::Other, actor.clone());
     actor.peers.remember(conn.clone());
-    Ok(Portal::peer(conn))
+    Ok(conn)
+}
+
+/// Every entry registered under `name`, asking the live arbiter as
+/// [`find_actor`] does.
+pub(crate) async fn find_all(name: &str) -> Result<Vec<Entry>> {
+    let (_, entries) = ask(|c| async move { c.find(name).await }).await?;
+    Ok(entries)
 }
 
 /// Finds an actor registered under `name` and returns a portal to it, or

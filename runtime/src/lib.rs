@@ -10,7 +10,9 @@
 //! with [`open_nursery_with`] and a [`Strategy`], restarts the actor that
 //! ended (one-for-one, rest-for-one) within a restart intensity. No actor
 //! outlives its parent: not when it fails, not when the parent is cancelled,
-//! not even when the parent is killed with SIGKILL.
+//! not even when the parent is killed with SIGKILL. Through a host [`agent`]
+//! a nursery spawns actors on other hosts too
+//! ([`ActorBuilder::on_host`]), under the same guarantees.
 //!
 //! Linux only. The package is `procactor` on crates.io; the library is
 //! imported as `actor`. Its feature `tls` (on by default) builds mutual TLS
@@ -47,6 +49,7 @@ compile_error!(
 extern crate self as actor;
 
 mod accept;
+pub mod agent;
 mod arbiter_link;
 mod arbiter_slot;
 mod builtin;
@@ -93,10 +96,11 @@ pub use actor_macros::remote;
 pub use actor_transport as transport;
 pub use actor_transport::{Addr, ErrorKind, RemoteError, Secret, TlsConfig, Uid};
 pub use actor_transport::{ENV_TOKEN_FILE, default_token_path, load_or_create_token};
+pub use agent::HostSelector;
 pub use config::default_token;
 pub use config::{
-    ARBITER_PRIVATE, Config, ENV_ARBITER, ENV_BIND, ENV_INSECURE, ENV_LOG, ENV_NAME, ENV_PEER_TIMEOUT,
-    ENV_THREADS, ENV_TOKEN,
+    ARBITER_PRIVATE, Config, ENV_ARBITER, ENV_BIND, ENV_HOST, ENV_INSECURE, ENV_LOG, ENV_NAME,
+    ENV_PEER_TIMEOUT, ENV_THREADS, ENV_TOKEN,
 };
 pub use conn::{RESULT_BUDGET, STREAM_WINDOW};
 pub use context::{Context, ContextHandle};
