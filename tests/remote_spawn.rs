@@ -57,9 +57,14 @@ fn ready_pids(line: &str) -> [u32; 2] {
     ["pid", "helper"].map(|k| field(line, k).parse().expect("a pid"))
 }
 
-/// Processes whose parent is `pid`.
+/// Processes whose parent is `pid`, but for its watcher (the process every
+/// root, an agent included, starts to take its helpers down with it).
 fn children_of(pid: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let watcher = |p: u32| {
+        std::fs::read(format!("/proc/{p}/environ"))
+            .is_ok_and(|env| env.split(|b| *b == 0).any(|e| e.starts_with(b"ACTOR_TREE_WATCH=")))
+    };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|p| {
@@ -68,6 +73,7 @@ fn children_of(pid: u32) -> Vec<u32> {
                     == Some(pid)
             })
         })
+        .filter(|p| !watcher(*p))
         .collect()
 }
 
