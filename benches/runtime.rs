@@ -2,7 +2,7 @@
 //! run: spawn-to-result (one actor, 50 in parallel), portal round trip vs raw
 //! loopback TCP, stream throughput vs raw length-prefixed TCP, restart
 //! latency (SIGKILL of a daemon -> its restarted process answers) beside
-//! spawn-to-result.
+//! spawn-to-result, spawn-to-result through a host agent beside one here.
 //!
 //! Run: `cargo bench --bench runtime`. This binary is an actor program: the
 //! actors it spawns are re-executions of it.
@@ -248,6 +248,11 @@ fn main() -> actor::Result<()> {
         tls_section();
         return Ok(());
     }
+    if only.as_deref() == Some("agent") {
+        // A host agent for the `remote` section, allowing this very binary.
+        let agent = actor::agent::AgentConfig::new(AGENT_HOST).allow(std::env::current_exe()?);
+        return actor::agent::run(actor::Config::from_env()?, agent, |_| println!("agent ready"));
+    }
     let run_tls = only.is_none();
     let run = move |section: &str| only.as_deref().is_none_or(|o| o == section);
     actor::run(async move {
@@ -256,6 +261,9 @@ fn main() -> actor::Result<()> {
         }
         if run("restart") {
             restart_section().await?;
+        }
+        if run("remote") {
+            remote_section().await?;
         }
         actor::open_nursery(|n| async move {
             if run("rtt") {
@@ -326,5 +334,51 @@ async fn restart_section() -> actor::Result<()> {
     let (sm, sp99) = summary(spawn);
     println!("restart to answer:   median {m:>9.1?}  p99 {p99:>9.1?}");
     println!("spawn to result:     median {sm:>9.1?}  p99 {sp99:>9.1?}   (same run)");
+    Ok(())
+}
+
+/// The host name of the agent the `remote` section starts.
+const AGENT_HOST: &str = "bench-agent";
+
+/// Spawn-to-result of one actor started through a host agent (on
+/// loopback: the agent's hops, not a network's), beside one started here,
+/// interleaved round by round in the same run.
+async fn remote_section() -> actor::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    println!("== spawn to result through a host agent (loopback) vs here");
+    let mut agent = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["agent"])
+        .env(actor::ENV_ARBITER, actor::arbiter_addr()?.to_string())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = agent.stdout.take().ok_or_else(|| actor::Error::msg("the agent has no stdout"))?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await;
+    if !matches!(ready, Ok(Ok(Some(_)))) {
+        return Err(actor::Error::msg("the agent did not start"));
+    }
+    let (mut here, mut there) = (Vec::new(), Vec::new());
+    for _ in 0..30 {
+        here.extend(spawn_to_result(1, 1).await?);
+        let t = Instant::now();
+        actor::open_nursery(|n| async move {
+            n.actor("w").on_host(AGENT_HOST).run(trivial, ()).await?.result().await
+        })
+        .await?;
+        there.push(t.elapsed());
+    }
+    let (rm, rp99) = summary(there);
+    let (lm, lp99) = summary(here);
+    println!("through the agent:   median {rm:>9.1?}  p99 {rp99:>9.1?}");
+    println!(
+        "here (same run):     median {lm:>9.1?}  p99 {lp99:>9.1?}   ratio {:.2}x",
+        rm.as_secs_f64() / lm.as_secs_f64()
+    );
+    if let Some(pid) = agent.id() {
+        let _ =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), agent.wait()).await;
     Ok(())
 }

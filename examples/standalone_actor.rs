@@ -11,6 +11,9 @@
 //! leaves the registry; `call` finds it by name and multiplies remotely;
 //! `list` prints the registry.
 //!
+//! With the `etcd` feature, `ACTOR_ARBITER=etcd://127.0.0.1:2379` for all
+//! three (and no daemon) keeps the registry in etcd instead.
+//!
 //! Across hosts, give each program its host's address to listen on
 //! (`ACTOR_BIND=tcp://10.0.0.5:0`) and the cluster's TLS files
 //! (`ACTOR_TLS_CA`, `ACTOR_TLS_CERT`, `ACTOR_TLS_KEY`): see the README.
@@ -28,7 +31,11 @@ fn main() -> actor::Result<()> {
         Some("serve") => {
             let config = actor::Config::from_env()?.name("calculator");
             actor::run_with(config, async {
-                println!("calculator serving; arbiter at {}", actor::get_arbiter().await?.uid());
+                // With the registry in etcd there is no arbiter to name.
+                match actor::get_arbiter().await {
+                    Ok(arbiter) => println!("calculator serving; arbiter at {}", arbiter.uid()),
+                    Err(why) => println!("calculator serving; {why}"),
+                }
                 actor::serve().await
             })
         }

@@ -150,3 +150,23 @@ fn supervised_workers() {
     assert!(kills > 0, "{out:?}");
     assert!(out.stdout.contains(&format!("{kills} restarts in all")), "{out:?}");
 }
+
+/// Two host agents on loopback ports, an actor spawned through each (a call,
+/// a stream), a crash on one that names its host; the agents are stopped
+/// and nothing is left.
+#[test]
+fn spawn_across_hosts() {
+    let out = Tree::start("spawn_across_hosts", &[], &[]).finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    let s = &out.stdout;
+    assert!(s.contains("agent for host alpha ready") && s.contains("agent for host beta ready"), "{s}");
+    assert!(s.contains("counter runs on host alpha (pid "), "{s}");
+    assert!(s.contains("squares from beta: [0, 1, 4, 9, 16, 25]"), "{s}");
+    assert!(
+        s.contains("as expected: actor `doomed#") && s.contains("on host `beta` crashed: exit status 3"),
+        "{s}"
+    );
+    // The crash is logged (WARN) where it is supervised; nothing else is.
+    let warnings = out.warnings();
+    assert!(warnings.len() == 1 && warnings[0].contains("doomed#"), "{warnings:?}");
+}

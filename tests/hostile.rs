@@ -411,8 +411,13 @@ const RSS_BOUND_KIB: u64 = 256 * 1024;
 const PEER_TIMEOUT: &str = "1";
 
 fn authed_victim() -> (Tree, Addr, u32) {
+    authed_victim_with(PEER_TIMEOUT)
+}
+
+/// As [`authed_victim`], with a peer timeout of `peer_timeout` seconds.
+fn authed_victim_with(peer_timeout: &str) -> (Tree, Addr, u32) {
     let mut victim =
-        Tree::start("hostile_victim", &[], &[("ACTOR_TOKEN", TOKEN), ("ACTOR_PEER_TIMEOUT", PEER_TIMEOUT)]);
+        Tree::start("hostile_victim", &[], &[("ACTOR_TOKEN", TOKEN), ("ACTOR_PEER_TIMEOUT", peer_timeout)]);
     let line = victim.wait_for_line("VICTIM", BOUND);
     let parts: Vec<&str> = line.split_whitespace().collect();
     let addr: Addr = parts[1].parse().expect("victim address");
@@ -658,17 +663,16 @@ async fn rss_falls_under(pid: u32, kib: u64, within: Duration) -> Duration {
 }
 
 /// Results a peer never reads: 40 calls returning 15 MiB each, then silence.
-/// The victim drops the silent peer at its peer timeout (or at once, when a
-/// ping finds 4 MiB already queued for it), which ends the calls and frees
-/// their results; the legitimate peer is served throughout.
+/// The victim keeps at most `actor::RESULT_BUDGET` (64 MiB) of results
+/// waiting for the peer and drops the others as they finish, so it stays
+/// under the 256 MiB bound; it drops the silent peer at its peer timeout (or
+/// at once, when a ping finds 4 MiB already queued for it), which frees the
+/// rest; the legitimate peer is served throughout.
 ///
-/// Not within the 256 MiB bound: the 40 results are produced at once and
-/// held until the channel closes, since nothing caps the bytes of replies
-/// waiting for a peer to read (only the number of calls, 65,536). And with
-/// glibc's default (dynamic) mmap threshold the freed results stay resident
-/// until the channel's writer gives up on its stalled write (write_stall,
-/// 30 s) and frees the buffer pinning the top of the heap; with
-/// `MALLOC_MMAP_THRESHOLD_=131072` they are returned within 0.5 s.
+/// With glibc's default (dynamic) mmap threshold the freed results stay
+/// resident until the channel's writer gives up on its stalled write
+/// (write_stall, 30 s) and frees the buffer pinning the top of the heap;
+/// with `MALLOC_MMAP_THRESHOLD_=131072` they are returned within 0.5 s.
 #[test]
 fn results_a_peer_never_reads_are_dropped_with_the_peer() {
     const CALLS: u64 = 40;
@@ -694,10 +698,56 @@ fn results_a_peer_never_reads_are_dropped_with_the_peer() {
             mib(peak),
             mib(after),
         );
-        // What the results themselves weigh, and room for the copy being
-        // written and the buffers: the runtime adds nothing per unread byte.
-        let results = CALLS * 16 * 1024;
-        assert!(peak < before + results + 64 * 1024, "peak RSS {} for {CALLS} results of 15 MiB", mib(peak));
+        assert!(peak < RSS_BOUND_KIB, "peak RSS {} for {CALLS} results of 15 MiB", mib(peak));
+    });
+    drop(rt);
+    victim.signal(Signal::SIGTERM);
+    let out = victim.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// A peer that calls for more large results than the result budget holds
+/// and reads them only once all are made: every call gets its answer, and
+/// those past the budget are errors naming it rather than results held for
+/// the peer.
+#[test]
+fn results_past_the_budget_become_errors_naming_it() {
+    const CALLS: u64 = 8;
+    // Not dropped as silent while it does not read.
+    let (victim, addr, pid) = authed_victim_with("20");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let mut legit = Peer::connect(&addr, "legit").await;
+        let (before, _) = mem(pid);
+        let (_sender, mut receiver) = unread_results(&addr, CALLS as usize).await;
+        assert_eq!(legit.call::<u64>("hostile_victim::blobs_made", &(CALLS,)).await, CALLS);
+        let (mut results, mut refused) = (0, 0);
+        while results + refused < CALLS {
+            let msg = timeout(BOUND, receiver.recv()).await.expect("a reply in time").expect("recv").expect("open");
+            match msg {
+                Msg::Return { value, .. } => {
+                    assert!(value.len() > 15 * 1024 * 1024, "a 15 MiB result, got {} bytes", value.len());
+                    results += 1;
+                }
+                Msg::Error { error, .. } => {
+                    assert!(error.message.contains("at most 64 MiB"), "{}", error.message);
+                    assert_eq!(error.type_name, "actor::ResultsUnread");
+                    refused += 1;
+                }
+                Msg::Ping { .. } => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        let (_, peak) = mem(pid);
+        println!(
+            "{CALLS} x 15 MiB results read late: {results} delivered, {refused} refused; RSS before {}, peak {}",
+            mib(before),
+            mib(peak)
+        );
+        // The budget holds four 15 MiB results; the channel queues one more
+        // and writes another.
+        assert!(refused >= 1 && results >= 4, "{results} delivered, {refused} refused");
+        legit.square(9).await;
     });
     drop(rt);
     victim.signal(Signal::SIGTERM);
@@ -771,7 +821,11 @@ fn a_peer_that_stops_reading_is_dropped_and_its_calls_end() {
 fn calls_in_flight_are_capped_per_channel() {
     const CAP: usize = 65_536;
     const OVER: usize = 16;
-    let (victim, addr, pid) = authed_victim();
+    // Serving 65,552 calls keeps the victim busy for a while on a loaded
+    // machine: a 1 s peer timeout could then drop the legitimate peer, whose
+    // pongs wait in line. Nothing here needs the timeout; the attacker's
+    // calls end when it disconnects.
+    let (victim, addr, pid) = authed_victim_with("20");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
         let mut legit = Peer::connect(&addr, "legit").await;

@@ -5,128 +5,12 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::Tree;
+use common::netns::{Hosts, Pki, on_host};
 use nix::sys::signal::Signal;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-    SanType,
-};
 
 const BOUND: Duration = Duration::from_secs(60);
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip").args(args).output().map_err(|e| format!("cannot run ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
-    }
-}
-
-/// The three namespaces; deleted on drop, even when the test fails.
-struct Hosts {
-    names: [String; 3],
-}
-
-impl Hosts {
-    fn create() -> Result<Hosts, String> {
-        let id = std::process::id() % 100_000;
-        let names = [format!("actA{id}"), format!("actB{id}"), format!("actC{id}")];
-        let hosts = Hosts { names: names.clone() };
-        let [a, b, c] = &names;
-        for n in &names {
-            ip(&["netns", "add", n])?;
-        }
-        let (ab, ba, ac, ca) = (format!("ab{id}"), format!("ba{id}"), format!("ac{id}"), format!("ca{id}"));
-        ip(&["link", "add", &ab, "netns", a, "type", "veth", "peer", "name", &ba, "netns", b])?;
-        ip(&["link", "add", &ac, "netns", a, "type", "veth", "peer", "name", &ca, "netns", c])?;
-        for (ns, dev, addr) in [
-            (a, &ab, "10.201.1.1/24"),
-            (b, &ba, "10.201.1.2/24"),
-            (a, &ac, "10.201.2.1/24"),
-            (c, &ca, "10.201.2.2/24"),
-        ] {
-            ip(&["-n", ns, "addr", "add", addr, "dev", dev])?;
-            ip(&["-n", ns, "link", "set", dev, "up"])?;
-        }
-        for n in &names {
-            ip(&["-n", n, "link", "set", "lo", "up"])?;
-        }
-        ip(&["-n", b, "route", "add", "default", "via", "10.201.1.1"])?;
-        ip(&["-n", c, "route", "add", "default", "via", "10.201.2.1"])?;
-        let fwd = Command::new("ip")
-            .args(["netns", "exec", a, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
-            .status()
-            .map_err(|e| e.to_string())?;
-        if !fwd.success() {
-            return Err("cannot enable forwarding on host A".into());
-        }
-        Ok(hosts)
-    }
-}
-
-impl Drop for Hosts {
-    fn drop(&mut self) {
-        for n in &self.names {
-            let _ = ip(&["netns", "del", n]);
-        }
-    }
-}
-
-struct Pki {
-    dir: PathBuf,
-    ca: rcgen::Certificate,
-    key: KeyPair,
-}
-
-impl Pki {
-    fn new(dir: PathBuf) -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.distinguished_name.push(DnType::CommonName, "test cluster CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().expect("CA key");
-        let ca = params.self_signed(&key).expect("CA");
-        std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write CA");
-        Pki { dir, ca, key }
-    }
-
-    /// Writes a certificate and key for a host with these IPs; returns the
-    /// environment that points a program at them.
-    fn host(&self, name: &str, ips: &[Ipv4Addr]) -> Vec<(String, String)> {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("leaf params");
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.subject_alt_names = ips.iter().map(|ip| SanType::IpAddress(IpAddr::V4(*ip))).collect();
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages =
-            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &self.ca, &self.key).expect("sign");
-        let (c, k) = (self.dir.join(format!("{name}.pem")), self.dir.join(format!("{name}.key")));
-        std::fs::write(&c, cert.pem()).expect("write cert");
-        std::fs::write(&k, key.serialize_pem()).expect("write key");
-        let s = |p: &Path| p.to_string_lossy().into_owned();
-        vec![
-            ("ACTOR_TLS_CA".into(), s(&self.dir.join("ca.pem"))),
-            ("ACTOR_TLS_CERT".into(), s(&c)),
-            ("ACTOR_TLS_KEY".into(), s(&k)),
-        ]
-    }
-}
-
-fn on_host(ns: &str, program: &Path, args: &[&str], env: &[(String, String)]) -> Tree {
-    let mut full = vec!["netns", "exec", ns];
-    let program = program.to_string_lossy().into_owned();
-    full.push(&program);
-    full.extend_from_slice(args);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Tree::start_program(Path::new("ip"), &full, &env)
-}
 
 fn registry(ns: &str, env: &[(String, String)]) -> String {
     let out = on_host(ns, &common::example("standalone_actor"), &["list"], env).finish(BOUND);
@@ -136,14 +20,10 @@ fn registry(ns: &str, env: &[(String, String)]) -> String {
 
 #[test]
 fn an_actor_on_one_host_is_found_and_called_from_another_over_mutual_tls() {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("SKIPPED: creating network namespaces needs root");
-        return;
-    }
-    let hosts = match Hosts::create() {
+    let hosts = match Hosts::create("act", 201) {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("SKIPPED: this machine does not allow network namespaces here: {e}");
+            eprintln!("SKIPPED: {e}");
             return;
         }
     };
@@ -152,9 +32,9 @@ fn an_actor_on_one_host_is_found_and_called_from_another_over_mutual_tls() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let pki = Pki::new(dir.clone());
     let arbiter_addr = "tcp://10.201.1.1:7616".to_string();
-    let mut env_a = pki.host("host-a", &[Ipv4Addr::new(10, 201, 1, 1), Ipv4Addr::new(10, 201, 2, 1)]);
-    let mut env_b = pki.host("host-b", &[Ipv4Addr::new(10, 201, 1, 2)]);
-    let mut env_c = pki.host("host-c", &[Ipv4Addr::new(10, 201, 2, 2)]);
+    let mut env_a = pki.host("host-a", &hosts.ips(1));
+    let mut env_b = pki.host("host-b", &hosts.ips(2));
+    let mut env_c = pki.host("host-c", &hosts.ips(3));
     env_a.push(("ACTOR_LOG".into(), "warn".into()));
     for (env, bind) in [(&mut env_b, "tcp://10.201.1.2:0"), (&mut env_c, "tcp://10.201.2.2:0")] {
         env.push(("ACTOR_ARBITER".into(), arbiter_addr.clone()));

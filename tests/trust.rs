@@ -82,6 +82,39 @@ fn helpers_die_when_the_root_is_sigkilled() {
     assert_eq!(out.status.code(), None, "killed by a signal: {out:?}");
 }
 
+/// A helper the root itself started dies when the root ends as `how` says
+/// (`return`, or SIGKILL while it holds); one started without the tree's
+/// tag (`env_remove(actor::ENV_TREE)`) lives on, as its user asked.
+fn root_helper(how: &str) {
+    let mut tree = Tree::start("trust_scenarios", &["root_helper", how], &[]);
+    let helper = helper_pid(&tree.wait_for_line("HELPER", BOUND));
+    let free = tree.wait_for_line("FREE", BOUND).rsplit(' ').next().and_then(|p| p.parse::<u32>().ok());
+    let free = free.expect("a pid after FREE");
+    if how == "hold" {
+        tree.wait_for_line("HELD", BOUND);
+        tree.signal(Signal::SIGKILL);
+    }
+    let out = tree.finish(BOUND);
+    let survived = alive(free);
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(free as i32), Signal::SIGKILL);
+    assert_dead(&[helper], Duration::from_secs(10));
+    assert!(survived, "the opted-out helper was killed too");
+    match how {
+        "hold" => assert_eq!(out.status.code(), None, "killed by a signal: {out:?}"),
+        _ => assert!(out.status.success(), "{out:?}"),
+    }
+}
+
+#[test]
+fn a_helper_of_the_root_dies_when_the_root_returns() {
+    root_helper("return");
+}
+
+#[test]
+fn a_helper_of_the_root_dies_when_the_root_is_sigkilled() {
+    root_helper("hold");
+}
+
 #[test]
 fn a_zero_argument_function_accepts_an_empty_array() {
     let out = Tree::start("trust_scenarios", &["empty_args"], &[]).finish(BOUND);

@@ -10,6 +10,7 @@
 //! asks, prints, and leaves. It never hosts an arbiter: with none at the
 //! address, it says so.
 
+mod agent;
 #[cfg(feature = "jobs")]
 mod jobs;
 mod json;
@@ -28,10 +29,9 @@ struct Cli {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
-    /// The tree's arbiter.
+    /// The tree's registry: its arbiter's address, or `etcd://host:port,...`
+    /// when it keeps it in etcd (with the `etcd` feature).
     #[arg(long, global = true, env = actor::ENV_ARBITER, default_value = "tcp://127.0.0.1:1616")]
-    // Parsed only by the commands that talk to a tree, so `actor jobs`
-    // works whatever `ACTOR_ARBITER` holds (`private`, say).
     arbiter: String,
     #[command(subcommand)]
     command: Command,
@@ -39,25 +39,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Every live actor: name, uid, pid, host, parent, uptime, calls in flight, restarts.
-    Ps,
-    /// The live supervision tree.
-    Tree,
-    /// Call a remote function and print its result as JSON.
-    Call {
-        /// The actor: a name, or a uid (`name#id`, shortened as `ps` shows it, or an id prefix).
-        actor: String,
-        /// The function's registered name: its module path and name, e.g. `my_app::add`.
-        func: String,
-        /// The arguments: a JSON array of them, or one JSON value for a one-argument function.
-        #[arg(long, default_value = "[]", value_parser = json::args)]
-        args: json::CallArgs,
-    },
-    /// Cancel an actor, as `Portal::cancel_actor` does, and wait until it is gone.
-    Cancel {
-        /// The actor: a name, or a uid (as for `call`).
-        actor: String,
-    },
+    #[command(flatten)]
+    Ask(Ask),
+    /// Run this host's agent: it starts the allowed programs as actors for parents on other hosts.
+    Agent(agent::AgentArgs),
     /// The workflows and jobs a durable-jobs journal records (read from the file; no tree needed).
     #[cfg(feature = "jobs")]
     Jobs {
@@ -80,33 +65,62 @@ enum Command {
     },
 }
 
+/// The commands that ask a live tree and print the answer.
+#[derive(Subcommand, Debug)]
+enum Ask {
+    /// Every live actor: name, uid, pid, host, parent, uptime, calls in flight, restarts.
+    Ps,
+    /// The live supervision tree.
+    Tree,
+    /// Call a remote function and print its result as JSON.
+    Call {
+        /// The actor: a name, or a uid (`name#id`, shortened as `ps` shows it, or an id prefix).
+        actor: String,
+        /// The function's registered name: its module path and name, e.g. `my_app::add`.
+        func: String,
+        /// The arguments: a JSON array of them, or one JSON value for a one-argument function.
+        #[arg(long, default_value = "[]", value_parser = json::args)]
+        args: json::CallArgs,
+    },
+    /// Cancel an actor, as `Portal::cancel_actor` does, and wait until it is gone.
+    Cancel {
+        /// The actor: a name, or a uid (as for `call`).
+        actor: String,
+    },
+    /// Every host whose agent has joined the tree: name, labels, cores, free memory, children.
+    Hosts,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    #[cfg(feature = "jobs")]
-    if let Command::Jobs { journal, workflow, resolve, succeeded, failed, retry } = &cli.command {
-        // A file, not a tree: no runtime, no arbiter.
-        let out = match resolve {
-            None => jobs::list(journal, workflow.as_deref(), cli.json),
-            Some(key) => settle(succeeded.as_deref(), failed.clone(), *retry)
-                .and_then(|how| jobs::resolve(journal, key, how, cli.json)),
-        };
-        return match out {
-            Ok(out) => print(&out),
-            Err(e) => fail(&e),
-        };
-    }
-    let config = match actor::Config::from_env() {
-        Ok(c) => c,
+    let as_json = cli.json;
+    let registry = || actor::Config::from_env().and_then(|c| c.registry(&cli.arbiter));
+    let ask = match cli.command {
+        #[cfg(feature = "jobs")]
+        Command::Jobs { journal, workflow, resolve, succeeded, failed, retry } => {
+            // A file, not a tree: no runtime, no registry.
+            let out = match resolve {
+                None => jobs::list(&journal, workflow.as_deref(), as_json),
+                Some(key) => settle(succeeded.as_deref(), failed, retry)
+                    .and_then(|how| jobs::resolve(&journal, &key, how, as_json)),
+            };
+            return out.map_or_else(|e| fail(&e), |out| print(&out));
+        }
+        Command::Agent(args) => {
+            return match registry().and_then(|config| agent::run(config, args, as_json)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            };
+        }
+        Command::Ask(ask) => ask,
+    };
+    let mut config = match registry() {
+        Ok(c) => c.name("actor-cli"),
         Err(e) => return fail(&e),
     };
-    let arbiter = match cli.arbiter.parse::<actor::Addr>() {
-        Ok(a) => a,
-        Err(e) => return fail(&actor::Error::Config(format!("--arbiter {}: {e}", cli.arbiter))),
-    };
-    let mut config = config.arbiter(arbiter).name("actor-cli");
     // A tool that looks at a tree must not start one when none is there.
     config.embed_arbiter = false;
-    match actor::run_with(config, run(cli)) {
+    match actor::run_with(config, run(ask, as_json)) {
         Ok(out) => print(&out),
         Err(e) => fail(&e),
     }
@@ -140,17 +154,17 @@ fn fail(e: &actor::Error) -> ExitCode {
 }
 
 /// Runs the command; returns what to print.
-async fn run(cli: Cli) -> actor::Result<String> {
-    let as_json = cli.json;
-    Ok(match cli.command {
-        Command::Ps => show::ps(&survey::survey().await?, as_json),
-        Command::Tree => show::tree(&survey::survey().await?, as_json),
-        Command::Call { actor, func, args } => {
+async fn run(ask: Ask, as_json: bool) -> actor::Result<String> {
+    Ok(match ask {
+        Ask::Ps => show::ps(&survey::survey().await?, as_json),
+        Ask::Tree => show::tree(&survey::survey().await?, as_json),
+        Ask::Call { actor, func, args } => {
             let portal = survey::find(&actor).await?;
             let json::Json(result) = portal.run_by_name(&func, &args.0).await?;
             format!("{result}\n")
         }
-        Command::Cancel { actor } => {
+        Ask::Hosts => agent::hosts(&actor::agent::list_hosts().await?, as_json),
+        Ask::Cancel { actor } => {
             let portal = survey::find(&actor).await?;
             let uid = portal.uid();
             portal.cancel_actor().await?;
@@ -160,7 +174,5 @@ async fn run(cli: Cli) -> actor::Result<String> {
                 format!("cancelled {uid}\n")
             }
         }
-        #[cfg(feature = "jobs")]
-        Command::Jobs { .. } => unreachable!("handled before the runtime starts"),
     })
 }

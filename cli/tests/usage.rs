@@ -18,7 +18,7 @@ fn help_lists_every_command() {
     let out = actor(&["--help"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for command in ["ps", "tree", "call", "cancel", "--json", "--arbiter"] {
+    for command in ["ps", "tree", "call", "cancel", "hosts", "agent", "--json", "--arbiter"] {
         assert!(text.contains(command), "{command} missing from:\n{text}");
     }
 }
@@ -36,4 +36,20 @@ fn arguments_that_are_not_json_are_refused_before_the_tree_is_asked() {
 fn a_missing_actor_name_is_a_usage_error() {
     let out = actor(&["cancel"]);
     assert_eq!(out.status.code(), Some(2), "clap's usage exit code");
+}
+
+#[test]
+fn an_agent_without_a_program_to_allow_is_a_usage_error() {
+    let out = actor(&["agent", "--host", "h1"]);
+    assert_eq!(out.status.code(), Some(2), "clap's usage exit code");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow"));
+}
+
+#[test]
+fn an_agent_refuses_a_program_that_cannot_run_before_joining_the_tree() {
+    let out = actor(&["agent", "--host", "h1", "--allow", "/nonexistent/program"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("host agent: cannot allow /nonexistent/program"), "{text}");
+    assert!(!text.contains("arbiter"), "refused before joining the tree: {text}");
 }

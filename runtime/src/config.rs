@@ -17,7 +17,9 @@ pub const ENV_TOKEN: &str = "ACTOR_TOKEN";
 /// Environment variable naming the root actor (default `root`).
 pub const ENV_NAME: &str = "ACTOR_NAME";
 /// Environment variable holding the arbiter's address (default
-/// `tcp://127.0.0.1:1616`).
+/// `tcp://127.0.0.1:1616`), [`ARBITER_PRIVATE`], or, with the `etcd`
+/// feature, `etcd://host:port[,host:port...]` (`etcds://` for TLS) to keep
+/// the registry in etcd.
 pub const ENV_ARBITER: &str = actor_arbiter::ENV_ADDR;
 /// The value of [`ENV_ARBITER`] that gives a tree an arbiter of its own
 /// ([`Config::private_arbiter`]).
@@ -31,6 +33,11 @@ pub const ENV_THREADS: &str = "ACTOR_THREADS";
 /// Environment variable setting [`Config::peer_timeout`] in seconds
 /// (default 30).
 pub const ENV_PEER_TIMEOUT: &str = "ACTOR_PEER_TIMEOUT";
+/// Environment variable naming the host an actor reports it runs on (in
+/// [`Introspection::host`](crate::Introspection)); default: the kernel's
+/// host name. A host agent sets it, to its host's name, for the actors it
+/// starts.
+pub const ENV_HOST: &str = "ACTOR_HOST";
 /// Environment variable that, set to `1`, allows listening on a non-loopback
 /// address without TLS.
 pub const ENV_INSECURE: &str = "ACTOR_INSECURE";
@@ -64,6 +71,11 @@ pub struct Config {
     /// or `ACTOR_ARBITER=private`). Other programs find this tree's actors
     /// only through [`crate::arbiter_addr`].
     pub private_arbiter: bool,
+    /// Keep the registry in etcd rather than an arbiter (default `None`;
+    /// [`Config::etcd`], or `ACTOR_ARBITER=etcd://...`). `arbiter`,
+    /// `embed_arbiter` and `private_arbiter` then do not apply.
+    #[cfg(feature = "etcd")]
+    pub etcd: Option<crate::EtcdConfig>,
     /// Mutual TLS for every connection of the tree (from `ACTOR_TLS_CA`,
     /// `ACTOR_TLS_CERT`, `ACTOR_TLS_KEY`); `None` means plaintext.
     pub tls: Option<TlsConfig>,
@@ -103,6 +115,8 @@ impl Default for Config {
             arbiter: Addr::loopback(1616),
             embed_arbiter: true,
             private_arbiter: false,
+            #[cfg(feature = "etcd")]
+            etcd: None,
             tls: None,
             insecure_non_loopback: false,
             threads: 1,
@@ -126,8 +140,10 @@ impl Config {
     /// [`Error::Codec`] if `ACTOR_TOKEN` is set but is not hex of at least 16
     /// bytes (32 digits), `ACTOR_ARBITER` or `ACTOR_BIND` is not an address, or
     /// `ACTOR_THREADS` is not a number;
-    /// [`Error::Config`] if the TLS files cannot be loaded or
-    /// `ACTOR_MAX_CONNECTIONS` is not a positive number.
+    /// [`Error::Config`] if the TLS files cannot be loaded,
+    /// `ACTOR_MAX_CONNECTIONS` is not a positive number, or `ACTOR_ARBITER`
+    /// names etcd in a build without the `etcd` feature (or with a bad
+    /// `ACTOR_ETCD_*` option, see [`EtcdConfig::from_env`](crate::EtcdConfig)).
     pub fn from_env() -> Result<Config> {
         let mut c = Config::default();
         if let Ok(name) = std::env::var(ENV_NAME) {
@@ -145,14 +161,8 @@ impl Config {
             );
         }
         c.admission = AdmissionConfig::from_env().map_err(Error::Config)?;
-        match std::env::var(ENV_ARBITER) {
-            Ok(addr) if addr.trim() == ARBITER_PRIVATE => c = c.private_arbiter(),
-            Ok(addr) => {
-                c.arbiter = addr
-                    .parse()
-                    .map_err(|e| Error::codec(format!("the {ENV_ARBITER} environment variable"), e))?;
-            }
-            Err(_) => {}
+        if let Ok(value) = std::env::var(ENV_ARBITER) {
+            c = c.registry(&value)?;
         }
         if let Ok(addr) = std::env::var(ENV_BIND) {
             c.bind =
@@ -180,10 +190,53 @@ impl Config {
     }
 
     /// Sets the arbiter's address (and shares it: undoes
-    /// [`Config::private_arbiter`]).
+    /// [`Config::private_arbiter`] and [`Config::etcd`]).
     pub fn arbiter(mut self, addr: Addr) -> Self {
         self.arbiter = addr;
         self.private_arbiter = false;
+        self.without_etcd()
+    }
+
+    /// Points the tree at the registry `value` names, read as
+    /// [`ENV_ARBITER`] is: an arbiter's address, [`ARBITER_PRIVATE`], or
+    /// `etcd://...` / `etcds://...` (with the `etcd` feature; its
+    /// `ACTOR_ETCD_*` options come from the environment).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] if `value` is not an address; [`Error::Config`] for
+    /// an etcd address without the `etcd` feature, or a bad etcd address or
+    /// option.
+    pub fn registry(self, value: &str) -> Result<Config> {
+        if value.trim() == ARBITER_PRIVATE {
+            return Ok(self.private_arbiter());
+        }
+        if is_etcd_url(value) {
+            return with_etcd_url(self, value);
+        }
+        let addr =
+            value.parse().map_err(|e| Error::codec(format!("the {ENV_ARBITER} environment variable"), e))?;
+        Ok(self.arbiter(addr))
+    }
+
+    /// Keeps the registry in etcd, as `ACTOR_ARBITER=etcd://...` does: every
+    /// actor of the tree registers there under a lease it keeps alive, and
+    /// lookups read and watch it. No arbiter is used or hosted.
+    #[cfg(feature = "etcd")]
+    pub fn etcd(mut self, etcd: crate::EtcdConfig) -> Self {
+        self.etcd = Some(etcd);
+        self.private_arbiter = false;
+        self
+    }
+
+    #[cfg(feature = "etcd")]
+    fn without_etcd(mut self) -> Self {
+        self.etcd = None;
+        self
+    }
+
+    #[cfg(not(feature = "etcd"))]
+    fn without_etcd(self) -> Self {
         self
     }
 
@@ -195,7 +248,7 @@ impl Config {
     pub fn private_arbiter(mut self) -> Self {
         self.private_arbiter = true;
         self.embed_arbiter = true;
-        self
+        self.without_etcd()
     }
 
     /// Uses mutual TLS for every connection of the tree. Children get the
@@ -284,6 +337,27 @@ impl Config {
     }
 }
 
+/// Whether a value of [`ENV_ARBITER`] names etcd rather than an arbiter.
+fn is_etcd_url(value: &str) -> bool {
+    let v = value.trim();
+    v.starts_with("etcd://") || v.starts_with("etcds://")
+}
+
+#[cfg(feature = "etcd")]
+fn with_etcd_url(c: Config, url: &str) -> Result<Config> {
+    Ok(c.etcd(crate::EtcdConfig::from_env(url)?))
+}
+
+#[cfg(not(feature = "etcd"))]
+fn with_etcd_url(_: Config, url: &str) -> Result<Config> {
+    Err(Error::Config(format!(
+        "{ENV_ARBITER}={} keeps the registry in etcd, but this program was built without procactor's \
+         `etcd` cargo feature: build it with `features = [\"etcd\"]` on procactor (or \
+         `--features procactor/etcd`), or point {ENV_ARBITER} at an arbiter",
+        url.trim()
+    )))
+}
+
 /// What a parent sends its new child in the `Init` message.
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) struct ChildInit {
@@ -302,6 +376,9 @@ pub(crate) struct ChildInit {
     pub state: Option<serde_bytes::ByteBuf>,
     /// The arbiter the tree uses, if any.
     pub arbiter: Option<Addr>,
+    /// The etcd registry the tree uses instead of an arbiter, if any.
+    #[cfg(feature = "etcd")]
+    pub etcd: Option<crate::EtcdConfig>,
     /// Where the child listens (the parent's host, port 0).
     pub bind: Addr,
     pub insecure_non_loopback: bool,
@@ -328,6 +405,8 @@ impl ChildInit {
             expose,
             state: state.map(serde_bytes::ByteBuf::from),
             arbiter,
+            #[cfg(feature = "etcd")]
+            etcd: config.etcd.clone(),
             bind: match &config.bind {
                 Addr::Tcp { host, .. } => Addr::Tcp { host: host.clone(), port: 0 },
                 Addr::Unix(_) => Addr::loopback(0),
@@ -350,6 +429,8 @@ impl ChildInit {
             arbiter: self.arbiter.clone().unwrap_or_else(|| Addr::loopback(1616)),
             embed_arbiter: false,
             private_arbiter: false,
+            #[cfg(feature = "etcd")]
+            etcd: self.etcd.clone(),
             cancel_grace: Duration::from_millis(self.cancel_grace_ms),
             kill_grace: Duration::from_millis(self.kill_grace_ms),
             spawn_timeout: Duration::from_millis(self.spawn_timeout_ms),
@@ -379,4 +460,36 @@ pub fn default_token() -> Result<Secret> {
             path.display()
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcd_addresses_are_told_from_arbiter_addresses() {
+        assert!(is_etcd_url(" etcd://h:2379") && is_etcd_url("etcds://h:2379"));
+        assert!(!is_etcd_url("tcp://h:2379") && !is_etcd_url(ARBITER_PRIVATE));
+    }
+
+    #[cfg(not(feature = "etcd"))]
+    #[test]
+    fn an_etcd_address_without_the_feature_names_the_feature() {
+        let err = with_etcd_url(Config::default(), "etcd://h:2379").err().map(|e| e.to_string());
+        assert!(err.as_deref().is_some_and(|e| e.contains("`etcd` cargo feature")), "{err:?}");
+    }
+
+    #[cfg(feature = "etcd")]
+    #[test]
+    fn an_etcd_address_puts_the_registry_in_etcd() {
+        let c = with_etcd_url(Config::default(), "etcd://h:2379").expect("parses");
+        assert_eq!(c.etcd.map(|e| e.url()).as_deref(), Some("etcd://h:2379"));
+        assert!(
+            Config::default()
+                .etcd(crate::EtcdConfig::parse("etcd://h:1").expect("parses"))
+                .arbiter(Addr::loopback(1))
+                .etcd
+                .is_none()
+        );
+    }
 }

@@ -5,7 +5,7 @@
 //! to the tasks using the call ([`CallIo`]), and writes what the session says
 //! to send. The task reading the channel lives in [`link`](crate::link).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use actor_transport::session::Incoming as Arrival;
@@ -22,6 +22,77 @@ use crate::error::{Error, Result};
 /// Bytes of items a receiver lets a sender have in flight on one call, each
 /// way: 1 MiB, several round trips' worth at loopback speed.
 pub const STREAM_WINDOW: u32 = 1024 * 1024;
+
+/// Bytes of finished calls' results (and errors) that may wait, per
+/// connection, for the peer to read what is already queued for it: 64 MiB.
+/// A result that would go past it is dropped and its caller gets an error
+/// naming this limit, so a peer that calls and never reads cannot make an
+/// actor hold its results without bound.
+pub const RESULT_BUDGET: usize = 64 * 1024 * 1024;
+
+/// Replies at most this large are not counted against [`RESULT_BUDGET`]:
+/// they are bounded by the number of calls, and counting them would only
+/// cost atomic operations on every call.
+const SMALL_REPLY: usize = 64 * 1024;
+
+/// The bytes a call's last message carries.
+fn reply_size(msg: &Msg) -> usize {
+    match msg {
+        Msg::Return { value, .. } => value.len(),
+        Msg::Error { error, .. } => error_size(error),
+        _ => 0,
+    }
+}
+
+/// Roughly the bytes of an error's text, its nested errors' included.
+fn error_size(e: &RemoteError) -> usize {
+    e.message.len()
+        + e.type_name.len()
+        + e.causes.iter().map(String::len).sum::<usize>()
+        + e.nested.iter().map(error_size).sum::<usize>()
+}
+
+/// The results of served calls waiting to be queued for one peer.
+#[derive(Default)]
+struct ResultBudget {
+    waiting: AtomicUsize,
+}
+
+/// A reply's place in its connection's [`ResultBudget`], given back on drop.
+struct Reserved<'a> {
+    budget: &'a ResultBudget,
+    size: usize,
+}
+
+impl ResultBudget {
+    /// Counts `size` bytes as waiting, unless that would pass
+    /// [`RESULT_BUDGET`]; a small reply always fits and is not counted.
+    fn reserve(&self, size: usize) -> Option<Reserved<'_>> {
+        if size <= SMALL_REPLY {
+            return Some(Reserved { budget: self, size: 0 });
+        }
+        let mut now = self.waiting.load(Ordering::Relaxed);
+        loop {
+            let next = now.checked_add(size).filter(|n| *n <= RESULT_BUDGET)?;
+            match self.waiting.compare_exchange_weak(now, next, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(Reserved { budget: self, size }),
+                Err(actual) => now = actual,
+            }
+        }
+    }
+
+    fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        if self.size > 0 {
+            self.budget.waiting.fetch_sub(self.size, Ordering::AcqRel);
+        }
+    }
+}
 
 /// The bounds every channel of this runtime enforces on its peer.
 pub(crate) fn limits() -> Limits {
@@ -158,6 +229,8 @@ pub(crate) struct Conn {
     closed: CancellationToken,
     /// The peer said it cancelled itself (`CancelActorAck`).
     cancel_acked: AtomicBool,
+    /// Results of served calls waiting for room to be sent.
+    results: ResultBudget,
 }
 
 /// A call we started: its channels, and a guard that cancels it if dropped
@@ -196,6 +269,7 @@ impl Conn {
             session: Mutex::new(session),
             closed: CancellationToken::new(),
             cancel_acked: AtomicBool::new(false),
+            results: ResultBudget::default(),
         }
     }
 
@@ -486,14 +560,27 @@ impl Conn {
     pub(crate) async fn complete(&self, cid: CallId, func: &str, how: Completion) {
         let last = self.session().complete(cid, how);
         let Some(msg) = last else { return };
-        match self.sender.send(&msg).await {
+        let size = reply_size(&msg);
+        let Some(reserved) = self.results.reserve(size) else {
+            // Dropped here, before waiting to send the error: the point is
+            // not to hold it.
+            drop(msg);
+            self.refuse_result(cid, func, size).await;
+            return;
+        };
+        let what = msg.name();
+        let sent = self.sender.send(&msg).await;
+        // Queued (or failed): its bytes no longer wait on this call.
+        drop(msg);
+        drop(reserved);
+        match sent {
             Ok(()) => {}
             Err(ChannelError::Frame(e)) => {
                 let mut error = RemoteError::new(
                     self.ends.me.clone(),
                     actor_transport::ErrorKind::Protocol,
                     "actor::FrameTooLarge",
-                    format!("cannot send the {} of `{func}`: {e}", msg.name()),
+                    format!("cannot send the {what} of `{func}`: {e}"),
                 );
                 error.causes.push(e.to_string());
                 if let Err(e) = self.sender.send(&Msg::Error { cid, error: Box::new(error) }).await {
@@ -501,6 +588,28 @@ impl Conn {
                 }
             }
             Err(e) => tracing::debug!(error = %e, "cannot send the reply"),
+        }
+    }
+
+    /// Fails the caller's call `cid` in place of a result of `size` bytes
+    /// that would have taken the results waiting for this peer past
+    /// [`RESULT_BUDGET`]: the result is gone, the error names the limit.
+    async fn refuse_result(&self, cid: CallId, func: &str, size: usize) {
+        let mib = |n: usize| n as f64 / (1024.0 * 1024.0);
+        let error = RemoteError::new(
+            self.ends.me.clone(),
+            actor_transport::ErrorKind::Protocol,
+            "actor::ResultsUnread",
+            format!(
+                "the result of `{func}` ({:.1} MiB) was dropped: {:.1} MiB of results already wait for the \
+                 caller to read them, and at most {} MiB may (the per-connection result budget)",
+                mib(size),
+                mib(self.results.waiting()),
+                RESULT_BUDGET / (1024 * 1024),
+            ),
+        );
+        if let Err(e) = self.sender.send(&Msg::Error { cid, error: Box::new(error) }).await {
+            tracing::debug!(error = %e, "cannot send the reply");
         }
     }
 

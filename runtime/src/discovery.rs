@@ -5,7 +5,9 @@
 //! listening address and keeps that connection open for its lifetime, so its
 //! entry disappears when the actor does, however it ends. If the arbiter goes
 //! first, the actor registers again on the next one (`arbiter_link`); this
-//! module says how to reach or host one, and asks it.
+//! module says how to reach or host one, and asks it. A tree that keeps its
+//! registry in etcd (the `etcd` feature) asks etcd instead, through the same
+//! functions (`etcd_registry`).
 
 use std::future::Future;
 use std::io;
@@ -15,6 +17,7 @@ use std::time::Duration;
 use actor_arbiter::{ArbiterClient, ArbiterConfig, ClientError, Entry};
 use actor_transport::{Addr, HandshakeError, Listener, Uid};
 
+use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::link::{self, Peer};
 use crate::local::{self, Actor};
@@ -199,6 +202,13 @@ where
     }
 }
 
+/// This actor and the tree's registry in etcd, if it keeps it there.
+#[cfg(feature = "etcd")]
+fn in_etcd() -> Result<Option<(Arc<Actor>, Arc<crate::etcd_registry::EtcdRegistry>)>> {
+    let actor = local::current()?;
+    Ok(actor.etcd().cloned().map(|etcd| (actor, etcd)))
+}
+
 async fn client() -> Result<(Arc<Actor>, Arc<ArbiterClient>)> {
     let actor = local::current()?;
     let client = actor.arbiter_client().await?;
@@ -207,8 +217,13 @@ async fn client() -> Result<(Arc<Actor>, Arc<ArbiterClient>)> {
 
 /// A portal to the actor registered as `entry`, reusing a live connection.
 pub(crate) async fn connect_to(actor: &Arc<Actor>, entry: &Entry) -> Result<Portal> {
+    Ok(Portal::peer(connect_conn(actor, entry).await?))
+}
+
+/// The channel to the actor registered as `entry`, reusing a live one.
+pub(crate) async fn connect_conn(actor: &Arc<Actor>, entry: &Entry) -> Result<Arc<Conn>> {
     if let Some(conn) = actor.peers.get(&entry.uid) {
-        return Ok(Portal::peer(conn));
+        return Ok(conn);
     }
     let (channel, peer) = actor.connect(&entry.addr, actor.config.token.as_ref()).await?;
     if peer != entry.uid {
@@ -219,7 +234,14 @@ pub(crate) async fn connect_to(actor: &Arc<Actor>, entry: &Entry) -> Result<Port
     }
     let conn = link::start(channel, peer, actor_transport::Side::Connector, Peer::Other, actor.clone());
     actor.peers.remember(conn.clone());
-    Ok(Portal::peer(conn))
+    Ok(conn)
+}
+
+/// Every entry registered under `name`, asking the live arbiter as
+/// [`find_actor`] does.
+pub(crate) async fn find_all(name: &str) -> Result<Vec<Entry>> {
+    let (_, entries) = ask(|c| async move { c.find(name).await }).await?;
+    Ok(entries)
 }
 
 /// Finds an actor registered under `name` and returns a portal to it, or
@@ -234,6 +256,14 @@ pub(crate) async fn connect_to(actor: &Arc<Actor>, entry: &Entry) -> Result<Port
 /// whether it was unreachable or did not answer); [`Error::Handshake`] if
 /// the actor cannot be reached; [`Error::NotRunning`] outside `actor::run`.
 pub async fn find_actor(name: &str) -> Result<Option<Portal>> {
+    #[cfg(feature = "etcd")]
+    if let Some((actor, etcd)) = in_etcd()? {
+        let entries = etcd.find(name).await?;
+        return match entries.first() {
+            Some(entry) => Ok(Some(connect_to(&actor, entry).await?)),
+            None => Ok(None),
+        };
+    }
     let (actor, entries) = ask(|c| async move { c.find(name).await }).await?;
     match entries.first() {
         Some(entry) => Ok(Some(connect_to(&actor, entry).await?)),
@@ -250,6 +280,14 @@ pub async fn find_actor(name: &str) -> Result<Option<Portal>> {
 ///
 /// As [`find_actor`].
 pub async fn wait_for_actor(name: &str) -> Result<Portal> {
+    #[cfg(feature = "etcd")]
+    if let Some((actor, etcd)) = in_etcd()? {
+        let entries = etcd.wait_for(name).await?;
+        let entry = entries
+            .first()
+            .ok_or_else(|| Error::Arbiter(format!("etcd woke a waiter for `{name}` with no entry")))?;
+        return connect_to(&actor, entry).await;
+    }
     let actor = local::current()?;
     let entries = loop {
         // No bound here: the caller bounds the whole wait if it wants one.
@@ -276,12 +314,28 @@ pub async fn wait_for_actor_within(name: &str, timeout: Duration) -> Result<Port
         // Say which it was: nobody registered the name, or no arbiter was
         // there to ask.
         let arbiter = match local::current() {
-            Ok(actor) if actor.arbiter_link().is_live() => "the arbiter is reachable",
-            Ok(_) => "the arbiter is unreachable; this actor keeps trying to reconnect",
+            Ok(actor) => reachability(&actor),
             Err(_) => "no actor runs here",
         };
         Error::Timeout { what: format!("an actor named `{name}` to register ({arbiter})"), after: timeout }
     })?
+}
+
+/// Whether the registry answers this actor now, for messages.
+fn reachability(actor: &Actor) -> &'static str {
+    #[cfg(feature = "etcd")]
+    if let Some(etcd) = actor.etcd() {
+        return if etcd.is_reachable() {
+            "etcd is reachable"
+        } else {
+            "etcd is unreachable; this actor keeps retrying"
+        };
+    }
+    if actor.arbiter_link().is_live() {
+        "the arbiter is reachable"
+    } else {
+        "the arbiter is unreachable; this actor keeps trying to reconnect"
+    }
 }
 
 /// Every registered actor: `(uid, address)` entries sorted by name then uid.
@@ -290,6 +344,10 @@ pub async fn wait_for_actor_within(name: &str, timeout: Duration) -> Result<Port
 ///
 /// As [`find_actor`].
 pub async fn list_actors() -> Result<Vec<Entry>> {
+    #[cfg(feature = "etcd")]
+    if let Some((_, etcd)) = in_etcd()? {
+        return etcd.list().await;
+    }
     let (_, entries) = ask(|c| async move { c.list().await }).await?;
     Ok(entries)
 }

@@ -42,8 +42,25 @@ pub enum Error {
     ActorCrashed {
         /// The child.
         actor: Uid,
+        /// The host it ran on, for a child spawned on another host through
+        /// its agent ([`ActorBuilder::on_host`](crate::ActorBuilder::on_host));
+        /// `None` for a child on this host.
+        host: Option<String>,
         /// How it ended, e.g. `exit status 3` or `signal 9 (SIGKILL)`.
         status: String,
+    },
+    /// A child actor on another host can no longer be supervised: the
+    /// channel to the agent that started it broke (the host is partitioned
+    /// or down, or the agent stopped), so how it ends is unknown here. The
+    /// agent kills a child whose parent it loses, so it does not outlive
+    /// this (see [`ActorBuilder::on_host`](crate::ActorBuilder::on_host)).
+    ActorLost {
+        /// The child.
+        actor: Uid,
+        /// The host it ran on, as its agent names it.
+        host: String,
+        /// What was lost, and why.
+        reason: String,
     },
     /// A supervised actor needed more restarts than its nursery's intensity
     /// allows (see [`Supervision::intensity`](crate::Supervision::intensity)):
@@ -318,12 +335,26 @@ impl Error {
                 e.canceller = canceller.clone();
                 e
             }
-            Error::ActorCrashed { actor, status } => {
+            Error::ActorCrashed { actor, host, status } => {
+                let message = match host {
+                    Some(host) => format!("process on host `{host}` ended: {status}"),
+                    None => format!("process ended: {status}"),
+                };
                 let mut e = RemoteError::new(
                     actor.clone(),
                     ErrorKind::Crashed,
                     "actor::Error::ActorCrashed",
-                    format!("process ended: {status}"),
+                    message,
+                );
+                e.relay_path.push(me.clone());
+                e
+            }
+            Error::ActorLost { actor, host, reason } => {
+                let mut e = RemoteError::new(
+                    actor.clone(),
+                    ErrorKind::Crashed,
+                    "actor::Error::ActorLost",
+                    format!("lost on host `{host}`: {reason}"),
                 );
                 e.relay_path.push(me.clone());
                 e
@@ -353,6 +384,7 @@ impl Error {
             Error::Group(_) => "actor::Error::Group",
             Error::Cancelled { .. } => "actor::Error::Cancelled",
             Error::ActorCrashed { .. } => "actor::Error::ActorCrashed",
+            Error::ActorLost { .. } => "actor::Error::ActorLost",
             Error::RestartIntensity { .. } => "actor::Error::RestartIntensity",
             Error::Retries { .. } => "actor::Error::Retries",
             Error::Spawn { .. } => "actor::Error::Spawn",
@@ -438,7 +470,15 @@ impl fmt::Display for Error {
             }
             Error::Cancelled { canceller: Some(c), reason } => write!(f, "cancelled by `{c}`: {reason}"),
             Error::Cancelled { canceller: None, reason } => write!(f, "cancelled: {reason}"),
-            Error::ActorCrashed { actor, status } => write!(f, "actor `{actor}` crashed: {status}"),
+            Error::ActorCrashed { actor, host: None, status } => {
+                write!(f, "actor `{actor}` crashed: {status}")
+            }
+            Error::ActorCrashed { actor, host: Some(host), status } => {
+                write!(f, "actor `{actor}` on host `{host}` crashed: {status}")
+            }
+            Error::ActorLost { actor, host, reason } => {
+                write!(f, "lost actor `{actor}` on host `{host}`: {reason}")
+            }
             Error::Spawn { name, reason } => write!(f, "cannot spawn actor `{name}`: {reason}"),
             Error::InvalidName { name, reason } => write!(f, "invalid actor name {name:?}: {reason}"),
             Error::Disconnected { peer, reason } => write!(f, "lost the channel to actor `{peer}`: {reason}"),
@@ -611,7 +651,7 @@ mod tests {
             app("b", "second"),
             RemoteError::new(uid("c"), ErrorKind::Cancelled, "actor::Error::Cancelled", "stop"),
         ];
-        let crashed = Error::ActorCrashed { actor: uid("d"), status: "exit status 3".into() };
+        let crashed = Error::ActorCrashed { actor: uid("d"), host: None, status: "exit status 3".into() };
         let relay = uid("relay");
         let e = Error::Group(vec![
             Error::from(Error::from(deep).to_remote(&relay)),
@@ -659,6 +699,7 @@ mod tests {
     fn restart_intensity_shows_and_yields_every_cause() {
         let crash = |n: u32| Error::ActorCrashed {
             actor: Uid { name: "w".into(), id: format!("{n:016x}") },
+            host: None,
             status: "killed by signal 9 (SIGKILL)".into(),
         };
         let e = Error::RestartIntensity { actor: "w".into(), causes: vec![crash(1), crash(2)] };

@@ -124,8 +124,14 @@ fn snapshot(actor: &Actor) -> Introspection {
     }
 }
 
-/// The kernel's host name (Linux only, like the rest of the runtime).
+/// The host name to report: an agent's own, or `ACTOR_HOST` (which a host
+/// agent sets for the actors it starts), else the kernel's (Linux only,
+/// like the rest of the runtime).
 fn hostname() -> String {
+    let configured = crate::agent::host_name().or_else(|| std::env::var(crate::config::ENV_HOST).ok());
+    if let Some(host) = configured.filter(|h| !h.is_empty()) {
+        return host;
+    }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map_or_else(|_| "unknown".into(), |h| h.trim().to_owned())
 }

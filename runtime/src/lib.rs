@@ -10,15 +10,18 @@
 //! with [`open_nursery_with`] and a [`Strategy`], restarts the actor that
 //! ended (one-for-one, rest-for-one) within a restart intensity. No actor
 //! outlives its parent: not when it fails, not when the parent is cancelled,
-//! not even when the parent is killed with SIGKILL. [`jobs`] adds durable
-//! jobs and workflows: calls recorded in a journal, retried, and replayed
-//! after a crash so that finished steps do not run again.
+//! not even when the parent is killed with SIGKILL. Through a host [`agent`]
+//! a nursery spawns actors on other hosts too
+//! ([`ActorBuilder::on_host`]), under the same guarantees. [`jobs`] adds
+//! durable jobs and workflows: calls recorded in a journal, retried, and
+//! replayed after a crash so that finished steps do not run again.
 //!
 //! Linux only. The package is `procactor` on crates.io; the library is
-//! imported as `actor`. Its features, both on by default: `tls` builds mutual
-//! TLS with rustls (without it, asking for TLS is a configuration error);
-//! `jobs` builds the durable-jobs journal on SQLite. Without both the crate
-//! needs no C compiler.
+//! imported as `actor`. Its feature `tls` (on by default) builds mutual TLS
+//! with rustls (without it, asking for TLS is a configuration error); `jobs`
+//! (on by default) builds the durable-jobs journal on SQLite; without both
+//! the crate needs no C compiler. Its feature `etcd` (off by default) can put
+//! the registry in etcd (`ACTOR_ARBITER=etcd://host:2379`, [`EtcdConfig`]).
 //!
 //! ```no_run
 //! #[actor::remote]
@@ -49,6 +52,7 @@ compile_error!(
 extern crate self as actor;
 
 mod accept;
+pub mod agent;
 mod arbiter_link;
 mod arbiter_slot;
 mod builtin;
@@ -59,6 +63,14 @@ mod context;
 mod deadline;
 mod discovery;
 mod error;
+#[cfg(feature = "etcd")]
+mod etcd_config;
+#[cfg(feature = "etcd")]
+mod etcd_keys;
+#[cfg(feature = "etcd")]
+mod etcd_link;
+#[cfg(feature = "etcd")]
+mod etcd_registry;
 mod heartbeat;
 mod introspect;
 pub mod jobs;
@@ -69,6 +81,7 @@ mod nursery;
 mod parent_death;
 mod peers;
 mod portal;
+mod registration_bench;
 mod registry;
 mod relation;
 mod retry;
@@ -79,6 +92,7 @@ mod spawn;
 mod state;
 mod stream;
 mod supervise;
+mod tree_watch;
 
 pub use actor_arbiter as arbiter;
 pub use actor_arbiter::Entry;
@@ -86,18 +100,24 @@ pub use actor_macros::remote;
 pub use actor_transport as transport;
 pub use actor_transport::{Addr, ErrorKind, RemoteError, Secret, TlsConfig, Uid};
 pub use actor_transport::{ENV_TOKEN_FILE, default_token_path, load_or_create_token};
+pub use agent::HostSelector;
 pub use config::default_token;
 pub use config::{
-    ARBITER_PRIVATE, Config, ENV_ARBITER, ENV_BIND, ENV_INSECURE, ENV_LOG, ENV_NAME, ENV_PEER_TIMEOUT,
-    ENV_THREADS, ENV_TOKEN,
+    ARBITER_PRIVATE, Config, ENV_ARBITER, ENV_BIND, ENV_HOST, ENV_INSECURE, ENV_LOG, ENV_NAME,
+    ENV_PEER_TIMEOUT, ENV_THREADS, ENV_TOKEN,
 };
-pub use conn::STREAM_WINDOW;
+pub use conn::{RESULT_BUDGET, STREAM_WINDOW};
 pub use context::{Context, ContextHandle};
 pub use deadline::remaining_time;
 pub use discovery::{
     connect_to_entry, find_actor, get_arbiter, list_actors, wait_for_actor, wait_for_actor_within,
 };
 pub use error::{AppError, Error, Leaf, Leaves, Result};
+#[cfg(feature = "etcd")]
+pub use etcd_config::{
+    DEFAULT_ETCD_PREFIX, ENV_ETCD_CA, ENV_ETCD_CERT, ENV_ETCD_KEY, ENV_ETCD_LEASE_TTL, ENV_ETCD_PREFIX,
+    EtcdConfig,
+};
 pub use introspect::{ChildReport, INTROSPECT_FN, Introspection};
 pub use nursery::{ActorBuilder, Nursery, open_nursery, open_nursery_with};
 pub use portal::{Portal, ResultPortal};
@@ -107,6 +127,7 @@ pub use run::{is_child, run, run_with, serve};
 pub use state::{State, state};
 pub use stream::{StreamReceiver, StreamSender, Subscriber, Yielder};
 pub use supervise::{Backoff, Restart, Strategy, Supervision};
+pub use tree_watch::ENV_TREE;
 
 /// The uid of the actor running in this process.
 ///
@@ -131,9 +152,18 @@ pub fn addr() -> Result<Addr> {
 /// # Errors
 ///
 /// [`Error::NotRunning`] outside [`run`]; [`Error::Arbiter`] if the tree runs
-/// without an arbiter.
+/// without an arbiter (the message says so, and where its registry is if
+/// it keeps it in etcd).
 pub fn arbiter_addr() -> Result<Addr> {
-    local::current()?.arbiter_addr().ok_or_else(|| Error::Arbiter("the tree runs without an arbiter".into()))
+    let actor = local::current()?;
+    #[cfg(feature = "etcd")]
+    if let Some(etcd) = actor.etcd() {
+        return Err(Error::Arbiter(format!(
+            "the tree keeps its registry in etcd at {}, not in an arbiter",
+            etcd.url()
+        )));
+    }
+    actor.arbiter_addr().ok_or_else(|| Error::Arbiter("the tree runs without an arbiter".into()))
 }
 
 #[doc(hidden)]

@@ -67,6 +67,9 @@ pub(crate) struct Actor {
     /// Where the tree's arbiter is, handed down to children.
     arbiter_addr: OnceLock<Addr>,
     embedded: Mutex<Option<ArbiterHandle>>,
+    /// The registry in etcd, when the tree keeps it there instead.
+    #[cfg(feature = "etcd")]
+    etcd: OnceLock<Arc<crate::etcd_registry::EtcdRegistry>>,
     /// Connections this actor made to peers found by name, for reuse.
     pub peers: Peers,
 }
@@ -115,6 +118,8 @@ impl Actor {
             arbiter: ArbiterLink::default(),
             arbiter_addr: OnceLock::new(),
             embedded: Mutex::new(None),
+            #[cfg(feature = "etcd")]
+            etcd: OnceLock::new(),
             peers: Peers::default(),
             uid,
         });
@@ -162,6 +167,21 @@ impl Actor {
     /// for several reconnection attempts at the capped backoff.
     pub(crate) fn arbiter_wait(&self) -> std::time::Duration {
         self.config.handshake_timeout * 2
+    }
+
+    /// The tree's registry in etcd, if it keeps it there.
+    #[cfg(feature = "etcd")]
+    pub(crate) fn etcd(&self) -> Option<&Arc<crate::etcd_registry::EtcdRegistry>> {
+        self.etcd.get()
+    }
+
+    /// Keeps this actor's registry in etcd: lookups go there, and the
+    /// arbiter link says there is no arbiter.
+    #[cfg(feature = "etcd")]
+    pub(crate) fn set_etcd(&self, registry: Arc<crate::etcd_registry::EtcdRegistry>) {
+        let reason = format!("the tree keeps its registry in etcd at {}, not in an arbiter", registry.url());
+        let _ = self.etcd.set(registry);
+        self.arbiter.set(LinkState::Absent(reason));
     }
 
     /// The link to the arbiter: the live client, or the state of reconnecting.

@@ -3,6 +3,7 @@
 //! alive.
 
 mod launch;
+mod process;
 mod supervisor;
 
 use std::future::Future;
@@ -15,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::agent::HostSelector;
 use crate::error::{Error, Result};
 use crate::local::{self, Actor};
 use crate::portal::{ChildControl, Portal, ResultPortal, ResultSlot};
@@ -165,9 +167,15 @@ fn one_or_group(mut errors: Vec<Error>) -> Error {
 fn same_failure(a: &Error, b: &Error) -> bool {
     match (a, b) {
         (Error::Remote(x), Error::Remote(y)) => x == y,
-        (Error::ActorCrashed { actor: x, .. }, Error::ActorCrashed { actor: y, .. }) => x == y,
+        (
+            Error::ActorCrashed { actor: x, .. } | Error::ActorLost { actor: x, .. },
+            Error::ActorCrashed { actor: y, .. } | Error::ActorLost { actor: y, .. },
+        ) => x == y,
         // Losing the channel to an actor that crashed is the crash, seen sideways.
-        (Error::ActorCrashed { actor, .. }, Error::Disconnected { peer, .. }) => actor == peer,
+        (
+            Error::ActorCrashed { actor, .. } | Error::ActorLost { actor, .. },
+            Error::Disconnected { peer, .. },
+        ) => actor == peer,
         _ => false,
     }
 }
@@ -254,7 +262,8 @@ impl Nursery {
     ///
     /// [`Error::InvalidName`] if `name` is empty, longer than 64 bytes, or
     /// holds `#`, whitespace or control characters; [`Error::Spawn`] if the
-    /// process cannot start or does not connect back in time;
+    /// process cannot start or does not connect back in time (on another
+    /// host: also if no agent matches, or the agent refuses);
     /// [`Error::Cancelled`] if the nursery is being cancelled; [`Error::Codec`]
     /// if `args` cannot be encoded.
     pub async fn run_in_actor<F: RemoteFn>(
@@ -287,6 +296,8 @@ impl Nursery {
             state: None,
             env: Vec::new(),
             restart: None,
+            host: None,
+            program: None,
         }
     }
 
@@ -331,6 +342,8 @@ impl Nursery {
             env: b.env,
             main,
             deadline: crate::deadline::current(),
+            host: b.host,
+            program: b.program,
         };
         let cancel = inner.kids.child_token();
         let launched = launch(&inner.actor, &spec, &cancel).await?;
@@ -372,6 +385,8 @@ pub struct ActorBuilder<'a> {
     state: Option<Result<Vec<u8>>>,
     env: Vec<(String, String)>,
     restart: Option<Restart>,
+    host: Option<HostSelector>,
+    program: Option<String>,
 }
 
 impl ActorBuilder<'_> {
@@ -399,9 +414,44 @@ impl ActorBuilder<'_> {
         self
     }
 
-    /// Sets an environment variable for the actor's process.
+    /// Sets an environment variable for the actor's process. On another
+    /// host ([`ActorBuilder::on_host`]) these are the only variables it gets
+    /// from this process; the rest of its environment is its agent's.
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Spawns the actor on another host, through the agent running there
+    /// (see [`agent`](crate::agent)): by host name (a string converts to
+    /// [`HostSelector::name`]), by label, or by the agent's address.
+    ///
+    /// The agent starts the program of its allow-list named as this
+    /// program's file name (or [`ActorBuilder::program`]), with this
+    /// program's arguments and the builder's environment; the new process
+    /// connects back to this actor with a one-time token, and from then on
+    /// the actor is supervised exactly as a local one: its portal, result,
+    /// exposed functions, state, restarts and cancellation work the same.
+    /// Its crash names its host ([`Error::ActorCrashed`]); the agent carries
+    /// out the SIGTERM and SIGKILL of a cancel. If the channel to the agent
+    /// is lost (the host is partitioned or down), the nursery reports the
+    /// actor as [`Error::ActorLost`], and the agent, having lost this actor
+    /// too, kills it. Each restart picks a host anew.
+    ///
+    /// This actor must listen where that host can reach it (`ACTOR_BIND`,
+    /// with TLS between hosts), and the tree's arbiter must be reachable from
+    /// there at the same address, as it is for the agent.
+    pub fn on_host(mut self, host: impl Into<HostSelector>) -> Self {
+        self.host = Some(host.into());
+        self
+    }
+
+    /// The program a host agent starts for this actor, by its name on the
+    /// agent's allow-list (default: this program's file name). Only with
+    /// [`ActorBuilder::on_host`]; it must be this program, or one built
+    /// from the same code, since functions are found by name.
+    pub fn program(mut self, name: impl Into<String>) -> Self {
+        self.program = Some(name.into());
         self
     }
 

@@ -24,16 +24,19 @@ use crate::stream::StreamReceiver;
 #[derive(Clone)]
 pub(crate) struct Incarnation {
     pub conn: Arc<Conn>,
+    /// The host it runs on, when an agent started it there.
+    pub host: Option<String>,
     /// Cancelled once this process has been reaped.
     pub reaped: CancellationToken,
-    /// Set just before `reaped`: how the process crashed (e.g. `exit status
-    /// 3`), or `None` if it ended as asked.
-    pub crash: Arc<OnceLock<Option<String>>>,
+    /// Set just before `reaped`: how the process crashed or was lost
+    /// ([`Error::ActorCrashed`], [`Error::ActorLost`]), or `None` if it ended
+    /// as asked.
+    pub crash: Arc<OnceLock<Option<Error>>>,
 }
 
 impl Incarnation {
-    pub(crate) fn new(conn: Arc<Conn>) -> Self {
-        Incarnation { conn, reaped: CancellationToken::new(), crash: Arc::new(OnceLock::new()) }
+    pub(crate) fn new(conn: Arc<Conn>, host: Option<String>) -> Self {
+        Incarnation { conn, host, reaped: CancellationToken::new(), crash: Arc::new(OnceLock::new()) }
     }
 
     /// What to report for a call that lost its channel to this process:
@@ -44,9 +47,7 @@ impl Incarnation {
             return lost;
         }
         match self.crash.get() {
-            Some(Some(status)) => {
-                Error::ActorCrashed { actor: self.conn.peer().clone(), status: status.clone() }
-            }
+            Some(Some(e)) => e.clone(),
             _ => lost,
         }
     }
@@ -146,6 +147,18 @@ impl Portal {
         self.conn().peer().clone()
     }
 
+    /// The host this actor runs on, for a child of one of our nurseries
+    /// spawned on another host through its agent
+    /// ([`ActorBuilder::on_host`](crate::ActorBuilder::on_host)): the host's
+    /// name as its agent gives it. `None` for a child on this host and for
+    /// actors found by name.
+    pub fn host(&self) -> Option<String> {
+        match &self.target {
+            Target::Peer(_) => None,
+            Target::Child(c) => c.current().host,
+        }
+    }
+
     /// How many times this actor's nursery has restarted it (0 for actors
     /// not spawned by one of our nurseries).
     pub fn restarts(&self) -> u32 {
@@ -164,9 +177,11 @@ impl Portal {
     /// [`Error::Remote`] when the function fails, panics, is not registered or
     /// not exposed there, or its arguments do not decode (see
     /// [`RemoteError::kind`](actor_transport::RemoteError)); if the actor goes
-    /// away mid-call, [`Error::ActorCrashed`] naming its exit status or signal
-    /// when it is a child of one of our nurseries that crashed (waiting, at
-    /// most the kill grace period, for its nursery to reap it), else
+    /// away mid-call and is a child of one of our nurseries that crashed, how
+    /// it ended (waiting, at most the kill grace period, for its nursery to
+    /// reap it): [`Error::ActorCrashed`] naming its exit status or signal (and
+    /// its host, for a child on another host), or [`Error::ActorLost`] when
+    /// its host's agent can no longer be reached; else
     /// [`Error::Disconnected`]; [`Error::Codec`] if the result does not decode
     /// as `F::Output`.
     pub async fn run<F: RemoteFn>(&self, _f: F, args: F::Args) -> Result<F::Output> {

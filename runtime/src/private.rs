@@ -114,6 +114,7 @@ fn encode_outcome<T: Serialize, E: RemoteErrorType>(
 }
 
 pub use crate::conn::ServedIo;
+pub use crate::registration_bench::register_many;
 pub use crate::registry::Handler;
 
 /// Names the item type of a stream function's `Yielder` parameter.

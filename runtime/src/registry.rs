@@ -148,7 +148,13 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     value: &T,
     what: impl FnOnce() -> String,
 ) -> Result<Bytes, Error> {
-    rmp_serde::to_vec(value).map(Bytes::from).map_err(|e| Error::codec(what(), e))
+    // Room for a small value up front: an empty Vec would grow (and copy)
+    // five times on its way to a 100-byte item.
+    let mut buf = Vec::with_capacity(128);
+    match rmp_serde::encode::write(&mut buf, value) {
+        Ok(()) => Ok(Bytes::from(buf)),
+        Err(e) => Err(Error::codec(what(), e)),
+    }
 }
 
 /// Decodes a msgpack document as `T`, naming the expected type on failure.

@@ -78,6 +78,7 @@ impl RetryPolicy {
 pub(crate) fn retryable(e: &Error) -> bool {
     match e {
         Error::ActorCrashed { .. }
+        | Error::ActorLost { .. }
         | Error::Disconnected { .. }
         | Error::Channel(_)
         | Error::Timeout { .. } => true,

@@ -15,7 +15,7 @@ use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::link::{self, Peer};
 use crate::local::{Actor, ChildRole};
-use crate::{accept, arbiter_link, discovery, introspect, logging, parent_death, spawn};
+use crate::{accept, arbiter_link, discovery, introspect, logging, parent_death, spawn, tree_watch};
 
 /// Runs `main` as the root actor of a new tree, with [`Config::from_env`].
 ///
@@ -35,6 +35,11 @@ use crate::{accept, arbiter_link, discovery, introspect, logging, parent_death, 
 /// `run` builds and owns the process's tokio runtime, so call it from a plain
 /// `fn main`, not from inside `#[tokio::main]` or any other runtime: there it
 /// returns [`Error::Config`] (tokio cannot start a runtime inside another).
+/// Call it before starting threads of your own: the root marks its
+/// environment with [`ENV_TREE`](crate::ENV_TREE) so that the processes it
+/// starts (helpers run with `std::process::Command` included) are killed when
+/// it ends, even by SIGKILL; a process that must outlive the tree is started
+/// without that variable.
 ///
 /// Children are started with the parent's command-line arguments, so a
 /// program that parses its arguments before calling `run` (with clap, say)
@@ -54,6 +59,7 @@ where
     F: Future<Output = Result<T>>,
 {
     outside_runtime()?;
+    tree_watch::run_if_watcher();
     if let Some(spec) = SpawnSpec::from_env() {
         run_child(spec)
     }
@@ -70,21 +76,29 @@ where
     F: Future<Output = Result<T>>,
 {
     outside_runtime()?;
+    tree_watch::run_if_watcher();
     if let Some(spec) = SpawnSpec::from_env() {
         run_child(spec)
     }
     logging::init(config.log.as_deref());
+    let watcher = tree_watch::start();
     // One thread per actor, like the children (and like tractor's trio actors):
     // no cross-thread wake-ups on the hot paths. ACTOR_THREADS opts in to more.
     let rt = match config.threads {
         0 | 1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
         n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
     };
-    rt.block_on(run_root(config, main))
+    let result = rt.block_on(run_root(config, main));
+    drop(rt);
+    if let Some(w) = watcher {
+        w.finish();
+    }
+    result
 }
 
-/// Whether this process is an actor spawned by a parent (rather than the root
-/// a user started). It reads the spawn spec in the environment, so it works
+/// Whether this process is an actor spawned by a parent, or the root's
+/// watcher (see [`ENV_TREE`](crate::ENV_TREE)), rather than the root a user
+/// started. It reads the spawn spec in the environment, so it works
 /// before [`run`], for instance to skip work only the root should do:
 ///
 /// ```no_run
@@ -96,7 +110,7 @@ where
 /// }
 /// ```
 pub fn is_child() -> bool {
-    std::env::var_os(spawn::ENV_PARENT).is_some()
+    std::env::var_os(spawn::ENV_PARENT).is_some() || tree_watch::is_watcher()
 }
 
 /// `Err` inside a tokio runtime, where building ours would panic.
@@ -122,14 +136,7 @@ where
     introspect::mark_started();
     accept::serve(&actor, listener);
     spawn::reap_orphans();
-    let (client, embedded) = discovery::connect_or_host(&actor).await?;
-    client.register(&actor.listen).await.map_err(|e| Error::Arbiter(e.to_string()))?;
-    actor.set_arbiter_addr(client.addr().clone());
-    actor.set_arbiter(Ok(client), embedded);
-    // A root that would host the arbiter by default takes the address over
-    // when its host exits; a private arbiter lives and dies with this root.
-    let host = actor.config.embed_arbiter && !actor.config.private_arbiter;
-    actor.spawn(arbiter_link::keep_registered(actor.clone(), host));
+    join_registry(&actor).await?;
     let interrupted = Arc::new(AtomicBool::new(false));
     // The handlers are installed here, before `main` first runs: a SIGTERM
     // right after main's first output must cancel the tree, not kill the
@@ -189,6 +196,25 @@ where
         }
         r => r,
     }
+}
+
+/// Registers the root with the tree's registry: in etcd if it is kept
+/// there, else with the arbiter (hosting one if need be); then keeps it
+/// registered for the root's lifetime.
+async fn join_registry(actor: &Arc<Actor>) -> Result<()> {
+    #[cfg(feature = "etcd")]
+    if let Some(etcd) = actor.config.etcd.clone() {
+        return crate::etcd_link::register_root(actor, &etcd).await;
+    }
+    let (client, embedded) = discovery::connect_or_host(actor).await?;
+    client.register(&actor.listen).await.map_err(|e| Error::Arbiter(e.to_string()))?;
+    actor.set_arbiter_addr(client.addr().clone());
+    actor.set_arbiter(Ok(client), embedded);
+    // A root that would host the arbiter by default takes the address over
+    // when its host exits; a private arbiter lives and dies with this root.
+    let host = actor.config.embed_arbiter && !actor.config.private_arbiter;
+    actor.spawn(arbiter_link::keep_registered(actor.clone(), host));
+    Ok(())
 }
 
 /// What a parent tells its child through the environment.
@@ -301,7 +327,18 @@ async fn child_setup(spec: SpawnSpec) -> Result<(std::sync::Arc<Actor>, std::syn
     introspect::mark_started();
     accept::serve(&actor, listener);
     spawn::reap_orphans();
+    #[cfg(feature = "etcd")]
+    let in_etcd = match &init.etcd {
+        Some(etcd) => {
+            crate::etcd_link::register_child(&actor, etcd).await?;
+            true
+        }
+        None => false,
+    };
+    #[cfg(not(feature = "etcd"))]
+    let in_etcd = false;
     match init.arbiter {
+        _ if in_etcd => {}
         Some(addr) => {
             actor.set_arbiter_addr(addr.clone());
             // In the background: being found by name must not delay serving the parent.

@@ -27,7 +27,8 @@ pub(crate) fn start(conn: &Arc<Conn>, actor: &Arc<Actor>, from_parent: bool, cal
     if func == crate::introspect::INTROSPECT_FN {
         return crate::introspect::serve(conn, actor, cid, kind);
     }
-    let Some(handler) = registry::lookup(&func) else {
+    // A host agent's functions, served only by an agent, whatever else it links.
+    let Some(handler) = crate::agent::handler(&func).or_else(|| registry::lookup(&func)) else {
         return refuse(
             ErrorKind::UnknownFunction,
             "actor::UnknownFunction",

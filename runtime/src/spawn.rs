@@ -193,6 +193,21 @@ impl Drop for ChildProcess {
     }
 }
 
+/// The environment that gives a child the tree's TLS files.
+pub(crate) fn tls_env(
+    tls: Option<&actor_transport::TlsConfig>,
+) -> std::result::Result<Vec<(&'static str, std::path::PathBuf)>, String> {
+    let Some(tls) = tls else { return Ok(Vec::new()) };
+    let (ca, cert, key) = tls
+        .paths()
+        .ok_or("a TLS configuration loaded from memory cannot be handed to children; load it from files")?;
+    Ok(vec![
+        (actor_transport::ENV_TLS_CA, ca.to_path_buf()),
+        (actor_transport::ENV_TLS_CERT, cert.to_path_buf()),
+        (actor_transport::ENV_TLS_KEY, key.to_path_buf()),
+    ])
+}
+
 /// Describes how a process ended, for error messages.
 pub(crate) fn describe(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
@@ -229,9 +244,20 @@ pub(crate) fn reap_orphans() {
     });
 }
 
-/// Reaps zombie children of this process that tokio does not own.
+/// Reaps zombie children of this process that were re-parented to it.
+///
+/// Our own children are left to whoever waits for them: the actors we
+/// spawned (tokio reaps those), and processes the program started itself
+/// (`std::process::Command`, `tokio::process::Command`), whose `wait` would
+/// fail with ECHILD if we took their status first. Those share our process
+/// group; orphans re-parented here come from our actors' groups (each actor
+/// leads its own), so only zombies in another group are reaped. A process
+/// this program started in a group of its own (`process_group(0)`, `setsid`)
+/// looks like an orphan: wait for it before it can become a zombie here, or
+/// expect it reaped.
 fn reap_foreign_zombies() {
     let me = std::process::id() as i32;
+    let our_group = nix::unistd::getpgrp().as_raw();
     let Ok(dir) = std::fs::read_dir("/proc") else { return };
     for entry in dir.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
@@ -239,8 +265,10 @@ fn reap_foreign_zombies() {
         // The command name may contain spaces; the fields we need follow its ')'.
         let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
         let mut fields = rest.split_whitespace();
-        let (Some(state), Some(ppid)) = (fields.next(), fields.next()) else { continue };
-        if state != "Z" || ppid.parse::<i32>() != Ok(me) {
+        let (Some(state), Some(ppid), Some(group)) = (fields.next(), fields.next(), fields.next()) else {
+            continue;
+        };
+        if state != "Z" || ppid.parse::<i32>() != Ok(me) || group.parse::<i32>() == Ok(our_group) {
             continue;
         }
         if own_children().as_ref().is_some_and(|s| s.contains(&pid)) {

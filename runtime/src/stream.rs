@@ -1,6 +1,6 @@
 //! Typed stream halves, shared by remote streams and contexts on both sides.
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -171,15 +171,16 @@ impl<T: DeserializeOwned + 'static> Stream for StreamReceiver<T> {
 /// Decodes a stream item; a `Bytes` item shares the received buffer instead of
 /// being copied out of it.
 fn decode_item<T: DeserializeOwned + 'static>(bytes: Bytes, what: impl FnOnce() -> String) -> Result<T> {
-    if TypeId::of::<T>() == TypeId::of::<Bytes>() {
-        let mut shared = actor_transport::bin_payload(&bytes);
-        if let Some(item) = (&mut shared as &mut dyn Any).downcast_mut::<Option<T>>() {
-            if let Some(item) = item.take() {
-                return Ok(item);
-            }
-        }
+    // `T` is `Bytes` exactly when this slot is an `Option<Bytes>`.
+    let mut out: Option<T> = None;
+    let Some(slot) = (&mut out as &mut dyn Any).downcast_mut::<Option<Bytes>>() else {
+        return decode(&bytes, what);
+    };
+    match actor_transport::bin_payload(bytes) {
+        Ok(payload) => *slot = Some(payload),
+        Err(other) => return decode(&other, what),
     }
-    decode(&bytes, what)
+    out.map_or_else(|| decode(&[], what), Ok)
 }
 
 /// What a remote stream function yields through: its last parameter.

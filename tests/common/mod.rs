@@ -9,6 +9,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod netns;
+
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -47,6 +49,22 @@ fn reap_orphans() {
             );
         }
     }
+}
+
+/// Runs `cmd` to completion, capturing its output, as a child this process
+/// reaps itself: the orphan reaper would otherwise take its exit status
+/// (`wait` then fails with ECHILD).
+pub fn output_of(cmd: &mut Command) -> std::io::Result<std::process::Output> {
+    let child = {
+        let mut own = OWN.lock().unwrap_or_else(|p| p.into_inner());
+        let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        own.get_or_insert_with(HashSet::new).insert(child.id());
+        child
+    };
+    let pid = child.id();
+    let out = child.wait_with_output();
+    OWN.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(HashSet::new).remove(&pid);
+    out
 }
 
 /// (pid, state, ppid) of every process.
@@ -210,7 +228,12 @@ impl Tree {
                 Ok(line) => self.stdout_seen.push(line),
                 Err(_) => {
                     self.kill_all();
-                    panic!("no line containing {needle:?} within {within:?}; saw {:?}", self.stdout_seen);
+                    // Whatever the program said on its way out says why.
+                    let stderr = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
+                    panic!(
+                        "no line containing {needle:?} within {within:?}; saw {:?}; stderr: {stderr}",
+                        self.stdout_seen
+                    );
                 }
             }
         }

@@ -9,6 +9,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -110,6 +111,7 @@ impl Channel {
             wake_senders: Notify::new(),
             writer_done: CancellationToken::new(),
             writer: OnceLock::new(),
+            is_closed: AtomicBool::new(false),
             max_frame: config.max_frame,
             high_water: config.write_high_water,
         });
@@ -201,6 +203,9 @@ struct Shared {
     writer_done: CancellationToken,
     /// Stops the writer at once, for [`Sender::abort`].
     writer: OnceLock<AbortHandle>,
+    /// Mirrors `WriteState::closed.is_some()`, for readers that check it per
+    /// message without taking the lock.
+    is_closed: AtomicBool,
     max_frame: usize,
     high_water: usize,
 }
@@ -212,11 +217,18 @@ impl Shared {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Records why the channel closed, unless it already had. Called with
+    /// the lock held, so the flag never runs ahead of the reason.
+    fn mark_closed(&self, st: &mut WriteState, reason: impl FnOnce() -> String) {
+        if st.closed.is_none() {
+            st.closed = Some(reason());
+            self.is_closed.store(true, Ordering::Release);
+        }
+    }
+
     fn close(&self, reason: String) {
         let mut st = self.lock();
-        if st.closed.is_none() {
-            st.closed = Some(reason);
-        }
+        self.mark_closed(&mut st, || reason);
         drop(st);
         self.wake_writer.notify_one();
         self.wake_senders.notify_waiters();
@@ -285,7 +297,7 @@ impl Sender {
             // Only a peer that stopped reading lets forced messages pile up this
             // far: close rather than buffer for it without bound.
             let reason = STOPPED_READING.to_owned();
-            st.closed = Some(reason.clone());
+            self.shared.mark_closed(&mut st, || reason.clone());
             drop(st);
             self.shared.wake_writer.notify_one();
             self.shared.wake_senders.notify_waiters();
@@ -327,7 +339,7 @@ impl Sender {
 
     /// Whether the channel no longer accepts messages.
     pub fn is_closed(&self) -> bool {
-        self.shared.lock().closed.is_some()
+        self.shared.is_closed.load(Ordering::Acquire)
     }
 
     /// Closes the channel at once, discarding what is queued: for a peer
@@ -336,9 +348,7 @@ impl Sender {
     pub fn abort(&self, reason: &str) {
         {
             let mut st = self.shared.lock();
-            if st.closed.is_none() {
-                st.closed = Some(reason.to_owned());
-            }
+            self.shared.mark_closed(&mut st, || reason.to_owned());
             st.buf = BytesMut::new();
         }
         if let Some(writer) = self.shared.writer.get() {

@@ -168,20 +168,51 @@ fn read_bin_len(b: &[u8]) -> Option<(usize, usize)> {
     }
 }
 
-/// If `doc` is exactly one msgpack `bin`, its payload, shared with `doc`.
-pub fn bin_payload(doc: &Bytes) -> Option<Bytes> {
-    let (len, head) = read_bin_len(doc)?;
-    (doc.len() == head + len).then(|| doc.slice(head..))
+/// If `doc` is exactly one msgpack `bin`, its payload: `doc` itself with the
+/// header skipped, so nothing is copied or allocated. Anything else comes
+/// back unchanged as the error.
+///
+/// # Errors
+///
+/// `doc`, when it is not exactly one `bin`.
+pub fn bin_payload(mut doc: Bytes) -> Result<Bytes, Bytes> {
+    match read_bin_len(&doc) {
+        Some((len, head)) if doc.len() == head + len => {
+            doc.advance(head);
+            Ok(doc)
+        }
+        _ => Err(doc),
+    }
 }
 
-/// Decodes a canonically encoded `Msg::Yield` without copying its value;
-/// `None` for anything else (which then takes the general path).
-fn shared_yield(frame: &Bytes) -> Option<Msg> {
+/// Where a canonically encoded `Msg::Yield` keeps its parts: its call id and
+/// the range of its value in `frame`; `None` for anything else (which then
+/// takes the general path).
+fn yield_parts(frame: &[u8]) -> Option<(u64, std::ops::Range<usize>)> {
     let rest = frame.strip_prefix(YIELD_HEAD)?;
     let (cid, used) = read_uint(rest)?;
-    let start = YIELD_HEAD.len() + used;
-    let value = bin_payload(&frame.slice(start..))?;
-    Some(Msg::Yield { cid, value })
+    let at = YIELD_HEAD.len() + used;
+    let (len, head) = read_bin_len(&frame[at..])?;
+    (frame.len() == at + head + len).then_some((cid, at + head..frame.len()))
+}
+
+/// Decodes a canonically encoded `Msg::Yield` without copying its value.
+fn shared_yield(frame: &Bytes) -> Option<Msg> {
+    let (cid, value) = yield_parts(frame)?;
+    Some(Msg::Yield { cid, value: frame.slice(value) })
+}
+
+/// Decodes a canonically encoded `Msg::Yield` by copying its value out:
+/// for small items, where the general decoder's work is most of the cost.
+fn copied_yield(frame: &[u8]) -> Option<Msg> {
+    let (cid, value) = yield_parts(frame)?;
+    Some(Msg::Yield { cid, value: Bytes::copy_from_slice(&frame[value]) })
+}
+
+/// `msg` as a `T`, when `T` is `Msg`.
+fn as_item<T: 'static>(msg: Option<Msg>) -> Option<T> {
+    let mut msg = msg;
+    (&mut msg as &mut dyn Any).downcast_mut::<Option<T>>().and_then(Option::take)
 }
 
 impl<T: DeserializeOwned + 'static> Decoder for FrameCodec<T> {
@@ -211,15 +242,20 @@ impl<T: DeserializeOwned + 'static> Decoder for FrameCodec<T> {
             return Ok(None);
         }
         self.state = State::Head;
-        if n >= SHARE_AT && TypeId::of::<T>() == TypeId::of::<Msg>() {
-            let frame = src.split_to(n).freeze();
-            let mut fast = shared_yield(&frame);
-            if let Some(item) = (&mut fast as &mut dyn Any).downcast_mut::<Option<T>>() {
-                if item.is_some() {
-                    return Ok(item.take());
+        // Stream items are most of the traffic: a canonical `Yield` is read
+        // by hand, without the general decoder.
+        if TypeId::of::<T>() == TypeId::of::<Msg>() {
+            if n >= SHARE_AT {
+                let frame = src.split_to(n).freeze();
+                if let Some(item) = as_item(shared_yield(&frame)) {
+                    return Ok(Some(item));
                 }
+                return decode_value(&frame).map(Some);
             }
-            return decode_value(&frame).map(Some);
+            if let Some(item) = as_item(copied_yield(&src[..n])) {
+                src.advance(n);
+                return Ok(Some(item));
+            }
         }
         // Decode in place, then drop the payload: cheaper than `split_to`, which
         // turns the buffer into a shared one and costs two atomic operations and
@@ -350,11 +386,38 @@ mod tests {
     }
 
     #[test]
+    fn small_yields_are_read_by_hand_and_equal_to_the_general_decoding() {
+        for (cid, len) in [(0u64, 0usize), (1, 1), (127, 64), (128, 255), (65_536, 256), (u64::MAX, 1023)] {
+            let msg = Msg::Yield { cid, value: vec![9u8; len].into() };
+            let payload = rmp_serde::to_vec(&msg).unwrap();
+            assert_eq!(copied_yield(&payload), Some(msg.clone()));
+            assert_eq!(decode_value::<Msg>(&payload).unwrap(), msg);
+            // Two frames back to back: each read whole, nothing left over.
+            let mut buf = frame(&msg);
+            buf.extend_from_slice(&frame(&Msg::Stop { cid }));
+            let mut codec = FrameCodec::<Msg>::default();
+            assert_eq!(codec.decode(&mut buf).unwrap(), Some(msg));
+            assert_eq!(codec.decode(&mut buf).unwrap(), Some(Msg::Stop { cid }));
+            assert!(buf.is_empty());
+        }
+        // A bin that claims more than the frame holds, or less: the general
+        // path decides (and refuses the first).
+        let mut short = rmp_serde::to_vec(&Msg::Yield { cid: 3, value: vec![0u8; 10].into() }).unwrap();
+        short.pop();
+        assert_eq!(copied_yield(&short), None);
+        let mut long = rmp_serde::to_vec(&Msg::Yield { cid: 3, value: vec![0u8; 10].into() }).unwrap();
+        long.push(0);
+        assert_eq!(copied_yield(&long), None);
+    }
+
+    #[test]
     fn bin_payload_takes_exactly_one_bin() {
         let doc = Bytes::from(rmp_serde::to_vec(&serde_bytes::Bytes::new(&[1, 2, 3])).unwrap());
-        assert_eq!(bin_payload(&doc).as_deref(), Some(&[1u8, 2, 3][..]));
-        assert_eq!(bin_payload(&Bytes::from_static(b"\xc4\x05\x01")), None);
-        assert_eq!(bin_payload(&Bytes::from_static(b"\x01")), None);
+        assert_eq!(bin_payload(doc).as_deref(), Ok(&[1u8, 2, 3][..]));
+        let short = Bytes::from_static(b"\xc4\x05\x01");
+        assert_eq!(bin_payload(short.clone()), Err(short));
+        let not_bin = Bytes::from_static(b"\x01");
+        assert_eq!(bin_payload(not_bin.clone()), Err(not_bin));
     }
 
     #[test]

@@ -31,7 +31,7 @@ impl<'a> Leaf<'a> {
     pub fn actor(&self) -> Option<&'a Uid> {
         match *self {
             Leaf::Remote(r) => Some(&r.src),
-            Leaf::Local(Error::ActorCrashed { actor, .. }) => Some(actor),
+            Leaf::Local(Error::ActorCrashed { actor, .. } | Error::ActorLost { actor, .. }) => Some(actor),
             Leaf::Local(Error::Disconnected { peer, .. }) => Some(peer),
             Leaf::Local(_) => None,
         }

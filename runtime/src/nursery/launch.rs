@@ -1,11 +1,14 @@
-//! Starting one process of a child actor: fork it, wait for it to connect
-//! back, hand it its configuration, and start its main call. A child that its
-//! nursery restarts goes through this once per process.
+//! Starting one process of a child actor: fork it (or have the agent of the
+//! host it is meant for start it), wait for it to connect back, hand it its
+//! configuration, and start its main call. A child that its nursery
+//! restarts goes through this once per process.
 
 use actor_transport::{CallKind, Msg, Secret, Uid};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use super::process::{Process, Unreaped};
+use crate::agent::{self, HostSelector, Placement, SpawnRequest};
 use crate::config::ChildInit;
 use crate::conn::Opened;
 use crate::error::{Error, Result};
@@ -13,7 +16,7 @@ use crate::link::{self, Peer};
 use crate::local::Actor;
 use crate::portal::Incarnation;
 use crate::registry::encode;
-use crate::spawn::{self, ChildProcess};
+use crate::spawn;
 
 /// Everything needed to start a child again: what its builder said.
 pub(super) struct Spec {
@@ -27,11 +30,17 @@ pub(super) struct Spec {
     /// call inherits it, in every process a restart starts too, not only in
     /// the first (restarts run in the supervisor's task, which has none).
     pub deadline: Option<tokio::time::Instant>,
+    /// The host to start it on, through its agent; `None` for this host.
+    /// Each process (restarts too) is placed anew.
+    pub host: Option<HostSelector>,
+    /// The program a host agent starts, by its allow-list name; `None` for
+    /// this binary's file name.
+    pub program: Option<String>,
 }
 
 /// A process that connected back and got its configuration.
 pub(super) struct Launched {
-    pub proc: ChildProcess,
+    pub proc: Process,
     pub process: Incarnation,
     /// The main call, already sent.
     pub main: Option<(&'static str, Opened)>,
@@ -41,9 +50,10 @@ pub(super) struct Launched {
 ///
 /// # Errors
 ///
-/// [`Error::Spawn`] if the process cannot start, ends or does not connect back
-/// within the spawn timeout, or cannot be configured; [`Error::Cancelled`]
-/// when `cancel` fires first. A process that started is killed and reaped
+/// [`Error::Spawn`] if the process cannot start (here, or on its host: no
+/// agent matches, the agent refuses), ends or does not connect back within
+/// the spawn timeout, or cannot be configured; [`Error::Cancelled`] when
+/// `cancel` fires first. A process that started is killed and reaped
 /// before an error is returned.
 pub(super) async fn launch(
     actor: &std::sync::Arc<Actor>,
@@ -60,64 +70,78 @@ pub(super) async fn launch(
     let spawn_err = |reason: String| Error::Spawn { name: spec.name.clone(), reason };
     let uid = Uid::new(spec.name.clone());
     let token = Secret::random();
+    // Placed before the child is expected: a host that cannot be found
+    // costs nothing to undo.
+    let placement = match &spec.host {
+        Some(selector) => {
+            let placed = tokio::select! {
+                p = agent::place(actor, selector) => p.map_err(&spawn_err)?,
+                _ = cancel.cancelled() => return Err(cancelled()),
+            };
+            check_reachable(actor, &placed).map_err(&spawn_err)?;
+            Some(placed)
+        }
+        None => None,
+    };
     let connected = actor.children.expect(&uid, token.clone());
-
-    let mut cmd = tokio::process::Command::new("/proc/self/exe");
-    if let Some(arg0) = std::env::args_os().next() {
-        cmd.arg0(arg0);
-    }
-    // The parent's arguments, so a program that parses them before
-    // `actor::run` parses them alike in every actor.
-    cmd.args(spawn::child_args());
-    cmd.env(spawn::ENV_PARENT, actor.listen.to_string())
-        .env(spawn::ENV_NAME, &uid.name)
-        .env(spawn::ENV_ID, &uid.id)
-        .env(spawn::ENV_TOKEN, token.to_hex())
-        .env(spawn::ENV_PPID, std::process::id().to_string())
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .envs(tls_env(actor.config.tls.as_ref()).map_err(&spawn_err)?)
-        .stdin(std::process::Stdio::null());
-    let mut proc = match actor.spawner.spawn(cmd).await {
+    let started = tokio::select! {
+        p = start(actor, spec, &uid, &token, placement.as_ref()) => p,
+        _ = cancel.cancelled() => Err(cancelled()),
+    };
+    let mut proc = match started {
         Ok(p) => p,
         Err(e) => {
             actor.children.forget(&uid);
-            return Err(spawn_err(format!("cannot start the process: {e}")));
+            return Err(e);
         }
     };
     let timeout = actor.config.spawn_timeout;
     let channel = tokio::select! {
         ch = connected => ch.map_err(|_| spawn_err("the spawn was abandoned".into())),
-        st = proc.wait() => Err(spawn_err(match st {
-            Ok(st) => format!("the process ended ({}) before connecting back", spawn::describe(st)),
-            Err(e) => format!("cannot wait for the process: {e}"),
+        st = proc.wait() => Err(spawn_err(match (st, proc.host()) {
+            (Ok(st), None) => format!("the process ended ({}) before connecting back", spawn::describe(st)),
+            (Ok(st), Some(host)) => format!("the process on host `{host}` ended ({}) before connecting back", spawn::describe(st)),
+            (Err(Unreaped::Io(e)), _) => format!("cannot wait for the process: {e}"),
+            (Err(Unreaped::Lost(reason)), _) => reason,
         })),
-        _ = tokio::time::sleep(timeout) => Err(spawn_err(format!("the process did not connect back within {timeout:?}"))),
+        _ = tokio::time::sleep(timeout) => Err(spawn_err(match proc.host() {
+            None => format!("the process did not connect back within {timeout:?}"),
+            Some(host) => format!(
+                "the process on host `{host}` did not connect back within {timeout:?} (can that host reach {}?)",
+                actor.listen
+            ),
+        })),
         _ = cancel.cancelled() => Err(cancelled()),
     };
+    let kill_bound = actor.config.kill_grace + actor.config.handshake_timeout;
     let mut channel = match channel {
         Ok(c) => c,
         Err(e) => {
             actor.children.forget(&uid);
-            if let Err(io) = proc.kill().await {
+            if let Err(Unreaped::Io(io)) = proc.kill(kill_bound).await {
                 tracing::warn!(error = %io, "cannot reap a child that failed to start");
             }
             return Err(e);
         }
     };
-    let init = ChildInit::new(
+    let mut init = ChildInit::new(
         &actor.config,
         spec.main.is_some(),
         spec.expose.clone(),
         spec.state.clone(),
         actor.arbiter_addr(),
     );
+    if let Some(p) = &placement {
+        // It listens on its own host, where its agent says.
+        init.bind = p.info.child_bind.clone();
+    }
     let init = encode(&init, || "the child's configuration".into())?;
     if let Err(e) = channel.send(&Msg::Init { config: init }).await {
-        let _ = proc.kill().await;
+        let _ = proc.kill(kill_bound).await;
         return Err(spawn_err(format!("cannot send the configuration: {e}")));
     }
     let conn = link::start(channel, uid, actor_transport::Side::Acceptor, Peer::Child, actor.clone());
-    tracing::debug!(child = %conn.peer(), pid = proc.pid(), "spawned");
+    tracing::debug!(child = %conn.peer(), pid = proc.pid(), host = ?proc.host(), "spawned");
     // The main call goes out before anyone holds the portal, so it is the
     // first call the child sees from its parent: that is how it knows it.
     let open = |func: &'static str, args: Bytes| {
@@ -133,26 +157,89 @@ pub(super) async fn launch(
         Some((func, args)) => match open(func, args.clone()).await {
             Ok(opened) => Some((*func, opened)),
             Err(e) => {
-                let _ = proc.kill().await;
+                let _ = proc.kill(kill_bound).await;
                 return Err(spawn_err(format!("cannot start the main function: {e}")));
             }
         },
         None => None,
     };
-    Ok(Launched { proc, process: Incarnation::new(conn), main })
+    let host = proc.host().map(str::to_owned);
+    Ok(Launched { proc, process: Incarnation::new(conn, host), main })
 }
 
-/// The environment that gives a child the tree's TLS files.
-fn tls_env(
-    tls: Option<&actor_transport::TlsConfig>,
-) -> std::result::Result<Vec<(&'static str, std::path::PathBuf)>, String> {
-    let Some(tls) = tls else { return Ok(Vec::new()) };
-    let (ca, cert, key) = tls
-        .paths()
-        .ok_or("a TLS configuration loaded from memory cannot be handed to children; load it from files")?;
-    Ok(vec![
-        (actor_transport::ENV_TLS_CA, ca.to_path_buf()),
-        (actor_transport::ENV_TLS_CERT, cert.to_path_buf()),
-        (actor_transport::ENV_TLS_KEY, key.to_path_buf()),
-    ])
+/// Starts the process: here, or through the agent of `placement`.
+async fn start(
+    actor: &Actor,
+    spec: &Spec,
+    uid: &Uid,
+    token: &Secret,
+    placement: Option<&Placement>,
+) -> Result<Process> {
+    let spawn_err = |reason: String| Error::Spawn { name: spec.name.clone(), reason };
+    if let Some(placement) = placement {
+        let args = spawn::child_args()
+            .map(|a| a.into_string())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|a| {
+            spawn_err(format!("the argument {a:?} is not UTF-8, so it cannot go to another host"))
+        })?;
+        let req = SpawnRequest {
+            actor: uid.clone(),
+            program: match &spec.program {
+                Some(p) => p.clone(),
+                None => own_program().map_err(&spawn_err)?,
+            },
+            args,
+            env: spec.env.clone(),
+            parent: actor.listen.clone(),
+            token: token.to_hex(),
+        };
+        let child = agent::spawn(placement, req, actor.config.spawn_timeout).await.map_err(&spawn_err)?;
+        return Ok(Process::Remote(child));
+    }
+    let mut cmd = tokio::process::Command::new("/proc/self/exe");
+    if let Some(arg0) = std::env::args_os().next() {
+        cmd.arg0(arg0);
+    }
+    // The parent's arguments, so a program that parses them before
+    // `actor::run` parses them alike in every actor.
+    cmd.args(spawn::child_args());
+    cmd.env(spawn::ENV_PARENT, actor.listen.to_string())
+        .env(spawn::ENV_NAME, &uid.name)
+        .env(spawn::ENV_ID, &uid.id)
+        .env(spawn::ENV_TOKEN, token.to_hex())
+        .env(spawn::ENV_PPID, std::process::id().to_string())
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .envs(spawn::tls_env(actor.config.tls.as_ref()).map_err(&spawn_err)?)
+        .stdin(std::process::Stdio::null());
+    match actor.spawner.spawn(cmd).await {
+        Ok(p) => Ok(Process::Local(p)),
+        Err(e) => Err(spawn_err(format!("cannot start the process: {e}"))),
+    }
+}
+
+/// The allow-list name a host agent knows this program by, unless the
+/// builder names another: its file name.
+fn own_program() -> std::result::Result<String, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
+    exe.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| format!("this program's path {} has no file name", exe.display()))
+}
+
+/// Refuses a spawn whose child could not connect back: this actor listens
+/// on loopback (or a Unix socket) and the agent is on another host.
+fn check_reachable(actor: &Actor, placed: &Placement) -> std::result::Result<(), String> {
+    let agent_local = placed.addr.is_local();
+    if actor.listen.is_local() && !agent_local {
+        return Err(format!(
+            "this actor listens on {}, which host `{}` (agent at {}) cannot reach: set {} to an address of \
+             this host that it can reach (with TLS)",
+            actor.listen,
+            placed.info.name,
+            placed.addr,
+            crate::config::ENV_BIND
+        ));
+    }
+    Ok(())
 }

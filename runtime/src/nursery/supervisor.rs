@@ -1,7 +1,6 @@
 //! Watching one child from its first spawn to its last reaping, and
 //! restarting it as its nursery's [`Strategy`] and its [`Restart`] kind say.
 
-use std::io;
 use std::process::ExitStatus;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,9 +11,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Inner;
 use super::launch::{Launched, Spec, launch};
+use super::process::{Process, Unreaped};
 use crate::error::{Error, Result};
 use crate::portal::{ChildControl, Incarnation, ResultSlot};
-use crate::spawn::{self, ChildProcess};
+use crate::spawn;
 use crate::supervise::{Restart, Strategy, unit_random};
 
 /// A rest-for-one restart asking a later sibling to stop, wait, and start
@@ -37,7 +37,8 @@ enum Delivery {
 /// How one process of the child ended.
 struct Ending {
     process: Incarnation,
-    crash: Option<String>,
+    /// Its crash or loss, if it did not end as asked.
+    crash: Option<Error>,
     /// The main call's outcome, held back while the child may be restarted.
     main: Option<Result<Bytes>>,
     /// Set when a sibling's rest-for-one restart stopped it.
@@ -97,6 +98,7 @@ impl Supervisor {
     /// also reports its outcome (`finish`); otherwise the caller decides.
     async fn watch(&mut self, launched: Launched) -> Ending {
         let Launched { mut proc, process, main } = launched;
+        let host = proc.host().map(str::to_owned);
         let conn = process.conn.clone();
         let nursery = self.nursery.clone();
         let config = &nursery.actor.config;
@@ -113,11 +115,29 @@ impl Supervisor {
         let mut held = None;
         let mut order = None;
         let mut exit_by: Option<tokio::time::Instant> = None;
+        // Once its channel to us is gone, a child cancels itself and exits
+        // within its teardown bound; one that does not cannot hear us.
+        let mut cut_off_by: Option<tokio::time::Instant> = None;
+        let mut put_down = false;
         let restarting = self.restarting();
         let (status, sent) = loop {
             let deadline = exit_by.unwrap_or_else(|| tokio::time::Instant::now() + config.spawn_timeout);
+            let cut_off = cut_off_by.unwrap_or_else(|| tokio::time::Instant::now() + config.spawn_timeout);
             tokio::select! {
                 st = proc.wait() => break (st, None),
+                _ = conn.closed(), if cut_off_by.is_none() => {
+                    cut_off_by = Some(tokio::time::Instant::now() + config.teardown_bound());
+                }
+                _ = tokio::time::sleep_until(cut_off), if cut_off_by.is_some() => {
+                    tracing::warn!(
+                        child = %conn.peer(),
+                        host = proc.host().unwrap_or("this host"),
+                        bound = ?config.teardown_bound(),
+                        "lost its channel to us and did not exit; sending SIGTERM"
+                    );
+                    put_down = true;
+                    break put_to_death(&mut proc, config).await;
+                }
                 r = &mut main_call, if !main_done => {
                     main_done = true;
                     delivered = self.deliver(r, &mut held);
@@ -145,7 +165,26 @@ impl Supervisor {
         // crash, see `Portal::run`) before anyone is woken.
         let _ = tokio::time::timeout(config.kill_grace, conn.closed()).await;
         let stopped = self.control.cancel.is_cancelled() || order.is_some();
-        let crash = classify(&status, sent, stopped, conn.cancel_acked(), has_main, delivered);
+        let actor = conn.peer().clone();
+        let crash = match &status {
+            Err(Unreaped::Lost(reason)) => {
+                Some(Error::ActorLost { actor, host: host.unwrap_or_default(), reason: reason.clone() })
+            }
+            Err(Unreaped::Io(e)) => {
+                Some(Error::ActorCrashed { actor, host, status: format!("cannot reap the process: {e}") })
+            }
+            Ok(st) if put_down => Some(Error::ActorCrashed {
+                actor,
+                host,
+                status: format!(
+                    "it lost its channel to this actor and did not exit within {:?}, so it was stopped ({})",
+                    config.teardown_bound(),
+                    spawn::describe(*st)
+                ),
+            }),
+            Ok(st) => classify(st, sent, stopped, conn.cancel_acked(), has_main, delivered)
+                .map(|status| Error::ActorCrashed { actor, host, status }),
+        };
         // Before anyone is woken: a call that lost its channel to this
         // process reads how it ended here once `reaped` fires.
         let _ = process.crash.set(crash.clone());
@@ -155,7 +194,7 @@ impl Supervisor {
             }
             process.reaped.cancel();
         } else {
-            self.finish(&process, &status, crash.clone(), delivered);
+            self.finish(&process, status.as_ref().ok(), crash.clone(), delivered);
         }
         Ending { process, crash, main: held, order }
     }
@@ -195,20 +234,20 @@ impl Supervisor {
     fn finish(
         &self,
         process: &Incarnation,
-        status: &io::Result<ExitStatus>,
-        crash: Option<String>,
+        status: Option<&ExitStatus>,
+        crash: Option<Error>,
         delivered: Delivery,
     ) {
         let child = process.conn.peer().clone();
         match (status, &crash) {
-            (Ok(st), None) => tracing::debug!(%child, status = %spawn::describe(*st), "reaped"),
-            (_, Some(c)) => tracing::warn!(%child, status = %c, "actor crashed"),
+            (Some(st), None) => tracing::debug!(%child, status = %spawn::describe(*st), "reaped"),
+            (_, Some(e @ Error::ActorLost { .. })) => tracing::warn!(%child, error = %e, "actor lost"),
+            (_, Some(e)) => tracing::warn!(%child, error = %e, "actor crashed"),
             _ => {}
         }
         let mut failure = None;
         let outcome = match crash {
-            Some(status) => {
-                let e = Error::ActorCrashed { actor: child, status };
+            Some(e) => {
                 if delivered != Delivery::Error {
                     failure = Some(e.clone());
                 }
@@ -259,7 +298,7 @@ impl Supervisor {
     /// outcome delivered).
     fn decide(
         &self,
-        crash: Option<String>,
+        crash: Option<Error>,
         main: Option<Result<Bytes>>,
         process: &Incarnation,
     ) -> Option<Error> {
@@ -268,8 +307,8 @@ impl Supervisor {
             self.end(main.unwrap_or_else(|| Err(self.cancelled())));
             return None;
         }
-        let failure = match (&crash, &main) {
-            (Some(status), _) => Some(Error::ActorCrashed { actor: child.clone(), status: status.clone() }),
+        let failure = match (crash, &main) {
+            (Some(e), _) => Some(e),
             (None, Some(Err(e))) => Some(e.clone()),
             _ => None,
         };
@@ -434,25 +473,42 @@ impl Supervisor {
     }
 }
 
-/// Cancel request, grace period, SIGTERM, grace period, SIGKILL; always
-/// reaps. Returns the exit status and the last signal we sent, if any.
+/// Cancel request, grace period, SIGTERM, grace period, SIGKILL (through
+/// its agent, for a child on another host); always reaps. Returns the exit
+/// status and the last signal we sent, if any.
 async fn stop(
     process: &Incarnation,
-    proc: &mut ChildProcess,
+    proc: &mut Process,
     config: &crate::config::Config,
-) -> (io::Result<ExitStatus>, Option<Signal>) {
+) -> (std::result::Result<ExitStatus, Unreaped>, Option<Signal>) {
     let child = process.conn.peer();
+    // A child on another host gets its signals from the agent there.
+    let host = proc.host().unwrap_or("this host").to_owned();
     process.conn.cancel_actor("cancelled by its nursery");
     if let Ok(st) = tokio::time::timeout(config.cancel_grace, proc.wait()).await {
         return (st, None);
     }
-    tracing::warn!(%child, grace = ?config.cancel_grace, "ignored the cancel request; sending SIGTERM");
-    proc.signal_group(Signal::SIGTERM);
+    tracing::warn!(%child, %host, grace = ?config.cancel_grace, "ignored the cancel request; sending SIGTERM");
+    proc.terminate().await;
     if let Ok(st) = tokio::time::timeout(config.kill_grace, proc.wait()).await {
         return (st, Some(Signal::SIGTERM));
     }
-    tracing::warn!(%child, grace = ?config.kill_grace, "ignored SIGTERM; sending SIGKILL");
-    (proc.kill().await, Some(Signal::SIGKILL))
+    tracing::warn!(%child, %host, grace = ?config.kill_grace, "ignored SIGTERM; sending SIGKILL");
+    (proc.kill(config.kill_grace + config.handshake_timeout).await, Some(Signal::SIGKILL))
+}
+
+/// Stops a child that can no longer be asked: SIGTERM, then SIGKILL after
+/// the kill grace (through its agent, for a child on another host); always
+/// reaps. Returns the exit status and the last signal sent.
+async fn put_to_death(
+    proc: &mut Process,
+    config: &crate::config::Config,
+) -> (std::result::Result<ExitStatus, Unreaped>, Option<Signal>) {
+    proc.terminate().await;
+    if let Ok(st) = tokio::time::timeout(config.kill_grace, proc.wait()).await {
+        return (st, Some(Signal::SIGTERM));
+    }
+    (proc.kill(config.kill_grace + config.handshake_timeout).await, Some(Signal::SIGKILL))
 }
 
 /// How a process ended, as a crash to report, or `None` if it ended as asked.
@@ -462,7 +518,7 @@ async fn stop(
 /// before any signal of ours: a cancelled actor exits with 0, so that status
 /// is a failure raised while it handled the cancel.
 fn classify(
-    status: &io::Result<ExitStatus>,
+    st: &ExitStatus,
     sent: Option<Signal>,
     stopped_by_us: bool,
     cancel_acked: bool,
@@ -471,17 +527,16 @@ fn classify(
 ) -> Option<String> {
     use std::os::unix::process::ExitStatusExt;
     let our_signal = |st: &ExitStatus| sent.is_some_and(|s| st.signal() == Some(s as i32));
-    match status {
-        Err(e) => Some(format!("cannot reap the process: {e}")),
-        Ok(st) if st.signal().is_some() && !our_signal(st) => Some(spawn::describe(*st)),
-        Ok(st) if !st.success() && (!stopped_by_us || sent.is_none()) => Some(spawn::describe(*st)),
+    match st {
+        st if st.signal().is_some() && !our_signal(st) => Some(spawn::describe(*st)),
+        st if !st.success() && (!stopped_by_us || sent.is_none()) => Some(spawn::describe(*st)),
         // It told us it was cancelled (by a peer of the tree): not a crash.
-        Ok(_) if cancel_acked => None,
-        Ok(_) if !stopped_by_us && delivered == Delivery::Nothing => Some(if has_main {
+        _ if cancel_acked => None,
+        _ if !stopped_by_us && delivered == Delivery::Nothing => Some(if has_main {
             "exited without returning a result (exit status 0)".to_owned()
         } else {
             "exited on its own while serving (exit status 0)".to_owned()
         }),
-        Ok(_) => None,
+        _ => None,
     }
 }
