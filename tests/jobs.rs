@@ -201,6 +201,9 @@ fn a_step_that_must_not_run_twice_waits_for_a_person() {
     tree.signal(Signal::SIGKILL);
     assert!(killed(&tree.finish(BOUND)));
     assert_eq!(lines(&effects), ["wf/1"]);
+    // Its process is gone: the listing shows the attempt as interrupted.
+    let cut = Journal::open_read_only(&journal).expect("journal").job("wf/1").expect("job");
+    assert_eq!(cut.attempts.iter().map(|a| a.outcome).collect::<Vec<_>>(), [AttemptOutcome::Interrupted]);
 
     let rerun = run(&["charge", &effects, "--journal", &journal]);
     rerun.assert_no_warnings();

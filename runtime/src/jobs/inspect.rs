@@ -67,7 +67,7 @@ pub struct WorkflowInfo {
 /// How one attempt of a job ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AttemptOutcome {
-    /// It is under way.
+    /// It is under way (its process lives).
     Running,
     /// It returned the job's result.
     Succeeded,
@@ -305,13 +305,17 @@ fn workflow_info(w: WorkflowRow, jobs: &[JobRow]) -> WorkflowInfo {
 }
 
 fn job_info(j: JobRow, attempts: Vec<AttemptRow>) -> JobInfo {
+    // An attempt without an outcome is under way only while the process
+    // that dispatched it lives; the next claim records it as interrupted.
+    let live = j.owner.as_deref().and_then(Holder::decode).is_some_and(|h| h.alive());
     let attempts = attempts
         .into_iter()
         .map(|a| AttemptInfo {
             number: u32::try_from(a.number).unwrap_or(u32::MAX),
             actor: a.actor,
             outcome: match a.outcome {
-                None => AttemptOutcome::Running,
+                None if live => AttemptOutcome::Running,
+                None => AttemptOutcome::Interrupted,
                 Some(Outcome::Ok) => AttemptOutcome::Succeeded,
                 Some(Outcome::Error) => AttemptOutcome::Failed,
                 Some(Outcome::Interrupted) => AttemptOutcome::Interrupted,
