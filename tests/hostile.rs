@@ -35,8 +35,15 @@ fn rss_kib(pid: u32) -> u64 {
 /// One call over a raw channel: `Start` then the matching reply.
 async fn call(ch: &mut Channel, cid: u64, func: &str, args: &impl serde::Serialize) -> Msg {
     let args = Bytes::from(rmp_serde::to_vec(args).expect("encode args"));
-    let start =
-        Msg::Start { cid, func: func.into(), kind: CallKind::Single, args, window: 0, timeout_ms: None };
+    let start = Msg::Start {
+        cid,
+        func: func.into(),
+        kind: CallKind::Single,
+        args,
+        window: 0,
+        timeout_ms: None,
+        key: None,
+    };
     timeout(BOUND, ch.send(&start)).await.expect("send in time").expect("send");
     loop {
         let msg = timeout(BOUND, ch.recv()).await.expect("reply in time").expect("recv").expect("open");
@@ -477,7 +484,7 @@ impl Peer {
         let cid = self.next_cid;
         self.next_cid += 2;
         let args = Bytes::from(rmp_serde::to_vec(args).expect("encode args"));
-        let start = Msg::Start { cid, func: func.into(), kind, args, window, timeout_ms: None };
+        let start = Msg::Start { cid, func: func.into(), kind, args, window, timeout_ms: None, key: None };
         timeout(BOUND, self.sender.send(&start)).await.expect("send in time").expect("send");
         cid
     }
@@ -634,6 +641,7 @@ async fn unread_results(addr: &Addr, calls: usize) -> (actor::transport::Sender,
             args,
             window: 0,
             timeout_ms: None,
+            key: None,
         };
         timeout(BOUND, sender.send(&start)).await.expect("send in time").expect("send");
     }
@@ -764,7 +772,7 @@ fn a_peer_that_stops_reading_is_dropped_and_its_calls_end() {
         let (sender, mut receiver) = ch.split();
         let mut cid = 1;
         let mut start = |func: &str, kind, window| {
-            let msg = Msg::Start { cid, func: func.into(), kind, args: Bytes::from_static(b"\x90"), window, timeout_ms: None };
+            let msg = Msg::Start { cid, func: func.into(), kind, args: Bytes::from_static(b"\x90"), window, timeout_ms: None, key: None };
             cid += 2;
             msg
         };

@@ -71,6 +71,7 @@ fn start_msg(cid: u64, func: &str, args: Vec<u8>) -> Msg {
         args: Bytes::from(args),
         window: 0,
         timeout_ms: None,
+        key: None,
     }
 }
 
@@ -292,6 +293,7 @@ async fn unknown_function_and_bad_arguments_are_typed_errors() {
         args: enc(&()).into(),
         window: 8,
         timeout_ms: None,
+        key: None,
     })
     .await
     .unwrap();

@@ -1,7 +1,8 @@
 //! `actor`: look at and act on the live actors of a tree, through its
 //! arbiter. `ps` lists them, `tree` draws the supervision tree, `call` runs a
 //! remote function with JSON arguments, `cancel` cancels an actor the way a
-//! portal does.
+//! portal does. `jobs` reads a durable-jobs journal file instead (no tree
+//! needed).
 //!
 //! The command joins the tree as a short-lived actor of its own (so it
 //! authenticates exactly as any member does: the tree's secret, the per-user
@@ -10,6 +11,8 @@
 //! address, it says so.
 
 mod agent;
+#[cfg(feature = "jobs")]
+mod jobs;
 mod json;
 mod show;
 mod survey;
@@ -40,6 +43,26 @@ enum Command {
     Ask(Ask),
     /// Run this host's agent: it starts the allowed programs as actors for parents on other hosts.
     Agent(agent::AgentArgs),
+    /// The workflows and jobs a durable-jobs journal records (read from the file; no tree needed).
+    #[cfg(feature = "jobs")]
+    Jobs {
+        /// The journal file.
+        journal: std::path::PathBuf,
+        /// A workflow id: list its steps. Without: every workflow, and the jobs submitted on their own.
+        workflow: Option<String>,
+        /// Settle this job (unresolved or failed) instead of listing: give --succeeded, --failed or --retry.
+        #[arg(long, value_name = "KEY")]
+        resolve: Option<String>,
+        /// It ran, with this result (JSON).
+        #[arg(long, value_name = "JSON", requires = "resolve", conflicts_with_all = ["failed", "retry"])]
+        succeeded: Option<String>,
+        /// It failed, for this reason.
+        #[arg(long, value_name = "REASON", requires = "resolve", conflicts_with = "retry")]
+        failed: Option<String>,
+        /// It did not run: dispatch it again on the next run.
+        #[arg(long, requires = "resolve")]
+        retry: bool,
+    },
 }
 
 /// The commands that ask a live tree and print the answer.
@@ -70,30 +93,58 @@ enum Ask {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match actor::Config::from_env().and_then(|c| c.registry(&cli.arbiter)) {
-        Ok(c) => c,
-        Err(e) => return fail(&e),
-    };
+    let as_json = cli.json;
+    let registry = || actor::Config::from_env().and_then(|c| c.registry(&cli.arbiter));
     let ask = match cli.command {
+        #[cfg(feature = "jobs")]
+        Command::Jobs { journal, workflow, resolve, succeeded, failed, retry } => {
+            // A file, not a tree: no runtime, no registry.
+            let out = match resolve {
+                None => jobs::list(&journal, workflow.as_deref(), as_json),
+                Some(key) => settle(succeeded.as_deref(), failed, retry)
+                    .and_then(|how| jobs::resolve(&journal, &key, how, as_json)),
+            };
+            return out.map_or_else(|e| fail(&e), |out| print(&out));
+        }
         Command::Agent(args) => {
-            return match agent::run(config, args, cli.json) {
+            return match registry().and_then(|config| agent::run(config, args, as_json)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             };
         }
         Command::Ask(ask) => ask,
     };
-    let mut config = config.name("actor-cli");
+    let mut config = match registry() {
+        Ok(c) => c.name("actor-cli"),
+        Err(e) => return fail(&e),
+    };
     // A tool that looks at a tree must not start one when none is there.
     config.embed_arbiter = false;
-    match actor::run_with(config, run(ask, cli.json)) {
-        Ok(out) => {
-            let mut stdout = std::io::stdout().lock();
-            // A closed pipe (`actor ps | head`) is not worth a panic.
-            let _ = stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush());
-            ExitCode::SUCCESS
-        }
+    match actor::run_with(config, run(ask, as_json)) {
+        Ok(out) => print(&out),
         Err(e) => fail(&e),
+    }
+}
+
+fn print(out: &str) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`actor ps | head`) is not worth a panic.
+    let _ = stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush());
+    ExitCode::SUCCESS
+}
+
+/// How `--resolve` settles its job: exactly one of the three ways.
+#[cfg(feature = "jobs")]
+fn settle(succeeded: Option<&str>, failed: Option<String>, retry: bool) -> actor::Result<jobs::Settle> {
+    match (succeeded, failed, retry) {
+        (Some(json), None, false) => serde_json::from_str(json)
+            .map(jobs::Settle::Succeeded)
+            .map_err(|e| actor::Error::Config(format!("--succeeded: not JSON: {e}"))),
+        (None, Some(reason), false) => Ok(jobs::Settle::Failed(reason)),
+        (None, None, true) => Ok(jobs::Settle::Retry),
+        _ => Err(actor::Error::Config(
+            "--resolve needs one of --succeeded JSON, --failed REASON, --retry".into(),
+        )),
     }
 }
 

@@ -86,7 +86,7 @@ pub(crate) fn ps(seen: &[Seen], as_json: bool) -> String {
 }
 
 /// Columns padded to their widest cell.
-fn table<const N: usize>(rows: &[[String; N]]) -> String {
+pub(crate) fn table<const N: usize>(rows: &[[String; N]]) -> String {
     let mut widths = [0; N];
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -102,7 +102,7 @@ fn table<const N: usize>(rows: &[[String; N]]) -> String {
 }
 
 /// An uptime a person reads at a glance: `42s`, `3m07s`, `5h02m`, `2d03h`.
-fn uptime(ms: u64) -> String {
+pub(crate) fn uptime(ms: u64) -> String {
     let s = Duration::from_millis(ms).as_secs();
     match s {
         0..60 => format!("{s}s"),

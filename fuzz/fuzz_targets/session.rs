@@ -339,6 +339,7 @@ impl Harness {
                 args: Bytes::new(),
                 window: input.window(),
                 timeout_ms: None,
+                key: None,
             },
             1 => Msg::StartAck { cid },
             2 => Msg::Started { cid, value: input.value() },

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use actor_transport::session::Incoming as Arrival;
 use actor_transport::{
     CallApp, CallId, CallKind, ChannelError, Completion, End, Limits, Msg, RemoteError, Sender, Session,
-    SessionError, Side, Uid, Violation,
+    SessionError, Side, StartOptions, Uid, Violation,
 };
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -311,6 +311,18 @@ impl Conn {
 
     /// Starts a call of `func` in the peer.
     pub(crate) async fn open(self: &Arc<Self>, func: &str, kind: CallKind, args: Bytes) -> Result<Opened> {
+        self.open_keyed(func, kind, args, None).await
+    }
+
+    /// Starts a call of `func` in the peer that carries the durable job
+    /// `key` (jobs/key.rs), so the function can deduplicate its effects.
+    pub(crate) async fn open_keyed(
+        self: &Arc<Self>,
+        func: &str,
+        kind: CallKind,
+        args: Bytes,
+        key: Option<String>,
+    ) -> Result<Opened> {
         let shared = Conn::new_shared(STREAM_WINDOW);
         let (done_tx, done) = oneshot::channel();
         let (items_tx, items) =
@@ -325,11 +337,9 @@ impl Conn {
             token: None,
         };
         // A call made under a deadline carries the time left (deadline.rs).
-        let timeout_ms = crate::deadline::timeout_ms();
-        let (cid, start) = self
-            .session()
-            .open_within(func, kind, args, io, timeout_ms)
-            .map_err(|e| self.session_error(e))?;
+        let options = StartOptions { timeout_ms: crate::deadline::timeout_ms(), key };
+        let (cid, start) =
+            self.session().open_with(func, kind, args, io, options).map_err(|e| self.session_error(e))?;
         let guard = CallGuard { conn: self.clone(), cid };
         if let Err(e) = self.sender.send(&start).await {
             // The guard takes the call out of the table; the peer ignores the

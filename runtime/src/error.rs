@@ -136,6 +136,9 @@ pub enum Error {
     Io(Arc<std::io::Error>),
     /// An application error raised locally: see [`Error::app`] and [`Error::msg`].
     App(AppError),
+    /// A durable job or workflow failed, or its journal did (see
+    /// [`jobs`](crate::jobs)): match on the [`JobError`](crate::jobs::JobError).
+    Job(Box<crate::jobs::JobError>),
 }
 
 /// An application error captured with its type name and cause chain, so it can
@@ -397,6 +400,7 @@ impl Error {
             Error::Arbiter(_) => "actor::Error::Arbiter",
             Error::Config(_) => "actor::Error::Config",
             Error::App(_) => "actor::Error::App",
+            Error::Job(_) => "actor::Error::Job",
         }
     }
 }
@@ -490,6 +494,7 @@ impl fmt::Display for Error {
             Error::Arbiter(reason) => write!(f, "arbiter: {reason}"),
             Error::Config(reason) => write!(f, "configuration: {reason}"),
             Error::App(a) => fmt::Display::fmt(a, f),
+            Error::Job(e) => fmt::Display::fmt(e, f),
         }
     }
 }

@@ -12,13 +12,16 @@
 //! outlives its parent: not when it fails, not when the parent is cancelled,
 //! not even when the parent is killed with SIGKILL. Through a host [`agent`]
 //! a nursery spawns actors on other hosts too
-//! ([`ActorBuilder::on_host`]), under the same guarantees.
+//! ([`ActorBuilder::on_host`]), under the same guarantees. [`jobs`] adds
+//! durable jobs and workflows: calls recorded in a journal, retried, and
+//! replayed after a crash so that finished steps do not run again.
 //!
 //! Linux only. The package is `procactor` on crates.io; the library is
 //! imported as `actor`. Its feature `tls` (on by default) builds mutual TLS
-//! with rustls; without it the crate needs no C compiler, and asking for TLS
-//! is a configuration error. Its feature `etcd` (off by default) can put the
-//! registry in etcd (`ACTOR_ARBITER=etcd://host:2379`, [`EtcdConfig`]).
+//! with rustls (without it, asking for TLS is a configuration error); `jobs`
+//! (on by default) builds the durable-jobs journal on SQLite; without both
+//! the crate needs no C compiler. Its feature `etcd` (off by default) can put
+//! the registry in etcd (`ACTOR_ARBITER=etcd://host:2379`, [`EtcdConfig`]).
 //!
 //! ```no_run
 //! #[actor::remote]
@@ -70,6 +73,7 @@ mod etcd_link;
 mod etcd_registry;
 mod heartbeat;
 mod introspect;
+pub mod jobs;
 mod link;
 mod local;
 mod logging;

@@ -240,10 +240,25 @@ impl Portal {
     /// the encoded result and the connection that answered (whose peer names
     /// who answered, when a result does not decode).
     pub(crate) async fn call_encoded(&self, name: &str, args: Bytes) -> Result<(Bytes, Arc<Conn>)> {
+        self.call_keyed(name, args, None).await
+    }
+
+    /// [`Portal::call_encoded`] for an attempt of the durable job `key`,
+    /// which travels with the call.
+    pub(crate) async fn call_keyed(
+        &self,
+        name: &str,
+        args: Bytes,
+        key: Option<String>,
+    ) -> Result<(Bytes, Arc<Conn>)> {
         // The process the call goes to: if it dies, the call reports how,
         // even when a restart has already swapped in the next one.
         let (conn, process) = self.now();
-        match conn.call(name, args).await {
+        let outcome = match conn.open_keyed(name, CallKind::Single, args, key).await {
+            Ok(opened) => opened.result(name).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
             Err(lost @ Error::Disconnected { .. }) => Err(explain(process, lost).await),
             r => Ok((r?, conn)),
         }

@@ -93,7 +93,9 @@ where
 {
     Box::pin(async move {
         let args = decode_args::<A>(name, &args)?;
-        match tokio::task::spawn_blocking(move || call(args)).await {
+        // The task-local job key does not cross threads by itself.
+        let key = crate::jobs::key::raw();
+        match tokio::task::spawn_blocking(move || crate::jobs::key::sync_scope(key, || call(args))).await {
             Ok(outcome) => encode_outcome(name, outcome),
             Err(join) if join.is_panic() => Err(Failure::Panicked(panic_message(join.into_panic().as_ref()))),
             Err(join) => Err(Failure::Failed(Error::msg(format!("blocking task failed: {join}")))),

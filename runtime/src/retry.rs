@@ -45,9 +45,9 @@ pub trait Idempotent: RemoteFn {}
 /// them, and optionally an overall deadline for all of them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RetryPolicy {
-    attempts: u32,
-    backoff: Backoff,
-    deadline: Option<Duration>,
+    pub(crate) attempts: u32,
+    pub(crate) backoff: Backoff,
+    pub(crate) deadline: Option<Duration>,
 }
 
 impl RetryPolicy {
@@ -75,7 +75,7 @@ impl RetryPolicy {
 /// channel, and errors the function raised; not cancellations, nor errors
 /// that would repeat (an unknown or unexposed function, bad arguments, a
 /// result that does not decode).
-fn retryable(e: &Error) -> bool {
+pub(crate) fn retryable(e: &Error) -> bool {
     match e {
         Error::ActorCrashed { .. }
         | Error::ActorLost { .. }

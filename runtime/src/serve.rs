@@ -16,7 +16,7 @@ use crate::registry::{self, Failure, Handler};
 /// says the peer is this actor's parent, whose first call to a
 /// `run_in_actor` child is its main call.
 pub(crate) fn start(conn: &Arc<Conn>, actor: &Arc<Actor>, from_parent: bool, call: CallStart) {
-    let CallStart { cid, func, kind, args, window, timeout_ms } = call;
+    let CallStart { cid, func, kind, args, window, timeout_ms, key } = call;
     let me = &actor.uid;
     let refuse = |kind, type_name: &str, message: String| {
         conn.refuse(cid, RemoteError::new(me.clone(), kind, type_name, message));
@@ -62,6 +62,11 @@ pub(crate) fn start(conn: &Arc<Conn>, actor: &Arc<Actor>, from_parent: bool, cal
     let deadline = timeout_ms.map(crate::deadline::from_timeout_ms);
     let served: crate::registry::Served = match deadline {
         Some(at) => Box::pin(crate::deadline::within(at, served)),
+        None => served,
+    };
+    // A job's attempt: the function reads its key (jobs/key.rs).
+    let served: crate::registry::Served = match key {
+        Some(key) => Box::pin(crate::jobs::key::scope(Some(Arc::from(key)), served)),
         None => served,
     };
     let conn = conn.clone();

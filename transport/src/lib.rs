@@ -60,7 +60,8 @@ pub use handshake::{
 pub use listener::Listener;
 pub use secret_file::{ENV_TOKEN_FILE, default_token_path, load_or_create_token};
 pub use session::{
-    CallApp, CallStart, Completion, End, Incoming, Limits, Session, SessionError, Side, Violation,
+    CallApp, CallStart, Completion, End, Incoming, Limits, Session, SessionError, Side, StartOptions,
+    Violation,
 };
 pub use stream::Stream;
 pub use tls::{ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, TlsConfig, TlsError};

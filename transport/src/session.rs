@@ -123,6 +123,15 @@ pub enum Incoming {
     CancelActorAck,
 }
 
+/// The optional fields of a call's `Start`, given to [`Session::open_with`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StartOptions {
+    /// The time the caller gives the call, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// The idempotency key of the durable job the call is an attempt of.
+    pub key: Option<String>,
+}
+
 /// A call the peer starts, as [`Incoming::Call`] hands it to the driver.
 #[derive(Debug, PartialEq)]
 pub struct CallStart {
@@ -138,6 +147,8 @@ pub struct CallStart {
     pub window: u32,
     /// The time the caller gives the call, in milliseconds, if any.
     pub timeout_ms: Option<u64>,
+    /// The idempotency key of the durable job the call belongs to, if any.
+    pub key: Option<String>,
 }
 
 /// The peer broke the protocol; the channel should be closed.
@@ -377,6 +388,23 @@ impl<A: CallApp> Session<A> {
         app: A,
         timeout_ms: Option<u64>,
     ) -> Result<(CallId, Msg), SessionError> {
+        self.open_with(func, kind, args, app, StartOptions { timeout_ms, key: None })
+    }
+
+    /// [`Session::open`] with the optional fields of the call's `Start`: a
+    /// deadline and a job key (see [`Msg::Start`]).
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Closed`] once the channel closed.
+    pub fn open_with(
+        &mut self,
+        func: &str,
+        kind: CallKind,
+        args: Bytes,
+        app: A,
+        options: StartOptions,
+    ) -> Result<(CallId, Msg), SessionError> {
         if let Some(reason) = &self.closed {
             return Err(SessionError::Closed(reason.clone()));
         }
@@ -384,7 +412,8 @@ impl<A: CallApp> Session<A> {
         self.next_cid += 2;
         let window = self.limits.window;
         self.calls.insert(cid, Call::new(kind, true, window, app));
-        Ok((cid, Msg::Start { cid, func: func.to_owned(), kind, args, window, timeout_ms }))
+        let StartOptions { timeout_ms, key } = options;
+        Ok((cid, Msg::Start { cid, func: func.to_owned(), kind, args, window, timeout_ms, key }))
     }
 
     /// Gives up on our call `cid`: it leaves the table at once and the peer is
@@ -581,8 +610,8 @@ impl<A: CallApp> Session<A> {
         }
         let name = msg.name();
         match msg {
-            Msg::Start { cid, func, kind, args, window, timeout_ms } => {
-                return Ok(self.start(CallStart { cid, func, kind, args, window, timeout_ms }));
+            Msg::Start { cid, func, kind, args, window, timeout_ms, key } => {
+                return Ok(self.start(CallStart { cid, func, kind, args, window, timeout_ms, key }));
             }
             Msg::StartAck { cid } => {
                 self.ours_mut(name, cid)?;

@@ -151,6 +151,11 @@ pub enum Msg {
         reason: String,
     },
     /// Start a call of `func` with msgpack-encoded `args`.
+    ///
+    /// Encoded by hand (see [`start_fields`]) so that the optional trailing
+    /// fields stay positional: each is omitted only when it and every field
+    /// after it are absent.
+    #[serde(serialize_with = "start_fields")]
     Start {
         /// The new call's id.
         cid: CallId,
@@ -166,8 +171,13 @@ pub enum Msg {
         /// callee cancels the call when it has passed, and calls it makes
         /// meanwhile inherit what is left. Optional and last: omitted when
         /// `None`, so a `Start` without it is encoded exactly as before.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(default)]
         timeout_ms: Option<u64>,
+        /// The idempotency key of the durable job this call is an attempt
+        /// of, which the callee's function can read to deduplicate its side
+        /// effects. Optional and last, like `timeout_ms`.
+        #[serde(default)]
+        key: Option<String>,
     },
     /// The callee found the function and started it.
     StartAck {
@@ -254,6 +264,41 @@ pub enum Msg {
         /// The ping's nonce.
         nonce: u64,
     },
+}
+
+/// Writes the fields of a [`Msg::Start`] as the array PROTOCOL.md
+/// specifies: five fields, then `timeout_ms` and `key` only as far as the
+/// last one present (an absent `timeout_ms` before a present `key` is nil).
+#[allow(clippy::too_many_arguments)]
+fn start_fields<S: serde::Serializer>(
+    cid: &CallId,
+    func: &String,
+    kind: &CallKind,
+    args: &Bytes,
+    window: &u32,
+    timeout_ms: &Option<u64>,
+    key: &Option<String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeTuple;
+    let len = match (timeout_ms, key) {
+        (_, Some(_)) => 7,
+        (Some(_), None) => 6,
+        (None, None) => 5,
+    };
+    let mut t = s.serialize_tuple(len)?;
+    t.serialize_element(cid)?;
+    t.serialize_element(func)?;
+    t.serialize_element(kind)?;
+    t.serialize_element(args)?;
+    t.serialize_element(window)?;
+    if len > 5 {
+        t.serialize_element(timeout_ms)?;
+    }
+    if let Some(key) = key {
+        t.serialize_element(key)?;
+    }
+    t.end()
 }
 
 impl Msg {
@@ -403,6 +448,7 @@ mod tests {
                 args: Bytes::from_static(b"\x90"),
                 window: 1024,
                 timeout_ms: None,
+                key: None,
             }),
             b"\x81\xa5Start\x95\x01\xa4m::f\xa6Single\xc4\x01\x90\xcd\x04\x00"
         );
@@ -414,8 +460,21 @@ mod tests {
                 args: Bytes::from_static(b"\x90"),
                 window: 1024,
                 timeout_ms: Some(250),
+                key: None,
             }),
             b"\x81\xa5Start\x96\x01\xa4m::f\xa6Single\xc4\x01\x90\xcd\x04\x00\xcc\xfa"
+        );
+        assert_eq!(
+            enc(&Msg::Start {
+                cid: 1,
+                func: "m::f".into(),
+                kind: CallKind::Single,
+                args: Bytes::from_static(b"\x90"),
+                window: 1024,
+                timeout_ms: None,
+                key: Some("k1".into()),
+            }),
+            b"\x81\xa5Start\x97\x01\xa4m::f\xa6Single\xc4\x01\x90\xcd\x04\x00\xc0\xa2k1"
         );
     }
 
@@ -431,6 +490,35 @@ mod tests {
         let new = b"\x81\xa5Start\x96\x01\xa4m::f\xa6Single\xc4\x01\x90\xcd\x04\x00\xcc\xfa";
         match rmp_serde::from_slice::<Msg>(new) {
             Ok(Msg::Start { timeout_ms, .. }) => assert_eq!(timeout_ms, Some(250)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A job key travels as a seventh element, after `timeout_ms` (nil
+    /// when there is none); older encodings still decode without one.
+    #[test]
+    fn start_key_is_optional_on_the_wire() {
+        let keyed = b"\x81\xa5Start\x97\x01\xa4m::f\xa6Single\xc4\x01\x90\xcd\x04\x00\xc0\xa2k1";
+        match rmp_serde::from_slice::<Msg>(keyed) {
+            Ok(Msg::Start { timeout_ms, key, .. }) => {
+                assert_eq!((timeout_ms, key), (None, Some("k1".into())))
+            }
+            other => panic!("{other:?}"),
+        }
+        let both = Msg::Start {
+            cid: 3,
+            func: "m::g".into(),
+            kind: CallKind::Single,
+            args: Bytes::from_static(b"\x90"),
+            window: 1024,
+            timeout_ms: Some(9),
+            key: Some("wf/7".into()),
+        };
+        let bytes = rmp_serde::to_vec(&both).expect("encode");
+        assert_eq!(rmp_serde::from_slice::<Msg>(&bytes).ok(), Some(both));
+        let old = b"\x81\xa5Start\x96\x01\xa4m::f\xa6Single\xc4\x01\x90\xcd\x04\x00\xcc\xfa";
+        match rmp_serde::from_slice::<Msg>(old) {
+            Ok(Msg::Start { key, .. }) => assert_eq!(key, None),
             other => panic!("{other:?}"),
         }
     }

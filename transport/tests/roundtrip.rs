@@ -86,16 +86,24 @@ fn msg() -> impl Strategy<Value = Msg> {
         prop::option::of(payload()).prop_map(|proof| Msg::Auth { proof }),
         Just(Msg::Welcome),
         text().prop_map(|reason| Msg::Refused { reason }),
-        (any::<u64>(), text(), call_kind(), payload(), any::<u32>(), any::<Option<u64>>()).prop_map(
-            |(cid, func, kind, args, window, timeout_ms)| Msg::Start {
+        (
+            any::<u64>(),
+            text(),
+            call_kind(),
+            payload(),
+            any::<u32>(),
+            any::<Option<u64>>(),
+            prop::option::of(text())
+        )
+            .prop_map(|(cid, func, kind, args, window, timeout_ms, key)| Msg::Start {
                 cid,
                 func,
                 kind,
                 args,
                 window,
-                timeout_ms
-            }
-        ),
+                timeout_ms,
+                key
+            }),
         any::<u64>().prop_map(|cid| Msg::StartAck { cid }),
         (any::<u64>(), payload()).prop_map(|(cid, value)| Msg::Started { cid, value }),
         (any::<u64>(), payload()).prop_map(|(cid, value)| Msg::Yield { cid, value }),

@@ -61,5 +61,6 @@ pub fn start_msg(cid: u64, func: &str, args: Vec<u8>) -> Msg {
         args: Bytes::from(args),
         window: 0,
         timeout_ms: None,
+        key: None,
     }
 }
