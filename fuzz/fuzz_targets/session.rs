@@ -427,6 +427,9 @@ impl Harness {
                 let was_served = self.model.borrow().open.get(&cid).is_some_and(|c| c.served);
                 let msg = self.session.complete(cid, how);
                 assert_eq!(msg.is_some(), was_served, "complete of call {cid}");
+                if msg.is_some() {
+                    self.session.reply_queued();
+                }
             }
             6 => {
                 let was_ours = self.model.borrow().open.get(&cid).is_some_and(|c| !c.served);

@@ -30,10 +30,18 @@ pub const STREAM_WINDOW: u32 = 1024 * 1024;
 /// actor hold its results without bound.
 pub const RESULT_BUDGET: usize = 64 * 1024 * 1024;
 
-/// Replies at most this large are not counted against [`RESULT_BUDGET`]:
-/// they are bounded by the number of calls, and counting them would only
-/// cost atomic operations on every call.
-const SMALL_REPLY: usize = 64 * 1024;
+/// What a reply counts against [`RESULT_BUDGET`] besides its bytes: a
+/// waiting reply also holds its task, its message and their allocations.
+const REPLY_OVERHEAD: usize = 2048;
+
+/// Tells the session that a served call's last message left our hands.
+struct ReplyQueued<'a>(&'a Conn);
+
+impl Drop for ReplyQueued<'_> {
+    fn drop(&mut self) {
+        self.0.session().reply_queued();
+    }
+}
 
 /// The bytes a call's last message carries.
 fn reply_size(msg: &Msg) -> usize {
@@ -65,12 +73,10 @@ struct Reserved<'a> {
 }
 
 impl ResultBudget {
-    /// Counts `size` bytes as waiting, unless that would pass
-    /// [`RESULT_BUDGET`]; a small reply always fits and is not counted.
+    /// Counts `size` bytes and [`REPLY_OVERHEAD`] as waiting, unless that
+    /// would pass [`RESULT_BUDGET`].
     fn reserve(&self, size: usize) -> Option<Reserved<'_>> {
-        if size <= SMALL_REPLY {
-            return Some(Reserved { budget: self, size: 0 });
-        }
+        let size = size.saturating_add(REPLY_OVERHEAD);
         let mut now = self.waiting.load(Ordering::Relaxed);
         loop {
             let next = now.checked_add(size).filter(|n| *n <= RESULT_BUDGET)?;
@@ -88,9 +94,7 @@ impl ResultBudget {
 
 impl Drop for Reserved<'_> {
     fn drop(&mut self) {
-        if self.size > 0 {
-            self.budget.waiting.fetch_sub(self.size, Ordering::AcqRel);
-        }
+        self.budget.waiting.fetch_sub(self.size, Ordering::AcqRel);
     }
 }
 
@@ -560,6 +564,9 @@ impl Conn {
     pub(crate) async fn complete(&self, cid: CallId, func: &str, how: Completion) {
         let last = self.session().complete(cid, how);
         let Some(msg) = last else { return };
+        // However this ends (sent, refused, or this task dropped), the call
+        // then gives up its place under the session's call cap.
+        let _queued = ReplyQueued(self);
         let size = reply_size(&msg);
         let Some(reserved) = self.results.reserve(size) else {
             // Dropped here, before waiting to send the error: the point is
@@ -594,6 +601,8 @@ impl Conn {
     /// Fails the caller's call `cid` in place of a result of `size` bytes
     /// that would have taken the results waiting for this peer past
     /// [`RESULT_BUDGET`]: the result is gone, the error names the limit.
+    /// The error waits for room like any reply, holding its call's place
+    /// under the session's call cap, so such errors cannot pile up either.
     async fn refuse_result(&self, cid: CallId, func: &str, size: usize) {
         let mib = |n: usize| n as f64 / (1024.0 * 1024.0);
         let error = RemoteError::new(

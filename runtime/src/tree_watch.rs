@@ -34,7 +34,7 @@ use nix::unistd::Pid;
 pub const ENV_TREE: &str = "ACTOR_TREE";
 
 /// Present only in a watcher's environment: the tag it sweeps for.
-const ENV_WATCH: &str = "ACTOR_TREE_WATCH";
+pub(crate) const ENV_WATCH: &str = "ACTOR_TREE_WATCH";
 
 /// How long a root that returns waits for its watcher's sweep.
 const SWEEP_BOUND: Duration = Duration::from_secs(2);

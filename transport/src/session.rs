@@ -296,6 +296,11 @@ pub struct Session<A> {
     calls: HashMap<CallId, Call<A>>,
     /// How many of `calls` the peer started.
     served: usize,
+    /// The peer's calls that ended here and whose last message the driver
+    /// has not yet queued ([`Session::reply_queued`]): they still hold a
+    /// place under `max_served`, or a peer that never reads could have
+    /// replies pile up without bound.
+    replying: usize,
     /// The sum of the windows of the peer's open contexts.
     served_window: u64,
     transmit: VecDeque<Msg>,
@@ -313,6 +318,7 @@ impl<A: CallApp> Session<A> {
             next_cid: side.first_id(),
             calls: HashMap::new(),
             served: 0,
+            replying: 0,
             served_window: 0,
             transmit: VecDeque::new(),
             closed: None,
@@ -555,7 +561,15 @@ impl<A: CallApp> Session<A> {
             Completion::Cancelled(error) => Msg::Error { cid, error },
         };
         call.app.ended(End::Completed);
+        self.replying += 1;
         Some(msg)
+    }
+
+    /// The last message [`complete`](Session::complete) returned has been
+    /// queued for the peer (or dropped): its call gives up its place under
+    /// [`Limits::max_served`].
+    pub fn reply_queued(&mut self) {
+        self.replying = self.replying.saturating_sub(1);
     }
 
     /// Closes the session: every open call ends with `reason`, and later
@@ -565,6 +579,7 @@ impl<A: CallApp> Session<A> {
             self.closed = Some(reason.to_owned());
         }
         self.served = 0;
+        self.replying = 0;
         self.served_window = 0;
         self.transmit.clear();
         for (_, call) in self.calls.drain() {
@@ -725,7 +740,7 @@ impl<A: CallApp> Session<A> {
             Some(format!("call id {cid} has the parity of this side's calls"))
         } else if self.calls.contains_key(&cid) {
             Some(format!("call id {cid} is already in use"))
-        } else if self.served >= self.limits.max_served {
+        } else if self.served + self.replying >= self.limits.max_served {
             Some(format!("more than {} concurrent calls on one channel", self.limits.max_served))
         } else if kind != CallKind::Single
             && !(self.limits.min_window..=self.limits.max_window).contains(&window)

@@ -445,11 +445,13 @@ fn calls_past_the_cap_are_refused() {
     let c = p.open(true, CallKind::Single);
     p.drive();
     assert!(refusal(&mut p, false, start(5, CallKind::Single, 0)).contains("concurrent calls"));
-    // A call that ends frees its place.
+    // A call that ends frees its place once its reply is queued, not before.
     p.b.s.complete(c, Completion::Returned(Bytes::new())).expect("open");
-    p.send(true, start(7, CallKind::Single, 0));
+    assert!(refusal(&mut p, false, start(7, CallKind::Single, 0)).contains("concurrent calls"));
+    p.b.s.reply_queued();
+    p.send(true, start(9, CallKind::Single, 0));
     p.drive();
-    assert!(p.b.served.contains_key(&7));
+    assert!(p.b.served.contains_key(&9));
 }
 
 #[test]

@@ -34,6 +34,8 @@ use crate::spawn;
 /// The most arguments and environment variables one request may carry.
 const MAX_ARGS: usize = 4096;
 const MAX_ENV: usize = 1024;
+/// The bytes of arguments and environment one spawn request may carry.
+const MAX_REQUEST_BYTES: usize = 256 * 1024;
 
 /// The agent of this process.
 struct Agent {
@@ -163,6 +165,13 @@ impl Agent {
                 req.env.len()
             )));
         }
+        let bytes: usize = req.args.iter().map(String::len).sum::<usize>()
+            + req.env.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        if bytes > MAX_REQUEST_BYTES {
+            return Err(Refused::Invalid(format!(
+                "{bytes} bytes of arguments and environment; at most {MAX_REQUEST_BYTES}"
+            )));
+        }
         if req.args.iter().any(|a| a.contains('\0')) {
             return Err(Refused::Invalid("an argument contains a NUL byte".into()));
         }
@@ -185,13 +194,43 @@ impl Agent {
     }
 }
 
-/// Refuses environment variables a parent may not set: those the agent sets
-/// itself (the spawn spec, TLS files, the host name), and the dynamic
-/// loader's, which would run code the allow-list does not name.
+/// Prefixes of variables a parent may not set on another host: the spawn
+/// spec and TLS files (the agent sets them), the dynamic loader's and the
+/// shell's (they run code the allow-list does not name).
+const RESERVED_PREFIXES: [&str; 4] = ["ACTOR_SPAWN_", "ACTOR_TLS_", "LD_", "BASH"];
+
+/// Variables a parent may not set on another host: the runtime's own that
+/// carry identity, trust or the tree's cleanup (the agent's host name, the
+/// token, the helper watcher's tag, plaintext exposure), and those with
+/// which a shell, libc or `Command::new("name")` would run something else.
+const RESERVED: [&str; 17] = [
+    ENV_HOST,
+    crate::ENV_TREE,
+    crate::tree_watch::ENV_WATCH,
+    "ACTOR_TOKEN",
+    "ACTOR_TOKEN_FILE",
+    "ACTOR_INSECURE",
+    "PATH",
+    "IFS",
+    "ENV",
+    "SHELLOPTS",
+    "PS4",
+    "GCONV_PATH",
+    "HOSTALIASES",
+    "LOCPATH",
+    "NLSPATH",
+    "RES_OPTIONS",
+    "LOCALDOMAIN",
+];
+
+/// Refuses environment variables a parent may not set: a name that is not
+/// a plain identifier (letters, digits, `_`; so no exported shell
+/// functions), or one of [`RESERVED`] and [`RESERVED_PREFIXES`].
 fn check_env(key: &str, value: &str) -> std::result::Result<(), Refused> {
-    let reserved =
-        ["ACTOR_SPAWN_", "ACTOR_TLS_", "LD_"].iter().any(|p| key.starts_with(p)) || key == ENV_HOST;
-    if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') || reserved {
+    let identifier = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let reserved = RESERVED.contains(&key) || RESERVED_PREFIXES.iter().any(|p| key.starts_with(p));
+    if !identifier || value.contains('\0') || reserved {
         return Err(Refused::Env(key.to_owned()));
     }
     Ok(())
@@ -203,8 +242,9 @@ enum Refused {
     #[error("program `{program}` is not on the allow-list of host `{host}` (it allows: {allowed})")]
     NotAllowed { program: String, host: String, allowed: String },
     #[error(
-        "the environment variable `{0}` may not be set on another host (the agent sets the spawn spec, \
-         TLS files and host name itself, and refuses the dynamic loader's variables)"
+        "the environment variable `{0}` may not be set on another host (names must be letters, digits \
+         and `_`; the agent sets the spawn spec, TLS files, host name and tree tag itself, and refuses \
+         the token's, the dynamic loader's, the shell's and PATH)"
     )]
     Env(String),
     #[error("host `{host}` already runs its maximum of {max} children")]
@@ -238,6 +278,9 @@ fn spawn_call(args: Bytes, io: ServedIo) -> Served {
 /// passes the parent's orders to its keeper, and returns how it ended.
 async fn spawn_served(args: Bytes, io: ServedIo) -> std::result::Result<Bytes, Failure> {
     let (req,): (SpawnRequest,) = registry::decode_args(SPAWN_FN, &args)?;
+    // Neither the request nor its encoding is kept while the child runs:
+    // what a parent sends must not stay in the agent's memory for as long.
+    drop(args);
     let actor = local::current().map_err(Failure::Failed)?;
     let agent = AGENT.get().ok_or(Failure::Failed(Error::NotRunning))?;
     let parent = io.conn.peer().clone();
@@ -251,8 +294,10 @@ async fn spawn_served(args: Bytes, io: ServedIo) -> std::result::Result<Bytes, F
     tracing::info!(child = %req.actor, %parent, pid, program = %req.program, "started a child");
     let (orders, orders_rx) = mpsc::unbounded_channel();
     let (report, exit) = oneshot::channel();
+    let child = req.actor.clone();
+    drop(req);
     let kept = Kept {
-        child: req.actor,
+        child,
         parent,
         orders: orders_rx,
         report,
@@ -301,10 +346,19 @@ mod tests {
             ("", "x"),
             ("A=B", "x"),
             ("A", "nul\0"),
+            ("BASH_FUNC_exec%%", "() { id; }"),
+            ("BASH_ENV", "/tmp/x"),
+            ("PATH", "/tmp/evil"),
+            ("ACTOR_TREE", "mine"),
+            ("ACTOR_TREE_WATCH", "123.abc"),
+            ("ACTOR_TOKEN", "00"),
+            ("ACTOR_INSECURE", "1"),
+            ("9LIVES", "x"),
         ] {
             assert!(check_env(k, v).is_err(), "{k}={v}");
         }
         assert!(check_env("RUST_LOG", "debug").is_ok());
         assert!(check_env("ACTOR_LOG", "info").is_ok());
+        assert!(check_env("_private_setting", "1").is_ok());
     }
 }
