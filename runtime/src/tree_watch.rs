@@ -107,18 +107,41 @@ impl Watcher {
     /// the watcher to kill what is left of the tree and exit.
     pub(crate) fn finish(mut self) {
         drop(self.pipe);
-        let t0 = Instant::now();
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(_)) | Err(_) => return,
-                Ok(None) if t0.elapsed() >= SWEEP_BOUND => {
-                    tracing::debug!("the watcher did not finish its sweep in time");
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    return;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(1)),
-            }
+        if !exits_within(&self.child, SWEEP_BOUND) {
+            tracing::debug!("the watcher did not finish its sweep in time");
+            let _ = self.child.kill();
+        }
+        // The orphan reaper may have reaped it already; that is no error here.
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether `child` exits within `bound`, waited for on a pidfd (readable
+/// once the process has exited). A process already reaped has no pidfd:
+/// it has exited.
+fn exits_within(child: &Child, bound: Duration) -> bool {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let Ok(pid) = nix::libc::pid_t::try_from(child.id()) else { return false };
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+    // or -1; it touches no memory of ours.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+    let Ok(fd) = i32::try_from(fd) else { return false };
+    if fd < 0 {
+        return std::io::Error::last_os_error().raw_os_error() == Some(nix::libc::ESRCH);
+    }
+    // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let deadline = Instant::now() + bound;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+        let mut pfd = nix::libc::pollfd { fd: pidfd.as_raw_fd(), events: nix::libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        match unsafe { nix::libc::poll(&mut pfd, 1, ms) } {
+            n if n > 0 => return true,
+            0 => return false,
+            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
+            _ => return false,
         }
     }
 }
