@@ -410,12 +410,25 @@ const RSS_BOUND_KIB: u64 = 256 * 1024;
 /// The victim's peer timeout: a peer silent this long is dropped.
 const PEER_TIMEOUT: &str = "1";
 
-fn authed_victim() -> (Tree, Addr, u32) {
-    authed_victim_with(PEER_TIMEOUT)
+/// Runs `attack` against a fresh authenticated victim with a peer timeout
+/// of `peer_timeout` seconds, given the victim's address and pid; then stops
+/// the victim, which must exit cleanly.
+fn against_victim<F: std::future::Future<Output = ()>>(
+    peer_timeout: &str,
+    attack: impl FnOnce(Addr, u32) -> F,
+) {
+    let (victim, addr, pid) = authed_victim(peer_timeout);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(attack(addr, pid));
+    drop(rt);
+    victim.signal(Signal::SIGTERM);
+    let out = victim.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
 }
 
-/// As [`authed_victim`], with a peer timeout of `peer_timeout` seconds.
-fn authed_victim_with(peer_timeout: &str) -> (Tree, Addr, u32) {
+/// A fresh victim that demands the token, with a peer timeout of
+/// `peer_timeout` seconds: its handle, address and pid.
+fn authed_victim(peer_timeout: &str) -> (Tree, Addr, u32) {
     let mut victim =
         Tree::start("hostile_victim", &[], &[("ACTOR_TOKEN", TOKEN), ("ACTOR_PEER_TIMEOUT", peer_timeout)]);
     let line = victim.wait_for_line("VICTIM", BOUND);
@@ -532,9 +545,7 @@ impl Peer {
 fn unread_context_windows_are_capped_per_channel() {
     const WINDOW: u32 = 16 * 1024 * 1024;
     const ITEM: usize = 1024 * 1024;
-    let (victim, addr, pid) = authed_victim();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    rt.block_on(async {
+    against_victim(PEER_TIMEOUT, |addr, pid| async move {
         let mut legit = Peer::connect(&addr, "legit").await;
         legit.square(7).await;
         let (before, _) = mem(pid);
@@ -619,10 +630,6 @@ fn unread_context_windows_are_capped_per_channel() {
         );
         assert!(flooding < RSS_BOUND_KIB, "RSS {} over the bound", mib(flooding));
     });
-    drop(rt);
-    victim.signal(Signal::SIGTERM);
-    let out = victim.finish(BOUND);
-    assert!(out.status.success(), "{out:?}");
 }
 
 /// Sends `calls` calls of `blob(15)` (15 MiB results) on a fresh
@@ -676,9 +683,7 @@ async fn rss_falls_under(pid: u32, kib: u64, within: Duration) -> Duration {
 #[test]
 fn results_a_peer_never_reads_are_dropped_with_the_peer() {
     const CALLS: u64 = 40;
-    let (victim, addr, pid) = authed_victim();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    rt.block_on(async {
+    against_victim(PEER_TIMEOUT, |addr, pid| async move {
         let mut legit = Peer::connect(&addr, "legit").await;
         legit.square(7).await;
         let (before, _) = mem(pid);
@@ -702,10 +707,6 @@ fn results_a_peer_never_reads_are_dropped_with_the_peer() {
         );
         assert!(peak < RSS_BOUND_KIB, "peak RSS {} for {CALLS} results of 15 MiB", mib(peak));
     });
-    drop(rt);
-    victim.signal(Signal::SIGTERM);
-    let out = victim.finish(BOUND);
-    assert!(out.status.success(), "{out:?}");
 }
 
 /// A peer that calls for more large results than the result budget holds
@@ -716,16 +717,15 @@ fn results_a_peer_never_reads_are_dropped_with_the_peer() {
 fn results_past_the_budget_become_errors_naming_it() {
     const CALLS: u64 = 8;
     // Not dropped as silent while it does not read.
-    let (victim, addr, pid) = authed_victim_with("20");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    rt.block_on(async {
+    against_victim("20", |addr, pid| async move {
         let mut legit = Peer::connect(&addr, "legit").await;
         let (before, _) = mem(pid);
         let (_sender, mut receiver) = unread_results(&addr, CALLS as usize).await;
         assert_eq!(legit.call::<u64>("hostile_victim::blobs_made", &(CALLS,)).await, CALLS);
         let (mut results, mut refused) = (0, 0);
         while results + refused < CALLS {
-            let msg = timeout(BOUND, receiver.recv()).await.expect("a reply in time").expect("recv").expect("open");
+            let msg =
+                timeout(BOUND, receiver.recv()).await.expect("a reply in time").expect("recv").expect("open");
             match msg {
                 Msg::Return { value, .. } => {
                     assert!(value.len() > 15 * 1024 * 1024, "a 15 MiB result, got {} bytes", value.len());
@@ -751,10 +751,6 @@ fn results_past_the_budget_become_errors_naming_it() {
         assert!(refused >= 1 && results >= 4, "{results} delivered, {refused} refused");
         legit.square(9).await;
     });
-    drop(rt);
-    victim.signal(Signal::SIGTERM);
-    let out = victim.finish(BOUND);
-    assert!(out.status.success(), "{out:?}");
 }
 
 /// A peer that sends calls answered at once with small replies and does not
@@ -765,9 +761,7 @@ fn results_past_the_budget_become_errors_naming_it() {
 #[test]
 fn small_replies_a_peer_does_not_read_stay_bounded() {
     const CALLS: usize = 66_000;
-    let (victim, addr, pid) = authed_victim_with("20");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    rt.block_on(async {
+    against_victim("20", |addr, pid| async move {
         let mut legit = Peer::connect(&addr, "legit").await;
         let (before, _) = mem(pid);
         let token = Secret::from_hex(TOKEN).expect("token");
@@ -795,7 +789,8 @@ fn small_replies_a_peer_does_not_read_stay_bounded() {
                 Some(Msg::Return { .. }) => answered += 1,
                 Some(Msg::Error { error, .. }) => {
                     assert!(
-                        error.message.contains("concurrent calls") || error.type_name == "actor::ResultsUnread",
+                        error.message.contains("concurrent calls")
+                            || error.type_name == "actor::ResultsUnread",
                         "{error:?}"
                     );
                     refused += 1;
@@ -813,10 +808,6 @@ fn small_replies_a_peer_does_not_read_stay_bounded() {
         assert!(peak < RSS_BOUND_KIB, "peak RSS {} over the bound", mib(peak));
         legit.square(9).await;
     });
-    drop(rt);
-    victim.signal(Signal::SIGTERM);
-    let out = victim.finish(BOUND);
-    assert!(out.status.success(), "{out:?}");
 }
 
 /// A peer that stops reading and answering (as if SIGSTOPped) while it holds
@@ -824,9 +815,7 @@ fn small_replies_a_peer_does_not_read_stay_bounded() {
 /// every call it held ends.
 #[test]
 fn a_peer_that_stops_reading_is_dropped_and_its_calls_end() {
-    let (victim, addr, pid) = authed_victim();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    rt.block_on(async {
+    against_victim(PEER_TIMEOUT, |addr, pid| async move {
         let mut legit = Peer::connect(&addr, "legit").await;
         legit.square(7).await;
         let (before, _) = mem(pid);
@@ -836,11 +825,20 @@ fn a_peer_that_stops_reading_is_dropped_and_its_calls_end() {
         let (sender, mut receiver) = ch.split();
         let mut cid = 1;
         let mut start = |func: &str, kind, window| {
-            let msg = Msg::Start { cid, func: func.into(), kind, args: Bytes::from_static(b"\x90"), window, timeout_ms: None, key: None };
+            let msg = Msg::Start {
+                cid,
+                func: func.into(),
+                kind,
+                args: Bytes::from_static(b"\x90"),
+                window,
+                timeout_ms: None,
+                key: None,
+            };
             cid += 2;
             msg
         };
-        let mut starts: Vec<Msg> = (0..200).map(|_| start("hostile_victim::wait_forever", CallKind::Single, 0)).collect();
+        let mut starts: Vec<Msg> =
+            (0..200).map(|_| start("hostile_victim::wait_forever", CallKind::Single, 0)).collect();
         starts.extend((0..16).map(|_| start("hostile_victim::flood", CallKind::Context, 1024 * 1024)));
         for m in &starts {
             timeout(BOUND, sender.send(m)).await.expect("send in time").expect("send");
@@ -872,10 +870,6 @@ fn a_peer_that_stops_reading_is_dropped_and_its_calls_end() {
         );
         assert!(peak < RSS_BOUND_KIB, "peak RSS {} over the bound", mib(peak));
     });
-    drop(rt);
-    victim.signal(Signal::SIGTERM);
-    let out = victim.finish(BOUND);
-    assert!(out.status.success(), "{out:?}");
 }
 
 /// Calls in flight up to the per-channel cap (65,536 served calls): the
@@ -889,9 +883,7 @@ fn calls_in_flight_are_capped_per_channel() {
     // machine: a 1 s peer timeout could then drop the legitimate peer, whose
     // pongs wait in line. Nothing here needs the timeout; the attacker's
     // calls end when it disconnects.
-    let (victim, addr, pid) = authed_victim_with("20");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    rt.block_on(async {
+    against_victim("20", |addr, pid| async move {
         let mut legit = Peer::connect(&addr, "legit").await;
         legit.square(7).await;
         let (before, _) = mem(pid);
@@ -901,7 +893,8 @@ fn calls_in_flight_are_capped_per_channel() {
             attacker.start("hostile_victim::wait_forever", CallKind::Single, &(), 0).await;
         }
         for _ in 0..OVER {
-            let msg = timeout(BOUND, attacker.replies.recv()).await.expect("a refusal in time").expect("open");
+            let msg =
+                timeout(BOUND, attacker.replies.recv()).await.expect("a refusal in time").expect("open");
             match msg {
                 Msg::Error { cid, error } => {
                     assert!(cid > 2 * CAP as u64, "call {cid}, under the cap, was refused: {error:?}");
@@ -927,8 +920,4 @@ fn calls_in_flight_are_capped_per_channel() {
         );
         assert!(peak < RSS_BOUND_KIB, "peak RSS {} over the bound", mib(peak));
     });
-    drop(rt);
-    victim.signal(Signal::SIGTERM);
-    let out = victim.finish(BOUND);
-    assert!(out.status.success(), "{out:?}");
 }
