@@ -17,6 +17,8 @@
 //!   (after 100 warm-up calls); median per call, and total / 10,000. Then, as
 //!   context only, `rtt_raw_tcp`: raw loopback TCP round trips of 12 bytes
 //!   between the same two processes, the floor under any round trip here.
+//!   Run with `ACTOR_LOW_LATENCY_US` set (as `run.sh` does a second time),
+//!   the workload is named `rtt_low_latency`.
 //! - `stream`: 100,000 items of 64-byte `Bytes` from a daemon's stream function
 //!   (after a 1,000-item warm-up stream); median items/s of 3 runs.
 //!
@@ -112,7 +114,9 @@ async fn spawn_20() -> actor::Result<()> {
     Ok(())
 }
 
-async fn rtt(portal: &actor::Portal) -> actor::Result<()> {
+/// `workload` names the mode: `rtt`, or `rtt_low_latency` when the tree runs
+/// in the opt-in low-latency mode (`ACTOR_LOW_LATENCY_US`).
+async fn rtt(portal: &actor::Portal, workload: &str) -> actor::Result<()> {
     for i in 0..100 {
         portal.run(echo, (i,)).await?;
     }
@@ -127,7 +131,7 @@ async fn rtt(portal: &actor::Portal) -> actor::Result<()> {
     }
     let mean = total.elapsed().as_secs_f64() * 1e6 / calls as f64;
     println!(
-        "RESULT {{\"workload\": \"rtt\", \"value\": {:.3}, \"unit\": \"us\", \"mean_us\": {mean:.3}, \"calls\": {calls}}}",
+        "RESULT {{\"workload\": \"{workload}\", \"value\": {:.3}, \"unit\": \"us\", \"mean_us\": {mean:.3}, \"calls\": {calls}}}",
         median(each)
     );
     Ok(())
@@ -191,6 +195,7 @@ fn main() -> actor::Result<()> {
     // `cargo bench` passes `--bench`; other arguments pick workloads (default all).
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let want = move |w: &str| only.is_empty() || only.iter().any(|o| o == w);
+    let rtt_workload = if config.low_latency.is_some() { "rtt_low_latency" } else { "rtt" };
     actor::run_with(config, async move {
         if want("spawn_one") {
             spawn_one().await?;
@@ -202,7 +207,7 @@ fn main() -> actor::Result<()> {
             actor::open_nursery(|n| async move {
                 let daemon = n.start_actor("daemon").await?;
                 if want("rtt") {
-                    rtt(&daemon).await?;
+                    rtt(&daemon, rtt_workload).await?;
                     rtt_raw_tcp(&daemon).await?;
                 }
                 if want("stream") {

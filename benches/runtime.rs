@@ -2,7 +2,9 @@
 //! run: spawn-to-result (one actor, 50 in parallel), portal round trip vs raw
 //! loopback TCP, stream throughput vs raw length-prefixed TCP, restart
 //! latency (SIGKILL of a daemon -> its restarted process answers) beside
-//! spawn-to-result, spawn-to-result through a host agent beside one here.
+//! spawn-to-result, spawn-to-result through a host agent beside one here,
+//! the round trip over mutual TLS beside plaintext, and the low-latency mode
+//! (round trip and CPU cost) beside the default.
 //!
 //! Run: `cargo bench --bench runtime`. This binary is an actor program: the
 //! actors it spawns are re-executions of it.
@@ -143,8 +145,10 @@ async fn throughput(n: &actor::Nursery, size: usize, count: u64) -> actor::Resul
 }
 
 /// Portal round trips and `find_actor` lookups in one tree; prints medians
-/// for the `tls` section's parent process to read.
-async fn portal_rtt_only() -> actor::Result<()> {
+/// for the `tls` and `low_latency` sections' parent process to read. With
+/// `cpu`, also the CPU time both processes spend per call when calls come
+/// one per millisecond, and per second of idling.
+async fn portal_rtt_only(cpu: bool) -> actor::Result<()> {
     actor::open_nursery(|n| async move {
         let p = n.start_actor("echo_daemon").await?;
         for _ in 0..1_000 {
@@ -165,9 +169,87 @@ async fn portal_rtt_only() -> actor::Result<()> {
         }
         println!("PORTAL_RTT_NS {}", summary(rtt).0.as_nanos());
         println!("FIND_NS {}", summary(find).0.as_nanos());
-        Ok(())
+        if cpu {
+            let pids = [std::process::id(), p.run(own_pid, ()).await?];
+            let used = || pids.iter().map(|&pid| cpu_time(pid)).sum::<Duration>();
+            let before = used();
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            for i in 0..2_000u64 {
+                tick.tick().await;
+                std::hint::black_box(p.run(echo, (i,)).await?);
+            }
+            println!("PACED_CPU_NS_PER_CALL {}", (used() - before).as_nanos() / 2_000);
+            let before = used();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            println!("IDLE_CPU_NS_PER_S {}", (used() - before).as_nanos() / 2);
+        }
+        p.cancel_actor().await
     })
     .await
+}
+
+/// User plus system CPU time of process `pid` so far, from /proc.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').expect("a stat line") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as u64;
+    Duration::from_nanos(ticks * 1_000_000_000 / hz)
+}
+
+/// Runs `portal_rtt_only` (with `extra` arguments) as a separate tree with
+/// `env`; returns the `KEY value` lines it printed.
+fn rtt_tree(extra: &[&str], env: &[(&str, String)]) -> std::collections::HashMap<String, u128> {
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.arg("portal_rtt_only").args(extra).env("ACTOR_ARBITER", "tcp://127.0.0.1:0");
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    let out = cmd.output().expect("run a tree");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let values: std::collections::HashMap<String, u128> = text
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter_map(|(k, v)| Some((k.to_owned(), v.trim().parse().ok()?)))
+        .collect();
+    assert!(
+        out.status.success() && values.contains_key("PORTAL_RTT_NS"),
+        "the tree failed: {text} / {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    values
+}
+
+fn median_of(runs: &[std::collections::HashMap<String, u128>], key: &str) -> f64 {
+    let mut v: Vec<u128> = runs.iter().map(|r| r[key]).collect();
+    v.sort_unstable();
+    v[v.len() / 2] as f64
+}
+
+/// The low-latency mode against the default, as separate trees run
+/// alternately: round trip, CPU per call at one call per millisecond, CPU
+/// per second of idling.
+fn low_latency_section() {
+    const SPIN_US: u64 = 50;
+    println!("== low-latency mode (ACTOR_LOW_LATENCY_US={SPIN_US}) vs default (separate trees, alternating)");
+    let spin = [(actor::ENV_LOW_LATENCY, SPIN_US.to_string())];
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        off.push(rtt_tree(&["cpu"], &[]));
+        on.push(rtt_tree(&["cpu"], &spin));
+    }
+    for (label, key, unit, scale) in [
+        ("portal round trip, median", "PORTAL_RTT_NS", "us", 1e3),
+        ("CPU per call at 1,000 calls/s (both processes)", "PACED_CPU_NS_PER_CALL", "us", 1e3),
+        ("CPU per second idle (both processes)", "IDLE_CPU_NS_PER_S", "ms", 1e6),
+    ] {
+        let (a, b) = (median_of(&off, key) / scale, median_of(&on, key) / scale);
+        println!("{label:<48} default {a:>8.1} {unit}   low-latency {b:>8.1} {unit}");
+    }
+    println!(
+        "  round trip ratio (default / low-latency): {:.2}x",
+        median_of(&off, "PORTAL_RTT_NS") / median_of(&on, "PORTAL_RTT_NS")
+    );
 }
 
 /// Writes a test CA and a certificate for 127.0.0.1; returns the TLS env.
@@ -199,21 +281,11 @@ fn tls_section() {
     let dir = std::env::temp_dir().join(format!("actor-bench-pki-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let tls_env = test_pki(&dir);
-    let run = |tls: bool| -> (u128, u128) {
-        let mut cmd = std::process::Command::new(std::env::current_exe().expect("current_exe"));
-        cmd.arg("portal_rtt_only").env("ACTOR_ARBITER", "tcp://127.0.0.1:0");
-        if tls {
-            cmd.envs(tls_env.iter().cloned());
-        }
-        let out = cmd.output().expect("run a tree");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let get = |key: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().parse::<u128>().ok())
-                .unwrap_or_else(|| panic!("no {key} in {text} / {}", String::from_utf8_lossy(&out.stderr)))
-        };
-        (get("PORTAL_RTT_NS "), get("FIND_NS "))
+    let tls_env: Vec<(&str, String)> =
+        tls_env.iter().map(|(k, v)| (*k, v.to_string_lossy().into_owned())).collect();
+    let run = |tls: bool| {
+        let v = rtt_tree(&[], if tls { &tls_env } else { &[] });
+        (v["PORTAL_RTT_NS"], v["FIND_NS"])
     };
     let (mut plain, mut tls) = (Vec::new(), Vec::new());
     for _ in 0..3 {
@@ -242,10 +314,14 @@ fn main() -> actor::Result<()> {
     // `cargo bench` passes `--bench`; any other argument picks one section.
     let only = std::env::args().skip(1).find(|a| !a.starts_with("--"));
     if only.as_deref() == Some("portal_rtt_only") {
-        return actor::run(portal_rtt_only());
+        return actor::run(portal_rtt_only(std::env::args().any(|a| a == "cpu")));
     }
     if only.as_deref() == Some("tls") {
         tls_section();
+        return Ok(());
+    }
+    if only.as_deref() == Some("low_latency") {
+        low_latency_section();
         return Ok(());
     }
     if only.as_deref() == Some("agent") {
@@ -281,6 +357,7 @@ fn main() -> actor::Result<()> {
     })?;
     if run_tls {
         tls_section();
+        low_latency_section();
     }
     Ok(())
 }

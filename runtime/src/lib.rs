@@ -77,6 +77,7 @@ pub mod jobs;
 mod link;
 mod local;
 mod logging;
+mod low_latency;
 mod nursery;
 mod parent_death;
 mod peers;
@@ -119,6 +120,7 @@ pub use etcd_config::{
     EtcdConfig,
 };
 pub use introspect::{ChildReport, INTROSPECT_FN, Introspection};
+pub use low_latency::{ENV_LOW_LATENCY, MAX_SPIN};
 pub use nursery::{ActorBuilder, Nursery, open_nursery, open_nursery_with};
 pub use portal::{Portal, ResultPortal};
 pub use registry::{RemoteContextFn, RemoteFn, RemoteStreamFn, is_registered};

@@ -82,12 +82,8 @@ where
     }
     logging::init(config.log.as_deref());
     let watcher = tree_watch::start();
-    // One thread per actor, like the children (and like tractor's trio actors):
-    // no cross-thread wake-ups on the hot paths. ACTOR_THREADS opts in to more.
-    let rt = match config.threads {
-        0 | 1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
-        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
-    };
+    // One thread per actor, like the children: ACTOR_THREADS opts in to more.
+    let rt = crate::low_latency::runtime(config.threads, config.low_latency)?;
     let result = rt.block_on(run_root(config, main));
     drop(rt);
     if let Some(w) = watcher {
@@ -260,10 +256,11 @@ fn run_child(spec: SpawnSpec) -> ! {
         eprintln!("actor `{}`: cannot watch for the parent's death: {e}", spec.uid.name);
         std::process::exit(70)
     }
-    let code = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = crate::low_latency::from_env().and_then(|spin| crate::low_latency::runtime(1, spin));
+    let code = match runtime {
         Ok(rt) => rt.block_on(child_main(spec)),
         Err(e) => {
-            eprintln!("actor: cannot start a runtime: {e}");
+            eprintln!("actor `{}`: cannot start a runtime: {e}", spec.uid.name);
             70
         }
     };

@@ -8,6 +8,7 @@
 //! full, which gives back-pressure without an unbounded queue.
 
 use std::io;
+use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -139,15 +140,18 @@ impl Channel {
     pub fn from_stream(stream: Stream, config: &ChannelConfig) -> Self {
         match stream {
             Stream::Tcp(s) => {
+                crate::spin::watch(s.as_fd());
                 let (r, w) = s.into_split();
                 Channel::new(r, w, config)
             }
             Stream::Unix(s) => {
+                crate::spin::watch(s.as_fd());
                 let (r, w) = s.into_split();
                 Channel::new(r, w, config)
             }
             #[cfg(feature = "tls")]
             Stream::Tls(s) => {
+                crate::spin::watch(s.get_ref().0.as_fd());
                 // One TLS session serves both directions: split behind a lock.
                 let (r, w) = tokio::io::split(*s);
                 Channel::new(r, w, config)

@@ -21,6 +21,8 @@
 //! - [`accept_log`]: escaped, rate-limited logging of refused connections,
 //! - [`liveness`]: TCP keepalive so a vanished peer is detected within a bound,
 //! - [`escape`]: peer-supplied text made safe for logs ([`Escaped`]),
+//! - [`spin`]: readiness of channel sockets, for the runtime's low-latency
+//!   mode that polls briefly before sleeping,
 //! - [`stream`]: the connected byte streams channels run over ([`Stream`]),
 //! - [`tls`]: mutual TLS from PEM files ([`TlsConfig`]; the actor handshake over
 //!   it is [`connect_tls`]).
@@ -39,6 +41,7 @@ pub mod listener;
 pub mod liveness;
 pub mod secret_file;
 pub mod session;
+pub mod spin;
 pub mod stream;
 // Without the `tls` feature, a stand-in with the same API in which no
 // `TlsConfig` can be made, so callers need no cfgs of their own.

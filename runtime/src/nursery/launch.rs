@@ -190,7 +190,11 @@ async fn start(
                 None => own_program().map_err(&spawn_err)?,
             },
             args,
-            env: spec.env.clone(),
+            env: crate::low_latency::child_env(actor.config.low_latency)
+                .map(|(k, v)| (k.to_owned(), v))
+                .into_iter()
+                .chain(spec.env.iter().cloned())
+                .collect(),
             parent: actor.listen.clone(),
             token: token.to_hex(),
         };
@@ -209,6 +213,7 @@ async fn start(
         .env(spawn::ENV_ID, &uid.id)
         .env(spawn::ENV_TOKEN, token.to_hex())
         .env(spawn::ENV_PPID, std::process::id().to_string())
+        .envs(crate::low_latency::child_env(actor.config.low_latency))
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .envs(spawn::tls_env(actor.config.tls.as_ref()).map_err(&spawn_err)?)
         .stdin(std::process::Stdio::null());
