@@ -45,8 +45,9 @@ pub(crate) fn watch(fd: BorrowedFd<'_>) {
 }
 
 /// Polls the watched sockets without blocking until one is readable (or
-/// closed by its peer), an error occurs, or `bound` has passed. Returns at
-/// once if [`enable`] was never called.
+/// closed by its peer), an error occurs, or `bound` has passed, yielding the
+/// CPU to any other runnable thread between polls. Returns at once if
+/// [`enable`] was never called.
 ///
 /// A socket whose data nobody is reading yet (a reader held back by a slow
 /// consumer) ends every spin at once: the thread then parks as it would
@@ -63,7 +64,9 @@ pub fn until_ready(bound: Duration) {
         if start.elapsed() >= bound {
             return;
         }
-        std::hint::spin_loop();
+        // Not a busy loop: on a loaded machine the peer we wait for may need
+        // this very CPU to send what we wait for.
+        std::thread::yield_now();
     }
 }
 
