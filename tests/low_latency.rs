@@ -33,13 +33,6 @@ fn the_mode_set_in_code_reaches_every_actor() {
 }
 
 #[test]
-fn without_the_mode_nothing_is_handed_down() {
-    let out = Tree::start("scenarios", &["low_latency"], &[]).finish(BOUND);
-    assert!(out.status.success(), "{out:?}");
-    assert!(out.stdout.contains("CHILD SPIN None GRANDCHILD SPIN None"), "{out:?}");
-}
-
-#[test]
 fn a_bad_setting_is_refused_at_start_naming_it() {
     for (value, says) in [("fast", "must be a whole number of microseconds"), ("5000", "at most 1000 us")] {
         let out =
