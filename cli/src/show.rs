@@ -21,7 +21,8 @@ fn restarts(seen: &[Seen]) -> HashMap<&Uid, u32> {
         .collect()
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 

@@ -78,6 +78,8 @@ mod link;
 mod local;
 mod logging;
 mod nursery;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod parent_death;
 mod peers;
 mod portal;
@@ -92,6 +94,7 @@ mod spawn;
 mod state;
 mod stream;
 mod supervise;
+pub mod trace;
 mod tree_watch;
 
 pub use actor_arbiter as arbiter;

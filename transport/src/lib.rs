@@ -22,6 +22,7 @@
 //! - [`liveness`]: TCP keepalive so a vanished peer is detected within a bound,
 //! - [`escape`]: peer-supplied text made safe for logs ([`Escaped`]),
 //! - [`stream`]: the connected byte streams channels run over ([`Stream`]),
+//! - [`trace`]: the W3C trace context a call carries ([`TraceContext`]),
 //! - [`tls`]: mutual TLS from PEM files ([`TlsConfig`]; the actor handshake over
 //!   it is [`connect_tls`]).
 #![warn(missing_docs, unreachable_pub)]
@@ -44,6 +45,7 @@ pub mod stream;
 // `TlsConfig` can be made, so callers need no cfgs of their own.
 #[cfg_attr(not(feature = "tls"), path = "tls_disabled.rs")]
 pub mod tls;
+pub mod trace;
 pub mod wire;
 
 pub use addr::{Addr, AddrParseError};
@@ -65,4 +67,5 @@ pub use session::{
 };
 pub use stream::Stream;
 pub use tls::{ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, TlsConfig, TlsError};
+pub use trace::{SpanId, TraceContext, TraceId, TraceParseError};
 pub use wire::{CallId, CallKind, ErrorKind, Msg, PROTOCOL_VERSION, RemoteError, Uid};

@@ -426,7 +426,16 @@ fn refusal(p: &mut Pair, to_a: bool, msg: Msg) -> String {
 }
 
 fn start(cid: CallId, kind: CallKind, window: u32) -> Msg {
-    Msg::Start { cid, func: "f".into(), kind, args: Bytes::new(), window, timeout_ms: None, key: None }
+    Msg::Start {
+        cid,
+        func: "f".into(),
+        kind,
+        args: Bytes::new(),
+        window,
+        timeout_ms: None,
+        key: None,
+        trace: None,
+    }
 }
 
 #[test]
