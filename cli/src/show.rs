@@ -257,7 +257,11 @@ mod tests {
         });
         let report = serde_json::from_value(report).expect("an introspection");
         let uid = Uid { name: name.into(), id: format!("{name}-id") };
-        Seen { entry: actor::Entry { uid, addr: actor::Addr::loopback(1) }, report: Ok(report) }
+        Seen {
+            entry: actor::Entry { uid, addr: actor::Addr::loopback(1) },
+            report: Ok(report),
+            at: std::time::Instant::now(),
+        }
     }
 
     #[test]
