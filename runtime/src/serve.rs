@@ -73,7 +73,6 @@ pub(crate) fn start(conn: &Arc<Conn>, actor: &Arc<Actor>, from_parent: bool, cal
     // The call's span, a child of the caller's: calls the function makes
     // carry it on (trace.rs).
     let trace = crate::trace::Span::serving(trace);
-    let served: crate::registry::Served = Box::pin(crate::trace::scope(trace, served));
     let conn = conn.clone();
     let actor2 = actor.clone();
     // The name comes from the peer: escaped, so it cannot forge log lines.
@@ -105,7 +104,7 @@ pub(crate) fn start(conn: &Arc<Conn>, actor: &Arc<Actor>, from_parent: bool, cal
                 std::future::pending::<()>().await
             };
             let outcome = tokio::select! {
-                outcome = crate::scope::serve(served, &token) => outcome,
+                outcome = crate::trace::scope(trace, crate::scope::serve(served, &token)) => outcome,
                 () = expire => None,
             };
             let expired = deadline.is_some_and(|at| tokio::time::Instant::now() >= at);

@@ -239,9 +239,9 @@ impl<'de> Visitor<'de> for ContextVisitor {
             return Ok(None);
         }
         Ok(match fields {
-            [Scalar::Bytes(t), Scalar::Bytes(s), Scalar::Uint(flags)] => {
-                let trace_id = <[u8; 16]>::try_from(t.as_slice()).ok().and_then(TraceId::from_bytes);
-                let span_id = <[u8; 8]>::try_from(s.as_slice()).ok().and_then(SpanId::from_bytes);
+            [Scalar::Bytes(t, 16), Scalar::Bytes(s, 8), Scalar::Uint(flags)] => {
+                let trace_id = TraceId::from_bytes(t);
+                let span_id = <[u8; 8]>::try_from(&s[..8]).ok().and_then(SpanId::from_bytes);
                 match (trace_id, span_id, u8::try_from(flags)) {
                     (Some(trace_id), Some(span_id), Ok(flags)) => {
                         Some(TraceContext { trace_id, span_id, flags })
@@ -299,9 +299,11 @@ impl<'de> Visitor<'de> for ContextVisitor {
     }
 }
 
-/// One element of a trace context as the peer sent it.
+/// One element of a trace context as the peer sent it. Bytes are kept in
+/// place (at most 16, with their length): decoding a context allocates
+/// nothing, as it is on every call's path.
 enum Scalar {
-    Bytes(Vec<u8>),
+    Bytes([u8; 16], usize),
     Uint(u64),
     Other,
 }
@@ -323,7 +325,14 @@ impl<'de> Visitor<'de> for ScalarVisitor {
 
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Scalar, E> {
         // Only ids are kept; a longer string is not one, whatever it holds.
-        Ok(if v.len() <= 16 { Scalar::Bytes(v.to_vec()) } else { Scalar::Other })
+        let mut kept = [0u8; 16];
+        match kept.get_mut(..v.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(v);
+                Ok(Scalar::Bytes(kept, v.len()))
+            }
+            None => Ok(Scalar::Other),
+        }
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
