@@ -364,3 +364,24 @@ fn spans_are_exported_over_otlp_with_their_parents() {
         assert_eq!(span.3, hop.ctx.span_id().to_string(), "{span:?}");
     }
 }
+
+/// A collector that is not there costs the calls nothing: the request is
+/// served as without one, and each actor says once that it cannot export.
+#[cfg(feature = "otel")]
+#[test]
+fn an_unreachable_collector_neither_blocks_nor_fails_calls() {
+    // A port nothing listens on any more.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let out = Tree::start("trace_scenarios", &["chain"], &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)])
+        .finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    assert_one_chain(&hops(&out.stdout));
+    let warnings = out.warnings();
+    assert!(!warnings.is_empty(), "a collector that is down is reported: {}", out.stderr);
+    for w in &warnings {
+        assert!(w.contains("cannot export spans (reported once)"), "{w}");
+    }
+    // root, a, b and c: at most once each.
+    assert!(warnings.len() <= 4, "{warnings:#?}");
+}
