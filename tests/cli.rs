@@ -195,6 +195,45 @@ fn a_restarted_actor_shows_its_restarts_under_its_parent() {
     assert!(live.tree.finish(BOUND).status.success());
 }
 
+/// `actor top` against a tree whose root calls the child in a loop: every
+/// refresh shows the child serving calls at a rate above zero, and the
+/// idle grandchild at zero; the text form is a table without escape codes
+/// when stdout is not a terminal.
+#[test]
+fn top_shows_the_call_rate_of_a_busy_actor() {
+    let live = Live::start_with(&["busy"]);
+    let names = ["cli_child", "cli_grandchild", "root"];
+    live.ps_until("all three actors", |all| names.iter().all(|n| named(all, n).is_some()));
+    let ran = live.run(&["top", "--json", "--interval", "0.3", "--iterations", "2"]);
+    assert!(ran.ok, "{}", ran.stderr);
+    let docs: Vec<Value> = ran
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert_eq!(docs.len(), 2, "{}", ran.stdout);
+    for doc in &docs {
+        assert_eq!(doc["interval_ms"], 300, "{doc}");
+        let all = doc["actors"].as_array().expect("actors").clone();
+        let child = named(&all, "cli_child").expect("the child");
+        assert_eq!(child["pid"], live.child, "{child}");
+        assert!(child["calls_per_sec"].as_f64().is_some_and(|r| r > 0.0), "{child}");
+        assert!(child["calls_served"].as_u64().is_some_and(|n| n > 1), "{child}");
+        let grandchild = named(&all, "cli_grandchild").expect("the grandchild");
+        assert_eq!(grandchild["calls_per_sec"].as_f64(), Some(0.0), "{grandchild}");
+    }
+    let text = live.run(&["top", "--interval", "0.2", "--iterations", "1"]);
+    assert!(text.ok, "{}", text.stderr);
+    assert!(text.stdout.contains("CALLS/S") && text.stdout.contains("cli_child"), "{}", text.stdout);
+    assert!(!text.stdout.contains('\x1b'), "no escape codes into a pipe: {:?}", text.stdout);
+    let bad = live.run(&["top", "--interval", "0"]);
+    assert!(!bad.ok && bad.stderr.contains("interval"), "{}", bad.stderr);
+    live.tree.signal(Signal::SIGTERM);
+    let done = live.tree.finish(BOUND);
+    assert!(done.status.success(), "{done:?}");
+    done.assert_no_warnings();
+}
+
 #[test]
 fn without_the_trees_secret_nothing_is_shown() {
     let live = Live::start();

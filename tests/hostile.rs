@@ -43,6 +43,7 @@ async fn call(ch: &mut Channel, cid: u64, func: &str, args: &impl serde::Seriali
         window: 0,
         timeout_ms: None,
         key: None,
+        trace: None,
     };
     timeout(BOUND, ch.send(&start)).await.expect("send in time").expect("send");
     loop {
@@ -497,7 +498,16 @@ impl Peer {
         let cid = self.next_cid;
         self.next_cid += 2;
         let args = Bytes::from(rmp_serde::to_vec(args).expect("encode args"));
-        let start = Msg::Start { cid, func: func.into(), kind, args, window, timeout_ms: None, key: None };
+        let start = Msg::Start {
+            cid,
+            func: func.into(),
+            kind,
+            args,
+            window,
+            timeout_ms: None,
+            key: None,
+            trace: None,
+        };
         timeout(BOUND, self.sender.send(&start)).await.expect("send in time").expect("send");
         cid
     }
@@ -649,6 +659,7 @@ async fn unread_results(addr: &Addr, calls: usize) -> (actor::transport::Sender,
             window: 0,
             timeout_ms: None,
             key: None,
+            trace: None,
         };
         timeout(BOUND, sender.send(&start)).await.expect("send in time").expect("send");
     }
@@ -777,6 +788,7 @@ fn small_replies_a_peer_does_not_read_stay_bounded() {
                 window: 0,
                 timeout_ms: None,
                 key: None,
+                trace: None,
             };
             timeout(BOUND, sender.send(&start)).await.expect("send in time").expect("send");
         }
@@ -833,6 +845,7 @@ fn a_peer_that_stops_reading_is_dropped_and_its_calls_end() {
                 window,
                 timeout_ms: None,
                 key: None,
+                trace: None,
             };
             cid += 2;
             msg

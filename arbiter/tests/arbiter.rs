@@ -72,6 +72,7 @@ fn start_msg(cid: u64, func: &str, args: Vec<u8>) -> Msg {
         window: 0,
         timeout_ms: None,
         key: None,
+        trace: None,
     }
 }
 
@@ -294,6 +295,7 @@ async fn unknown_function_and_bad_arguments_are_typed_errors() {
         window: 8,
         timeout_ms: None,
         key: None,
+        trace: None,
     })
     .await
     .unwrap();

@@ -1,7 +1,8 @@
 //! `actor`: look at and act on the live actors of a tree, through its
-//! arbiter. `ps` lists them, `tree` draws the supervision tree, `call` runs a
-//! remote function with JSON arguments, `cancel` cancels an actor the way a
-//! portal does. `jobs` reads a durable-jobs journal file instead (no tree
+//! arbiter. `ps` lists them, `tree` draws the supervision tree, `top`
+//! shows them refreshed with their call rates, `call` runs a remote
+//! function with JSON arguments, `cancel` cancels an actor the way a portal
+//! does. `jobs` reads a durable-jobs journal file instead (no tree
 //! needed).
 //!
 //! The command joins the tree as a short-lived actor of its own (so it
@@ -16,6 +17,7 @@ mod jobs;
 mod json;
 mod show;
 mod survey;
+mod top;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -89,6 +91,15 @@ enum Ask {
     },
     /// Every host whose agent has joined the tree: name, labels, cores, free memory, children.
     Hosts,
+    /// The live tree, refreshed: each actor's calls per second, calls served and in flight.
+    Top {
+        /// Seconds between refreshes (fractions allowed).
+        #[arg(long, default_value = "2", value_parser = top::interval)]
+        interval: std::time::Duration,
+        /// Stop after this many refreshes (default: until interrupted).
+        #[arg(long, value_name = "N")]
+        iterations: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -164,6 +175,11 @@ async fn run(ask: Ask, as_json: bool) -> actor::Result<String> {
             format!("{result}\n")
         }
         Ask::Hosts => agent::hosts(&actor::agent::list_hosts().await?, as_json),
+        Ask::Top { interval, iterations } => {
+            // It prints as it goes: nothing is left to print at the end.
+            top::run(interval, iterations, as_json).await?;
+            String::new()
+        }
         Ask::Cancel { actor } => {
             let portal = survey::find(&actor).await?;
             let uid = portal.uid();

@@ -21,7 +21,8 @@ fn restarts(seen: &[Seen]) -> HashMap<&Uid, u32> {
         .collect()
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
@@ -256,7 +257,11 @@ mod tests {
         });
         let report = serde_json::from_value(report).expect("an introspection");
         let uid = Uid { name: name.into(), id: format!("{name}-id") };
-        Seen { entry: actor::Entry { uid, addr: actor::Addr::loopback(1) }, report: Ok(report) }
+        Seen {
+            entry: actor::Entry { uid, addr: actor::Addr::loopback(1) },
+            report: Ok(report),
+            at: std::time::Instant::now(),
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What the tree looks like now: every actor the arbiter knows, each asked
 //! to describe itself; and finding one actor by what a person typed.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actor::{Entry, Introspection, Portal, Uid};
 
@@ -15,6 +15,8 @@ pub(crate) struct Seen {
     pub entry: Entry,
     /// Its own report, or why it could not be had.
     pub report: Result<Introspection, String>,
+    /// When the report (or the failure) came in.
+    pub at: Instant,
 }
 
 /// The registered actors other than this command itself, sorted by name
@@ -31,7 +33,7 @@ pub(crate) async fn survey() -> actor::Result<Vec<Seen>> {
             Ok(r) => r.map_err(|e| e.to_string()),
             Err(_) => Err(format!("no answer within {ASK_BOUND:?}")),
         };
-        Seen { entry, report }
+        Seen { entry, report, at: Instant::now() }
     });
     Ok(futures::future::join_all(asks).await)
 }

@@ -340,6 +340,7 @@ impl Harness {
                 window: input.window(),
                 timeout_ms: None,
                 key: None,
+                trace: None,
             },
             1 => Msg::StartAck { cid },
             2 => Msg::Started { cid, value: input.value() },

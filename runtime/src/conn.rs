@@ -340,11 +340,20 @@ impl Conn {
             done: Some(done_tx),
             token: None,
         };
-        // A call made under a deadline carries the time left (deadline.rs).
-        let options = StartOptions { timeout_ms: crate::deadline::timeout_ms(), key };
+        // A call made under a deadline carries the time left (deadline.rs),
+        // and every call its trace context (trace.rs).
+        let (trace, _new_trace) = crate::trace::outgoing();
+        let options = StartOptions { timeout_ms: crate::deadline::timeout_ms(), key, trace: Some(trace) };
         let (cid, start) =
             self.session().open_with(func, kind, args, io, options).map_err(|e| self.session_error(e))?;
-        let guard = CallGuard { conn: self.clone(), cid };
+        let guard = CallGuard {
+            conn: self.clone(),
+            cid,
+            // A call that starts a trace is its root span: exported, so the
+            // callee's span has its parent in the trace.
+            #[cfg(feature = "otel")]
+            _client: if _new_trace { crate::otel::ClientSpan::start(trace, func) } else { None },
+        };
         if let Err(e) = self.sender.send(&start).await {
             // The guard takes the call out of the table; the peer ignores the
             // Cancel for a call it never saw.
@@ -660,6 +669,8 @@ pub struct ServedIo {
 pub(crate) struct CallGuard {
     conn: Arc<Conn>,
     cid: CallId,
+    #[cfg(feature = "otel")]
+    _client: Option<crate::otel::ClientSpan>,
 }
 
 impl CallGuard {

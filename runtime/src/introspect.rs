@@ -6,7 +6,7 @@
 //! parent and its calls in flight; its nurseries' children (tracked here as
 //! they start) give its children and their restart counts.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -44,6 +44,12 @@ pub struct Introspection {
     pub calls_in_flight: u64,
     /// The children its nurseries run now, in start order.
     pub children: Vec<ChildReport>,
+    /// Calls of its remote functions it has served since it started (each
+    /// counted when admitted; built-in calls such as this one not counted).
+    /// Two reports a known time apart give its call rate, as `actor top`
+    /// shows. Zero from an actor that predates the field.
+    #[serde(default)]
+    pub calls_served: u64,
 }
 
 /// One child of an actor, as that actor reports it.
@@ -65,6 +71,7 @@ struct Tracked {
 
 static TRACKED: Mutex<Tracked> = Mutex::new(Tracked { links: Vec::new(), children: Vec::new() });
 static STARTED: OnceLock<SystemTime> = OnceLock::new();
+static SERVED: AtomicU64 = AtomicU64::new(0);
 
 fn tracked() -> MutexGuard<'static, Tracked> {
     TRACKED.lock().unwrap_or_else(|p| p.into_inner())
@@ -82,6 +89,11 @@ impl Tracked {
 /// Records the moment this process's actor started.
 pub(crate) fn mark_started() {
     let _ = STARTED.set(SystemTime::now());
+}
+
+/// Counts a call of a remote function this actor admitted.
+pub(crate) fn count_served() {
+    SERVED.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Tracks a channel just opened to a peer that is our `relation`.
@@ -121,6 +133,7 @@ fn snapshot(actor: &Actor) -> Introspection {
         started_at_ms: started.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
         calls_in_flight: live.iter().map(|(c, _)| c.open_calls() as u64).sum(),
         children,
+        calls_served: SERVED.load(Ordering::Relaxed),
     }
 }
 

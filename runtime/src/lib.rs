@@ -14,14 +14,18 @@
 //! a nursery spawns actors on other hosts too
 //! ([`ActorBuilder::on_host`]), under the same guarantees. [`jobs`] adds
 //! durable jobs and workflows: calls recorded in a journal, retried, and
-//! replayed after a crash so that finished steps do not run again.
+//! replayed after a crash so that finished steps do not run again. Every
+//! call carries its caller's trace context, so one request across actors is
+//! one trace ([`trace`]).
 //!
 //! Linux only. The package is `procactor` on crates.io; the library is
 //! imported as `actor`. Its feature `tls` (on by default) builds mutual TLS
 //! with rustls (without it, asking for TLS is a configuration error); `jobs`
 //! (on by default) builds the durable-jobs journal on SQLite; without both
 //! the crate needs no C compiler. Its feature `etcd` (off by default) can put
-//! the registry in etcd (`ACTOR_ARBITER=etcd://host:2379`, [`EtcdConfig`]).
+//! the registry in etcd (`ACTOR_ARBITER=etcd://host:2379`, [`EtcdConfig`]);
+//! `otel` (off by default) exports the spans of calls over OTLP/HTTP
+//! (`actor::otel`).
 //!
 //! ```no_run
 //! #[actor::remote]
@@ -79,6 +83,8 @@ mod local;
 mod logging;
 mod low_latency;
 mod nursery;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod parent_death;
 mod peers;
 mod portal;
@@ -93,6 +99,7 @@ mod spawn;
 mod state;
 mod stream;
 mod supervise;
+pub mod trace;
 mod tree_watch;
 
 pub use actor_arbiter as arbiter;

@@ -124,6 +124,8 @@ impl Actor {
             uid,
         });
         CURRENT.set(actor.clone()).map_err(|_| Error::NotRunning)?;
+        #[cfg(feature = "otel")]
+        crate::otel::start(&actor.uid);
         Ok(actor)
     }
 

@@ -342,6 +342,7 @@ impl Nursery {
             env: b.env,
             main,
             deadline: crate::deadline::current(),
+            trace: crate::trace::current(),
             host: b.host,
             program: b.program,
         };

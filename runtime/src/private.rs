@@ -93,9 +93,12 @@ where
 {
     Box::pin(async move {
         let args = decode_args::<A>(name, &args)?;
-        // The task-local job key does not cross threads by itself.
+        // The task-local job key and trace span do not cross threads by
+        // themselves.
         let key = crate::jobs::key::raw();
-        match tokio::task::spawn_blocking(move || crate::jobs::key::sync_scope(key, || call(args))).await {
+        let span = crate::trace::current_span();
+        let run = move || crate::trace::sync_scope(span, || crate::jobs::key::sync_scope(key, || call(args)));
+        match tokio::task::spawn_blocking(run).await {
             Ok(outcome) => encode_outcome(name, outcome),
             Err(join) if join.is_panic() => Err(Failure::Panicked(panic_message(join.into_panic().as_ref()))),
             Err(join) => Err(Failure::Failed(Error::msg(format!("blocking task failed: {join}")))),

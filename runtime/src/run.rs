@@ -181,6 +181,8 @@ where
     if tokio::time::timeout(bound, actor.wait_tasks()).await.is_err() {
         tracing::warn!("some actors were still being torn down at exit");
     }
+    #[cfg(feature = "otel")]
+    crate::otel::flush().await;
     let _ = bounded(actor.config.cancel_grace, actor.answer_cancel_requests()).await;
     actor.stop_embedded_arbiter().await;
     on_signal.abort();
@@ -354,6 +356,9 @@ async fn serve_until_cancelled(actor: &Actor, parent: &Conn) {
     if tokio::time::timeout(actor.config.teardown_bound(), actor.wait_tasks()).await.is_err() {
         tracing::warn!("some tasks did not finish in time");
     }
+    // Before the parent hears this actor is done: its last spans.
+    #[cfg(feature = "otel")]
+    crate::otel::flush().await;
     // A peer that asked for the cancel hears it is done; the parent hears
     // it too, so its supervisor records a requested cancel, not a crash.
     let by_peer = bounded(actor.config.cancel_grace, actor.answer_cancel_requests()).await.unwrap_or(true);

@@ -16,7 +16,7 @@ use crate::registry::{self, Failure, Handler};
 /// says the peer is this actor's parent, whose first call to a
 /// `run_in_actor` child is its main call.
 pub(crate) fn start(conn: &Arc<Conn>, actor: &Arc<Actor>, from_parent: bool, call: CallStart) {
-    let CallStart { cid, func, kind, args, window, timeout_ms, key } = call;
+    let CallStart { cid, func, kind, args, window, timeout_ms, key, trace } = call;
     let me = &actor.uid;
     let refuse = |kind, type_name: &str, message: String| {
         conn.refuse(cid, RemoteError::new(me.clone(), kind, type_name, message));
@@ -51,6 +51,7 @@ pub(crate) fn start(conn: &Arc<Conn>, actor: &Arc<Actor>, from_parent: bool, cal
     }
     let token = actor.token().child_token();
     let (shared, items) = conn.admit(cid, kind, window, token.clone());
+    crate::introspect::count_served();
     let io = ServedIo { conn: conn.clone(), cid, shared, items };
     let served = match handler {
         Handler::Single(f) => f(args),
@@ -69,11 +70,24 @@ pub(crate) fn start(conn: &Arc<Conn>, actor: &Arc<Actor>, from_parent: bool, cal
         Some(key) => Box::pin(crate::jobs::key::scope(Some(Arc::from(key)), served)),
         None => served,
     };
+    // The call's span, a child of the caller's: calls the function makes
+    // carry it on (trace.rs).
+    let trace = crate::trace::Span::serving(trace);
     let conn = conn.clone();
     let actor2 = actor.clone();
     // The name comes from the peer: escaped, so it cannot forge log lines.
-    let span = tracing::info_span!("call", func = %actor_transport::Escaped(&func), cid);
+    let span = tracing::info_span!(
+        "actor.call",
+        func = %actor_transport::Escaped(&func),
+        cid,
+        actor = %me,
+        trace_id = %trace.ctx.trace_id(),
+        span_id = %trace.ctx.span_id(),
+        parent_span_id = trace.parent.map(tracing::field::display),
+    );
     let main = from_parent && actor.claim_main();
+    #[cfg(feature = "otel")]
+    let exported = crate::otel::enabled().then(std::time::SystemTime::now);
     actor.spawn(
         async move {
             tracing::debug!("started");
@@ -90,7 +104,7 @@ pub(crate) fn start(conn: &Arc<Conn>, actor: &Arc<Actor>, from_parent: bool, cal
                 std::future::pending::<()>().await
             };
             let outcome = tokio::select! {
-                outcome = crate::scope::serve(served, &token) => outcome,
+                outcome = crate::trace::scope(trace, crate::scope::serve(served, &token)) => outcome,
                 () = expire => None,
             };
             let expired = deadline.is_some_and(|at| tokio::time::Instant::now() >= at);
@@ -111,6 +125,21 @@ pub(crate) fn start(conn: &Arc<Conn>, actor: &Arc<Actor>, from_parent: bool, cal
                 }
             };
             tracing::debug!("finished");
+            #[cfg(feature = "otel")]
+            if let Some(start) = exported {
+                crate::otel::record(crate::otel::Record {
+                    ctx: trace.ctx,
+                    parent: trace.parent,
+                    name: func.clone(),
+                    kind: crate::otel::Kind::Server,
+                    start,
+                    end: std::time::SystemTime::now(),
+                    error: match &how {
+                        Completion::Returned(_) => None,
+                        Completion::Failed(e) | Completion::Cancelled(e) => Some(e.message.clone()),
+                    },
+                });
+            }
             conn.complete(cid, &func, how).await;
             if main {
                 actor2.cancel(None, "its main function returned".into());

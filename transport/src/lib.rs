@@ -24,6 +24,7 @@
 //! - [`spin`]: readiness of channel sockets, for the runtime's low-latency
 //!   mode that polls briefly before sleeping,
 //! - [`stream`]: the connected byte streams channels run over ([`Stream`]),
+//! - [`trace`]: the W3C trace context a call carries ([`TraceContext`]),
 //! - [`tls`]: mutual TLS from PEM files ([`TlsConfig`]; the actor handshake over
 //!   it is [`connect_tls`]).
 #![warn(missing_docs, unreachable_pub)]
@@ -47,6 +48,7 @@ pub mod stream;
 // `TlsConfig` can be made, so callers need no cfgs of their own.
 #[cfg_attr(not(feature = "tls"), path = "tls_disabled.rs")]
 pub mod tls;
+pub mod trace;
 pub mod wire;
 
 pub use addr::{Addr, AddrParseError};
@@ -68,4 +70,5 @@ pub use session::{
 };
 pub use stream::Stream;
 pub use tls::{ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, TlsConfig, TlsError};
+pub use trace::{SpanId, TraceContext, TraceId, TraceParseError};
 pub use wire::{CallId, CallKind, ErrorKind, Msg, PROTOCOL_VERSION, RemoteError, Uid};

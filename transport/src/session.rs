@@ -21,6 +21,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::flow::{FlowControl, FlowError};
+use crate::trace::TraceContext;
 use crate::wire::{CallId, CallKind, ErrorKind, Msg, RemoteError, Uid};
 
 /// Which end of the channel this session is: decides the parity of its ids.
@@ -130,6 +131,8 @@ pub struct StartOptions {
     pub timeout_ms: Option<u64>,
     /// The idempotency key of the durable job the call is an attempt of.
     pub key: Option<String>,
+    /// The caller's trace context, parent of the callee's span.
+    pub trace: Option<TraceContext>,
 }
 
 /// A call the peer starts, as [`Incoming::Call`] hands it to the driver.
@@ -149,6 +152,8 @@ pub struct CallStart {
     pub timeout_ms: Option<u64>,
     /// The idempotency key of the durable job the call belongs to, if any.
     pub key: Option<String>,
+    /// The caller's trace context, if it sent a valid one.
+    pub trace: Option<TraceContext>,
 }
 
 /// The peer broke the protocol; the channel should be closed.
@@ -394,11 +399,11 @@ impl<A: CallApp> Session<A> {
         app: A,
         timeout_ms: Option<u64>,
     ) -> Result<(CallId, Msg), SessionError> {
-        self.open_with(func, kind, args, app, StartOptions { timeout_ms, key: None })
+        self.open_with(func, kind, args, app, StartOptions { timeout_ms, ..StartOptions::default() })
     }
 
     /// [`Session::open`] with the optional fields of the call's `Start`: a
-    /// deadline and a job key (see [`Msg::Start`]).
+    /// deadline, a job key and a trace context (see [`Msg::Start`]).
     ///
     /// # Errors
     ///
@@ -418,8 +423,8 @@ impl<A: CallApp> Session<A> {
         self.next_cid += 2;
         let window = self.limits.window;
         self.calls.insert(cid, Call::new(kind, true, window, app));
-        let StartOptions { timeout_ms, key } = options;
-        Ok((cid, Msg::Start { cid, func: func.to_owned(), kind, args, window, timeout_ms, key }))
+        let StartOptions { timeout_ms, key, trace } = options;
+        Ok((cid, Msg::Start { cid, func: func.to_owned(), kind, args, window, timeout_ms, key, trace }))
     }
 
     /// Gives up on our call `cid`: it leaves the table at once and the peer is
@@ -625,8 +630,8 @@ impl<A: CallApp> Session<A> {
         }
         let name = msg.name();
         match msg {
-            Msg::Start { cid, func, kind, args, window, timeout_ms, key } => {
-                return Ok(self.start(CallStart { cid, func, kind, args, window, timeout_ms, key }));
+            Msg::Start { cid, func, kind, args, window, timeout_ms, key, trace } => {
+                return Ok(self.start(CallStart { cid, func, kind, args, window, timeout_ms, key, trace }));
             }
             Msg::StartAck { cid } => {
                 self.ours_mut(name, cid)?;

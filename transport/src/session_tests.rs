@@ -426,7 +426,16 @@ fn refusal(p: &mut Pair, to_a: bool, msg: Msg) -> String {
 }
 
 fn start(cid: CallId, kind: CallKind, window: u32) -> Msg {
-    Msg::Start { cid, func: "f".into(), kind, args: Bytes::new(), window, timeout_ms: None, key: None }
+    Msg::Start {
+        cid,
+        func: "f".into(),
+        kind,
+        args: Bytes::new(),
+        window,
+        timeout_ms: None,
+        key: None,
+        trace: None,
+    }
 }
 
 #[test]
@@ -885,6 +894,25 @@ fn a_call_timeout_travels_with_its_start() {
     }
     match b.handle(plain) {
         Ok(Some(Incoming::Call(CallStart { timeout_ms, .. }))) => assert_eq!(timeout_ms, None),
+        other => panic!("expected a call, got {other:?}"),
+    }
+}
+
+/// A call opened with a trace context hands it to the callee's driver with
+/// the call, through the encoded `Start`.
+#[test]
+fn a_trace_context_travels_with_its_start() {
+    let mut a = Session::new(Side::Connector, Uid::new("a"), Limits::default());
+    let mut b: Session<Rec> = Session::new(Side::Acceptor, Uid::new("b"), Limits::default());
+    let ctx = crate::TraceContext::new_root();
+    let options = StartOptions { trace: Some(ctx), ..StartOptions::default() };
+    let (_, start) = a.open_with("f", CallKind::Single, Bytes::new(), Rec::default(), options).expect("open");
+    let wire = rmp_serde::to_vec(&start).expect("encode");
+    let start: Msg = rmp_serde::from_slice(&wire).expect("decode");
+    match b.handle(start) {
+        Ok(Some(Incoming::Call(CallStart { trace, timeout_ms, key, .. }))) => {
+            assert_eq!((trace, timeout_ms, key), (Some(ctx), None, None))
+        }
         other => panic!("expected a call, got {other:?}"),
     }
 }

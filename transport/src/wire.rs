@@ -19,6 +19,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::escape::Escaped;
+use crate::trace::TraceContext;
 
 /// The protocol version this crate speaks. Peers with another version are refused
 /// in the handshake.
@@ -178,6 +179,11 @@ pub enum Msg {
         /// effects. Optional and last, like `timeout_ms`.
         #[serde(default)]
         key: Option<String>,
+        /// The caller's W3C trace context: the callee's span joins this
+        /// trace as a child of the caller's span. Optional and last, like
+        /// `key`; a malformed one decodes as `None` (see [`crate::trace`]).
+        #[serde(default, deserialize_with = "crate::trace::lenient")]
+        trace: Option<TraceContext>,
     },
     /// The callee found the function and started it.
     StartAck {
@@ -267,8 +273,8 @@ pub enum Msg {
 }
 
 /// Writes the fields of a [`Msg::Start`] as the array PROTOCOL.md
-/// specifies: five fields, then `timeout_ms` and `key` only as far as the
-/// last one present (an absent `timeout_ms` before a present `key` is nil).
+/// specifies: five fields, then `timeout_ms`, `key` and `trace` only as far
+/// as the last one present (an absent one before a present one is nil).
 #[allow(clippy::too_many_arguments)]
 fn start_fields<S: serde::Serializer>(
     cid: &CallId,
@@ -278,13 +284,15 @@ fn start_fields<S: serde::Serializer>(
     window: &u32,
     timeout_ms: &Option<u64>,
     key: &Option<String>,
+    trace: &Option<TraceContext>,
     s: S,
 ) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeTuple;
-    let len = match (timeout_ms, key) {
-        (_, Some(_)) => 7,
-        (Some(_), None) => 6,
-        (None, None) => 5,
+    let len = match (timeout_ms, key, trace) {
+        (_, _, Some(_)) => 8,
+        (_, Some(_), None) => 7,
+        (Some(_), None, None) => 6,
+        (None, None, None) => 5,
     };
     let mut t = s.serialize_tuple(len)?;
     t.serialize_element(cid)?;
@@ -295,8 +303,11 @@ fn start_fields<S: serde::Serializer>(
     if len > 5 {
         t.serialize_element(timeout_ms)?;
     }
-    if let Some(key) = key {
+    if len > 6 {
         t.serialize_element(key)?;
+    }
+    if let Some(trace) = trace {
+        t.serialize_element(trace)?;
     }
     t.end()
 }
@@ -449,6 +460,7 @@ mod tests {
                 window: 1024,
                 timeout_ms: None,
                 key: None,
+                trace: None,
             }),
             b"\x81\xa5Start\x95\x01\xa4m::f\xa6Single\xc4\x01\x90\xcd\x04\x00"
         );
@@ -461,6 +473,7 @@ mod tests {
                 window: 1024,
                 timeout_ms: Some(250),
                 key: None,
+                trace: None,
             }),
             b"\x81\xa5Start\x96\x01\xa4m::f\xa6Single\xc4\x01\x90\xcd\x04\x00\xcc\xfa"
         );
@@ -473,6 +486,7 @@ mod tests {
                 window: 1024,
                 timeout_ms: None,
                 key: Some("k1".into()),
+                trace: None,
             }),
             b"\x81\xa5Start\x97\x01\xa4m::f\xa6Single\xc4\x01\x90\xcd\x04\x00\xc0\xa2k1"
         );
@@ -513,6 +527,7 @@ mod tests {
             window: 1024,
             timeout_ms: Some(9),
             key: Some("wf/7".into()),
+            trace: None,
         };
         let bytes = rmp_serde::to_vec(&both).expect("encode");
         assert_eq!(rmp_serde::from_slice::<Msg>(&bytes).ok(), Some(both));
@@ -520,6 +535,70 @@ mod tests {
         match rmp_serde::from_slice::<Msg>(old) {
             Ok(Msg::Start { key, .. }) => assert_eq!(key, None),
             other => panic!("{other:?}"),
+        }
+    }
+
+    fn traced() -> TraceContext {
+        let t = crate::trace::TraceId::from_bytes(
+            *b"\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10",
+        );
+        let s = crate::trace::SpanId::from_bytes(*b"\xa1\xa2\xa3\xa4\xa5\xa6\xa7\xa8");
+        TraceContext::new(t.expect("nonzero"), s.expect("nonzero"), 1)
+    }
+
+    const TRACED: &[u8] = b"\x81\xa5Start\x98\x01\xa4m::f\xa6Single\xc4\x01\x90\xcd\x04\x00\xc0\xc0\
+        \x93\xc4\x10\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10\
+        \xc4\x08\xa1\xa2\xa3\xa4\xa5\xa6\xa7\xa8\x01";
+
+    /// A trace context is the eighth element, `[trace_id, span_id, flags]`,
+    /// after a nil deadline and a nil key: the bytes PROTOCOL.md shows.
+    #[test]
+    fn start_trace_is_the_eighth_element() {
+        let start = Msg::Start {
+            cid: 1,
+            func: "m::f".into(),
+            kind: CallKind::Single,
+            args: Bytes::from_static(b"\x90"),
+            window: 1024,
+            timeout_ms: None,
+            key: None,
+            trace: Some(traced()),
+        };
+        assert_eq!(rmp_serde::to_vec(&start).expect("encode"), TRACED);
+        assert_eq!(rmp_serde::from_slice::<Msg>(TRACED).ok(), Some(start));
+    }
+
+    /// Whatever a peer puts where the trace context goes, the `Start`
+    /// still decodes: a context of the wrong shape, or with a zero id, is
+    /// none.
+    #[test]
+    fn a_malformed_trace_context_is_ignored() {
+        let head = b"\x81\xa5Start\x98\x01\xa4m::f\xa6Single\xc4\x01\x90\xcd\x04\x00\xcc\xfa\xc0";
+        let zero_trace =
+            [b"\x93\xc4\x10".as_slice(), &[0; 16], b"\xc4\x08\xa1\xa2\xa3\xa4\xa5\xa6\xa7\xa8\x01"].concat();
+        let zero_span = [&TRACED[TRACED.len() - 30..TRACED.len() - 9], &[0; 8], b"\x01"].concat();
+        let bads: Vec<Vec<u8>> = vec![
+            zero_trace,
+            zero_span,
+            b"\xc0".to_vec(),
+            b"\xa3abc".to_vec(),
+            b"\x2a".to_vec(),
+            b"\x90".to_vec(),
+            b"\x92\xc4\x01\x01\xc4\x01\x01".to_vec(),
+            b"\x93\xc4\x02\x01\x02\xc4\x02\x01\x02\x01".to_vec(),
+            b"\x94\xc4\x01\x01\xc4\x01\x01\x01\x01".to_vec(),
+            b"\x81\xa1a\x93\x01\x02\x03".to_vec(),
+            b"\x93\x93\x01\x02\x03\xc0\xcd\x01\x00".to_vec(),
+            [&TRACED[TRACED.len() - 30..TRACED.len() - 1], b"\xcd\x01\x00"].concat(),
+        ];
+        for bad in bads {
+            let frame = [head.as_slice(), &bad].concat();
+            match rmp_serde::from_slice::<Msg>(&frame) {
+                Ok(Msg::Start { trace, timeout_ms, .. }) => {
+                    assert_eq!((trace, timeout_ms), (None, Some(250)), "{bad:02x?}")
+                }
+                other => panic!("{bad:02x?}: {other:?}"),
+            }
         }
     }
 }

@@ -5,6 +5,7 @@ use actor_transport::codec::{decode_value, encode_frame};
 use actor_transport::{
     CallKind, DEFAULT_MAX_FRAME, ErrorKind, FrameCodec, FrameError, Msg, RemoteError, Uid,
 };
+use actor_transport::{SpanId, TraceContext, TraceId};
 use bytes::{BufMut, Bytes, BytesMut};
 use proptest::prelude::*;
 use tokio_util::codec::Decoder;
@@ -93,16 +94,21 @@ fn msg() -> impl Strategy<Value = Msg> {
             payload(),
             any::<u32>(),
             any::<Option<u64>>(),
-            prop::option::of(text())
+            prop::option::of(text()),
+            prop::option::of((any::<[u8; 16]>(), any::<[u8; 8]>(), any::<u8>()))
         )
-            .prop_map(|(cid, func, kind, args, window, timeout_ms, key)| Msg::Start {
+            .prop_map(|(cid, func, kind, args, window, timeout_ms, key, trace)| Msg::Start {
                 cid,
                 func,
                 kind,
                 args,
                 window,
                 timeout_ms,
-                key
+                key,
+                // All-zero ids cannot be built (they decode as none).
+                trace: trace.and_then(|(t, s, flags)| {
+                    Some(TraceContext::new(TraceId::from_bytes(t)?, SpanId::from_bytes(s)?, flags))
+                })
             }),
         any::<u64>().prop_map(|cid| Msg::StartAck { cid }),
         (any::<u64>(), payload()).prop_map(|(cid, value)| Msg::Started { cid, value }),

@@ -62,5 +62,6 @@ pub fn start_msg(cid: u64, func: &str, args: Vec<u8>) -> Msg {
         window: 0,
         timeout_ms: None,
         key: None,
+        trace: None,
     }
 }

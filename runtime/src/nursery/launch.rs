@@ -30,6 +30,8 @@ pub(super) struct Spec {
     /// call inherits it, in every process a restart starts too, not only in
     /// the first (restarts run in the supervisor's task, which has none).
     pub deadline: Option<tokio::time::Instant>,
+    /// The trace context of the task that spawned it, for its main call.
+    pub trace: Option<crate::trace::TraceContext>,
     /// The host to start it on, through its agent; `None` for this host.
     /// Each process (restarts too) is placed anew.
     pub host: Option<HostSelector>,
@@ -146,10 +148,16 @@ pub(super) async fn launch(
     // first call the child sees from its parent: that is how it knows it.
     let open = |func: &'static str, args: Bytes| {
         let conn = conn.clone();
-        async move {
+        let call = async move {
             match spec.deadline {
                 Some(at) => crate::deadline::within(at, conn.open(func, CallKind::Single, args)).await,
                 None => conn.open(func, CallKind::Single, args).await,
+            }
+        };
+        async move {
+            match spec.trace {
+                Some(ctx) => crate::trace::in_context(ctx, call).await,
+                None => call.await,
             }
         }
     };
