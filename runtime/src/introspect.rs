@@ -26,7 +26,7 @@ pub const INTROSPECT_FN: &str = "actor::introspect";
 ///
 /// Non-exhaustive: later versions may add fields, at the end of its wire
 /// form (see PROTOCOL.md), so build none yourself; read the ones you need.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Introspection {
     /// The actor's uid.
@@ -48,18 +48,86 @@ pub struct Introspection {
     /// counted when admitted; built-in calls such as this one not counted).
     /// Two reports a known time apart give its call rate, as `actor top`
     /// shows. Zero from an actor that predates the field.
-    #[serde(default)]
     pub calls_served: u64,
 }
 
 /// One child of an actor, as that actor reports it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct ChildReport {
     /// The uid of the process serving the child now (each restart has its own).
     pub uid: Uid,
     /// How many times its nursery has restarted it.
     pub restarts: u32,
+}
+
+// Read by hand, not derived: fields may be added at the end of the wire
+// form (PROTOCOL.md), and a derived reader refuses an array longer than the
+// fields it knows, so a newer actor would be unreadable to an older tool.
+impl<'de> Deserialize<'de> for Introspection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = Introspection;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an introspection: an array of at least 7 fields")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Introspection, A::Error> {
+                const AT_LEAST: &str = "an introspection of at least 7 fields";
+                let report = Introspection {
+                    uid: required(&mut seq, 0, AT_LEAST)?,
+                    pid: required(&mut seq, 1, AT_LEAST)?,
+                    host: required(&mut seq, 2, AT_LEAST)?,
+                    parent: required(&mut seq, 3, AT_LEAST)?,
+                    started_at_ms: required(&mut seq, 4, AT_LEAST)?,
+                    calls_in_flight: required(&mut seq, 5, AT_LEAST)?,
+                    children: required(&mut seq, 6, AT_LEAST)?,
+                    // Absent from actors that predate it.
+                    calls_served: seq.next_element()?.unwrap_or(0),
+                };
+                skip_rest(seq)?;
+                Ok(report)
+            }
+        }
+        d.deserialize_seq(Fields)
+    }
+}
+
+impl<'de> Deserialize<'de> for ChildReport {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = ChildReport;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a child report: an array of at least 2 fields")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ChildReport, A::Error> {
+                const AT_LEAST: &str = "a child report of at least 2 fields";
+                let report = ChildReport {
+                    uid: required(&mut seq, 0, AT_LEAST)?,
+                    restarts: required(&mut seq, 1, AT_LEAST)?,
+                };
+                skip_rest(seq)?;
+                Ok(report)
+            }
+        }
+        d.deserialize_seq(Fields)
+    }
+}
+
+/// The next element of `seq`, which must be there: it is field `index`.
+fn required<'de, A: serde::de::SeqAccess<'de>, T: Deserialize<'de>>(
+    seq: &mut A,
+    index: usize,
+    expected: &'static str,
+) -> Result<T, A::Error> {
+    seq.next_element()?.ok_or_else(|| serde::de::Error::invalid_length(index, &expected))
+}
+
+/// Reads past the fields a later version added.
+fn skip_rest<'de, A: serde::de::SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+    Ok(())
 }
 
 /// What this process tracks to answer: one actor per process, so the
@@ -170,4 +238,32 @@ pub(crate) fn serve(conn: &Arc<Conn>, actor: &Arc<Actor>, cid: CallId, kind: Cal
     };
     let conn = conn.clone();
     actor.spawn(async move { conn.complete(cid, INTROSPECT_FN, how).await });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(bytes: &[u8]) -> Result<Introspection, rmp_serde::decode::Error> {
+        rmp_serde::from_slice(bytes)
+    }
+
+    #[test]
+    fn a_report_with_fields_added_later_is_read_and_one_without_calls_served_too() {
+        let (a, b) = (Uid::new("a"), Uid::new("b"));
+        let child = (b.clone(), 2u32, "a field added later");
+        let longer = rmp_serde::to_vec(&(&a, 7u32, "h", Some(&b), 1u64, 3u64, vec![&child], 9u64, "added"))
+            .expect("encode");
+        let report = decode(&longer).expect("a longer report");
+        assert_eq!((report.pid, report.calls_served, report.children.len()), (7, 9, 1));
+        assert_eq!((&report.children[0].uid, report.children[0].restarts), (&b, 2));
+        let older = rmp_serde::to_vec(&(&a, 7u32, "h", None::<Uid>, 1u64, 3u64, Vec::<(Uid, u32)>::new()))
+            .expect("encode");
+        assert_eq!(decode(&older).expect("an older report").calls_served, 0);
+        let short = rmp_serde::to_vec(&(&a, 7u32, "h", None::<Uid>, 1u64, 3u64)).expect("encode");
+        assert!(decode(&short).is_err());
+        // And what this version writes, it reads.
+        let same = Introspection { calls_served: 5, ..decode(&longer).expect("a longer report") };
+        assert_eq!(decode(&rmp_serde::to_vec(&same).expect("encode")).expect("its own"), same);
+    }
 }
