@@ -78,6 +78,7 @@ mod link;
 mod local;
 mod logging;
 mod nursery;
+mod outbox;
 mod parent_death;
 mod peers;
 mod portal;

@@ -90,6 +90,18 @@ impl BatchBuilder {
         }
     }
 
+    /// Puts `count` items taken out earlier ([`BatchBuilder::take`]) back
+    /// in front of those packed since: for a batch that could not be sent.
+    pub fn unshift(&mut self, items: &[u8], count: usize) {
+        let mut buf = BytesMut::with_capacity(items.len() + self.buf.len());
+        buf.extend_from_slice(items);
+        buf.extend_from_slice(&self.buf);
+        self.buf = buf;
+        self.count += count;
+        // Nothing to pop until the next push.
+        self.last = self.buf.len();
+    }
+
     /// How many items the batch holds.
     pub fn count(&self) -> usize {
         self.count
@@ -225,6 +237,17 @@ mod tests {
         b.pop();
         assert_eq!(b.count(), 1);
         assert_eq!(items(&mut b), vec![Bytes::from_static(b"\x01")]);
+    }
+
+    #[test]
+    fn unshifted_items_come_before_newer_ones() {
+        let mut b = BatchBuilder::new();
+        b.push(&1u8).expect("encodes");
+        let (old, count) = b.take().expect("items");
+        b.push(&2u8).expect("encodes");
+        b.unshift(&old, count);
+        b.pop();
+        assert_eq!(items(&mut b), vec![Bytes::from_static(b"\x01"), Bytes::from_static(b"\x02")]);
     }
 
     #[test]

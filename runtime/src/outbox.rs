@@ -1,0 +1,162 @@
+//! The stream items a call's sender has packed and not yet handed to the
+//! channel.
+//!
+//! An actor runs on one thread, so while a producer sends without yielding
+//! the channel's writer cannot write anyway: what it sends meanwhile is
+//! packed into one batch ([`BatchBuilder`]) instead of being framed item by
+//! item. The first item after the producer last yielded goes out at once, so
+//! an item on an idle stream waits no longer than before. The rest goes out
+//! when the batch is full, before the producer waits for credit, before the
+//! stream's end, and when the producer yields: a flusher task, spawned with
+//! the immediate send, runs then and hands the batch on.
+
+use std::sync::{Mutex, MutexGuard};
+
+use actor_transport::BatchBuilder;
+use bytes::Bytes;
+
+/// One call's packed items and the credit paid for them.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    state: Mutex<Packed>,
+    /// Held while a batch is handed to the channel, so the batches of one
+    /// call reach it in the order they were packed.
+    pub(crate) gate: tokio::sync::Mutex<()>,
+}
+
+/// What [`Outbox::lock`] guards.
+#[derive(Default)]
+pub(crate) struct Packed {
+    pub(crate) batch: BatchBuilder,
+    /// Credit withdrawn from the session and not yet spent on an item.
+    pub(crate) allowance: u64,
+    /// A flusher task is spawned and has not yet run: the producer has not
+    /// yielded since the last item went out at once.
+    pub(crate) flusher: bool,
+}
+
+/// What a producer does after packing an item.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum After {
+    /// Nothing: a flusher will hand the batch on when the producer yields.
+    Keep,
+    /// Hand the batch on now: it is full.
+    Flush,
+    /// Hand the batch on now and spawn a flusher: the producer yielded
+    /// since the last batch went out, so the peer may be waiting.
+    FlushAndWatch,
+}
+
+impl Packed {
+    /// Spends `cost` of the allowance on the item just packed; `None` (the
+    /// item taken back out) if the allowance is short.
+    pub(crate) fn pay(&mut self, cost: u64) -> Option<After> {
+        if self.allowance < cost {
+            self.batch.pop();
+            return None;
+        }
+        self.allowance -= cost;
+        Some(if !std::mem::replace(&mut self.flusher, true) {
+            After::FlushAndWatch
+        } else if self.batch.is_full() {
+            After::Flush
+        } else {
+            After::Keep
+        })
+    }
+}
+
+impl Outbox {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Packed> {
+        // Packing is a push or a truncation: a panic in an item's
+        // `Serialize` leaves the batch as it was, so keep using it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Empties the batch; the guard puts it back if it is not sent.
+    pub(crate) fn take(&self) -> Option<Unsent<'_>> {
+        let (items, count) = self.lock().batch.take()?;
+        Some(Unsent { outbox: self, items: Some(items), count })
+    }
+}
+
+/// A batch taken out of its outbox to be sent. Dropped unsent (its send
+/// future cancelled), it goes back in front of what was packed since, so no
+/// item whose send returned is lost.
+pub(crate) struct Unsent<'a> {
+    outbox: &'a Outbox,
+    items: Option<Bytes>,
+    count: usize,
+}
+
+impl Unsent<'_> {
+    /// The items, shared with the guard, and how many there are.
+    pub(crate) fn items(&self) -> (Bytes, usize) {
+        (self.items.clone().unwrap_or_default(), self.count)
+    }
+
+    /// The batch was queued (or refused for good): nothing to put back.
+    pub(crate) fn sent(mut self) {
+        self.items = None;
+    }
+}
+
+impl Drop for Unsent<'_> {
+    fn drop(&mut self) {
+        if let Some(items) = self.items.take() {
+            self.outbox.lock().batch.unshift(&items, self.count);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_item_after_a_yield_goes_at_once_then_items_wait_until_full() {
+        let outbox = Outbox::default();
+        let mut st = outbox.lock();
+        st.allowance = 1 << 20;
+        st.batch.push(&1u8).expect("encodes");
+        assert_eq!(st.pay(1), Some(After::FlushAndWatch));
+        st.batch.push(&2u8).expect("encodes");
+        assert_eq!(st.pay(1), Some(After::Keep));
+        for _ in 2..actor_transport::batch::MAX_BATCH_ITEMS {
+            st.batch.push(&3u8).expect("encodes");
+            assert_eq!(st.pay(1), Some(After::Keep));
+        }
+        st.batch.push(&4u8).expect("encodes");
+        assert_eq!(st.pay(1), Some(After::Flush));
+        st.flusher = false;
+        st.batch.push(&5u8).expect("encodes");
+        assert_eq!(st.pay(1), Some(After::FlushAndWatch), "the flusher ran: the producer yielded");
+    }
+
+    #[test]
+    fn an_item_beyond_the_allowance_is_taken_back() {
+        let outbox = Outbox::default();
+        let mut st = outbox.lock();
+        st.allowance = 5;
+        st.batch.push(&1u8).expect("encodes");
+        assert_eq!(st.pay(6), None);
+        assert!(st.batch.is_empty());
+        assert_eq!(st.allowance, 5);
+    }
+
+    #[test]
+    fn an_unsent_batch_goes_back_in_front() {
+        let outbox = Outbox::default();
+        outbox.lock().batch.push(&1u8).expect("encodes");
+        let unsent = outbox.take().expect("a batch");
+        outbox.lock().batch.push(&2u8).expect("encodes");
+        drop(unsent);
+        let (mut items, count) = outbox.lock().batch.take().expect("both");
+        assert_eq!(count, 2);
+        assert_eq!(actor_transport::next_item(&mut items), Some(Bytes::from_static(b"\x01")));
+        assert_eq!(actor_transport::next_item(&mut items), Some(Bytes::from_static(b"\x02")));
+        outbox.lock().batch.push(&3u8).expect("encodes");
+        outbox.take().expect("a batch").sent();
+        assert!(outbox.lock().batch.is_empty(), "a sent batch is not put back");
+    }
+}
