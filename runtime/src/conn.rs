@@ -427,14 +427,14 @@ impl Conn {
             let after = {
                 let mut packed = shared.outbox.lock();
                 let len = packed.batch.push(item).map_err(|e| Error::codec(what(), e))?;
-                packed.pay(u64::from(item_cost(len, shared.window)))
+                packed.pay(u64::from(item_cost(len, shared.window)), || self.sender.is_idle())
             };
             match after {
                 Some(After::Keep) => return Ok(()),
                 Some(After::Flush) => return self.flush(cid, shared).await,
-                Some(After::FlushAndWatch) => {
+                Some(After::Watch) => {
                     self.spawn_flusher(cid, shared);
-                    return self.flush(cid, shared).await;
+                    return Ok(());
                 }
                 None => {}
             }

@@ -1,14 +1,14 @@
 //! The stream items a call's sender has packed and not yet handed to the
 //! channel.
 //!
-//! An actor runs on one thread, so while a producer sends without yielding
-//! the channel's writer cannot write anyway: what it sends meanwhile is
-//! packed into one batch ([`BatchBuilder`]) instead of being framed item by
-//! item. The first item after the producer last yielded goes out at once, so
-//! an item on an idle stream waits no longer than before. The rest goes out
-//! when the batch is full, before the producer waits for credit, before the
-//! stream's end, and when the producer yields: a flusher task, spawned with
-//! the immediate send, runs then and hands the batch on.
+//! While the channel still holds unwritten bytes, the peer could not get a
+//! new item any sooner if it were framed and queued at once: items sent
+//! meanwhile are packed into one batch ([`BatchBuilder`]) instead. An item
+//! sent while the channel is idle goes out at once, so an item on an idle
+//! stream waits no longer than before. A batch goes out when it is full,
+//! before the producer waits for credit, before the stream's end, and when
+//! the producer yields: a flusher task, spawned when a batch starts to wait,
+//! runs then (an actor's tasks share one thread) and hands it on.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -38,30 +38,37 @@ pub(crate) struct Packed {
 /// What a producer does after packing an item.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum After {
-    /// Nothing: a flusher will hand the batch on when the producer yields.
+    /// Nothing: the flusher already spawned hands the batch on.
     Keep,
-    /// Hand the batch on now: it is full.
+    /// Hand the batch on now: it is full, or the channel is idle.
     Flush,
-    /// Hand the batch on now and spawn a flusher: the producer yielded
-    /// since the last batch went out, so the peer may be waiting.
-    FlushAndWatch,
+    /// Spawn a flusher: the batch waits for the channel, and nothing else
+    /// will hand it on if the producer sends no more.
+    Watch,
 }
 
 impl Packed {
-    /// Spends `cost` of the allowance on the item just packed; `None` (the
-    /// item taken back out) if the allowance is short.
-    pub(crate) fn pay(&mut self, cost: u64) -> Option<After> {
+    /// Spends `cost` of the allowance on the item just packed and says what
+    /// to do next, asking `idle` whether the channel has written all it was
+    /// given only when that decides it; `None` (the item taken back out) if
+    /// the allowance is short.
+    pub(crate) fn pay(&mut self, cost: u64, idle: impl FnOnce() -> bool) -> Option<After> {
         if self.allowance < cost {
             self.batch.pop();
             return None;
         }
         self.allowance -= cost;
-        Some(if !std::mem::replace(&mut self.flusher, true) {
-            After::FlushAndWatch
-        } else if self.batch.is_full() {
+        Some(if self.batch.is_full() {
+            After::Flush
+        } else if self.flusher {
+            // A flusher has not run yet: the producer has not yielded since
+            // the channel was last found busy, so it still is.
+            After::Keep
+        } else if idle() {
             After::Flush
         } else {
-            After::Keep
+            self.flusher = true;
+            After::Watch
         })
     }
 }
@@ -114,23 +121,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_first_item_after_a_yield_goes_at_once_then_items_wait_until_full() {
+    fn items_go_at_once_to_an_idle_channel_and_wait_while_it_is_busy() {
         let outbox = Outbox::default();
         let mut st = outbox.lock();
         st.allowance = 1 << 20;
         st.batch.push(&1u8).expect("encodes");
-        assert_eq!(st.pay(1), Some(After::FlushAndWatch));
+        assert_eq!(st.pay(1, || true), Some(After::Flush));
+        st.batch.take();
         st.batch.push(&2u8).expect("encodes");
-        assert_eq!(st.pay(1), Some(After::Keep));
-        for _ in 2..actor_transport::batch::MAX_BATCH_ITEMS {
+        assert_eq!(st.pay(1, || false), Some(After::Watch));
+        for _ in 1..actor_transport::batch::MAX_BATCH_ITEMS - 1 {
             st.batch.push(&3u8).expect("encodes");
-            assert_eq!(st.pay(1), Some(After::Keep));
+            assert_eq!(st.pay(1, || panic!("the channel need not be asked")), Some(After::Keep));
         }
         st.batch.push(&4u8).expect("encodes");
-        assert_eq!(st.pay(1), Some(After::Flush));
+        assert_eq!(st.pay(1, || false), Some(After::Flush), "full");
+        st.batch.take();
         st.flusher = false;
         st.batch.push(&5u8).expect("encodes");
-        assert_eq!(st.pay(1), Some(After::FlushAndWatch), "the flusher ran: the producer yielded");
+        assert_eq!(st.pay(1, || true), Some(After::Flush), "the flusher ran and the channel drained");
     }
 
     #[test]
@@ -139,7 +148,7 @@ mod tests {
         let mut st = outbox.lock();
         st.allowance = 5;
         st.batch.push(&1u8).expect("encodes");
-        assert_eq!(st.pay(6), None);
+        assert_eq!(st.pay(6, || true), None);
         assert!(st.batch.is_empty());
         assert_eq!(st.allowance, 5);
     }

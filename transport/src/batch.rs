@@ -18,7 +18,7 @@ use crate::codec::read_bin_len;
 use crate::flow::item_cost;
 
 /// A batch is handed on once its items take this many bytes.
-pub const MAX_BATCH_BYTES: usize = 64 * 1024;
+pub const MAX_BATCH_BYTES: usize = 16 * 1024;
 
 /// A batch is handed on once it holds this many items.
 pub const MAX_BATCH_ITEMS: usize = 1024;
