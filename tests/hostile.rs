@@ -481,7 +481,7 @@ impl Peer {
                     Msg::Ping { nonce } => {
                         let _ = pong.send_now(&Msg::Pong { nonce });
                     }
-                    Msg::Yield { .. } => {}
+                    Msg::Yield { .. } | Msg::YieldBatch { .. } => {}
                     other => {
                         if tx.send(other).is_err() {
                             break;
@@ -639,6 +639,38 @@ fn unread_context_windows_are_capped_per_channel() {
             mib(after2)
         );
         assert!(flooding < RSS_BOUND_KIB, "RSS {} over the bound", mib(flooding));
+    });
+}
+
+/// Batches of items answer to the same rules as single items: a batch that
+/// costs more than the credit left, or that is not a sequence of items,
+/// closes the sender's channel at once, and the victim keeps serving others.
+#[test]
+fn batches_beyond_credit_or_malformed_close_the_channel() {
+    const WINDOW: u32 = 64 * 1024;
+    against_victim(PEER_TIMEOUT, |addr, _pid| async move {
+        let mut legit = Peer::connect(&addr, "legit").await;
+        legit.square(3).await;
+        let mut beyond = actor::transport::BatchBuilder::new();
+        // 65 items of 1 KiB: more than the 64 KiB window in one frame.
+        for _ in 0..65 {
+            beyond.push(&serde_bytes::ByteBuf::from(vec![1u8; 1024])).expect("encode");
+        }
+        let (beyond, _) = beyond.take().expect("items");
+        let cut = Bytes::from_static(b"\xc4\x02\x01\xc4\x09\x01");
+        for (name, items) in [("beyond", beyond), ("cut", cut)] {
+            let mut attacker = Peer::connect(&addr, name).await;
+            let cid = attacker.start("hostile_victim::hoard", CallKind::Context, &(), WINDOW).await;
+            match attacker.reply(cid).await {
+                Msg::Started { .. } => {}
+                other => panic!("{name}: {other:?}"),
+            }
+            let batch = Msg::YieldBatch { cid, items };
+            timeout(BOUND, attacker.sender.send(&batch)).await.expect("send in time").expect("send");
+            attacker.closed_by_victim().await;
+            legit.square(4).await;
+        }
+        assert_eq!(legit.call::<u64>("hostile_victim::until_idle", &()).await, 0);
     });
 }
 
@@ -863,7 +895,7 @@ fn a_peer_that_stops_reading_is_dropped_and_its_calls_end() {
             let msg = timeout(BOUND, receiver.recv()).await.expect("in time").expect("recv").expect("open");
             match msg {
                 Msg::Started { .. } => started += 1,
-                Msg::Yield { .. } | Msg::Ping { .. } => {}
+                Msg::Yield { .. } | Msg::YieldBatch { .. } | Msg::Ping { .. } => {}
                 other => panic!("{other:?}"),
             }
         }

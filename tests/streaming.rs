@@ -38,6 +38,13 @@ fn dropping_a_stream_stops_the_producer_and_the_actor_keeps_serving() {
 }
 
 #[test]
+fn items_sent_before_a_producer_waits_arrive_while_it_waits() {
+    let out = scenario("send_then_wait");
+    assert!(out.contains("WHILE WAITING [0, 1, 2]"), "{out}");
+    assert!(out.contains("PRODUCER STOPPED true"), "{out}");
+}
+
+#[test]
 fn a_producer_error_arrives_after_the_items_sent_before_it() {
     let out = scenario("error_after_5");
     assert!(out.contains("ITEMS [0, 1, 2, 3, 4]"), "{out}");

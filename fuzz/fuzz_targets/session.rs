@@ -10,7 +10,8 @@
 //! - `open_calls()` equals the calls opened or admitted and not yet ended;
 //! - the peer's open calls stay within `max_served` and its open contexts'
 //!   windows within `max_served_window`;
-//! - items handed to a call never exceed its window plus what was granted;
+//! - items handed to a call, alone or in batches, never exceed its window
+//!   plus what was granted;
 //! - every message the session gives us to send belongs to a call that was
 //!   open and has its id.
 //!
@@ -25,7 +26,7 @@ use std::rc::Rc;
 
 use actor_transport::codec::FrameCodec;
 use actor_transport::{
-    CallApp, CallId, CallKind, CallStart, Completion, End, ErrorKind, Incoming, Limits, Msg, RemoteError,
+    BatchBuilder, CallApp, CallId, CallKind, CallStart, Completion, End, ErrorKind, Incoming, Limits, Msg, RemoteError,
     Session, Side, Uid, item_cost,
 };
 use bytes::{Bytes, BytesMut};
@@ -195,6 +196,20 @@ impl Input<'_> {
         Bytes::from(vec![0u8; len])
     }
 
+    /// The items of a batch: usually a few values packed as a producer
+    /// packs them (possibly none), sometimes arbitrary bytes.
+    fn batch(&mut self) -> Bytes {
+        if self.byte() % 4 == 0 {
+            return Bytes::copy_from_slice(self.bytes(64));
+        }
+        let mut b = BatchBuilder::new();
+        for _ in 0..self.byte() % 6 {
+            let v = self.value();
+            b.push(&v).expect("a value encodes");
+        }
+        b.take().map(|(items, _)| items).unwrap_or_default()
+    }
+
     fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
@@ -331,7 +346,7 @@ impl Harness {
     fn structured(&mut self, input: &mut Input<'_>) -> Msg {
         let cid = input.cid();
         let canceller = Uid { name: "peer".into(), id: "0".into() };
-        match input.byte() % 14 {
+        match input.byte() % 15 {
             0 => Msg::Start {
                 cid,
                 func: "f".into(),
@@ -357,6 +372,7 @@ impl Harness {
             10 => Msg::Ping { nonce: cid },
             11 => Msg::Pong { nonce: cid },
             12 => Msg::CancelActor { canceller, reason: String::new() },
+            13 => Msg::YieldBatch { cid, items: input.batch() },
             _ => Msg::Welcome,
         }
     }
@@ -443,6 +459,29 @@ impl Harness {
                     self.sent(&msg);
                 }
             }
+            8 => {
+                // A producer packing a batch takes the credit and spends it
+                // item by item itself, never beyond what it took.
+                let Ok(credit) = self.session.withdraw_credit(cid) else { return };
+                let window = self.model.borrow().open.get(&cid).map_or(0, |c| c.window);
+                assert!(credit <= u64::from(window.max(1)), "withdrew {credit} of a {window} window");
+                let mut batch = BatchBuilder::new();
+                let mut spent = 0u64;
+                for _ in 0..input.byte() % 8 {
+                    let v = input.value();
+                    let len = batch.push(&v).expect("a value encodes");
+                    let cost = u64::from(item_cost(len, window));
+                    if spent + cost > credit {
+                        batch.pop();
+                        break;
+                    }
+                    spent += cost;
+                }
+                if let Some((items, count)) = batch.take() {
+                    let msg = self.session.send_batch(cid, items, count).expect("the call was open");
+                    self.sent(&msg);
+                }
+            }
             _ => self.close("closed by us"),
         }
     }
@@ -486,7 +525,7 @@ fuzz_target!(|data: &[u8]| {
                 let msg = h.structured(&mut input);
                 h.peer(msg, &mut input);
             }
-            op => h.local((op - 144) % 9, &mut input),
+            op => h.local((op - 144) % 10, &mut input),
         }
         h.check();
     }

@@ -8,16 +8,19 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use actor_transport::item_cost;
 use actor_transport::session::Incoming as Arrival;
 use actor_transport::{
     CallApp, CallId, CallKind, ChannelError, Completion, End, Limits, Msg, RemoteError, Sender, Session,
     SessionError, Side, StartOptions, Uid, Violation,
 };
 use bytes::Bytes;
+use serde::Serialize;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
+use crate::outbox::{After, Outbox};
 
 /// Bytes of items a receiver lets a sender have in flight on one call, each
 /// way: 1 MiB, several round trips' worth at loopback speed.
@@ -106,6 +109,9 @@ pub(crate) fn limits() -> Limits {
 /// What arrives for a stream's receiving end.
 pub(crate) enum Incoming {
     Item(Bytes),
+    /// The items of a `YieldBatch`, checked by the session: taken out with
+    /// [`actor_transport::next_item`].
+    Batch(Bytes),
     Stop,
 }
 
@@ -125,6 +131,8 @@ pub(crate) struct Shared {
     pub credit: Notify,
     /// The call's window, in bytes.
     pub window: u32,
+    /// Items our side packed and has not yet handed to the channel.
+    pub outbox: Outbox,
 }
 
 /// The two ends of a channel, for the errors a call reports.
@@ -166,6 +174,12 @@ impl CallApp for CallIo {
     fn item(&mut self, value: Bytes) {
         if let Some(items) = &self.items {
             let _ = items.send(Incoming::Item(value));
+        }
+    }
+
+    fn batch(&mut self, items: Bytes, _count: usize) {
+        if let Some(tx) = &self.items {
+            let _ = tx.send(Incoming::Batch(items));
         }
     }
 
@@ -310,7 +324,7 @@ impl Conn {
     }
 
     fn new_shared(window: u32) -> Arc<Shared> {
-        Arc::new(Shared { ended: OnceLock::new(), credit: Notify::new(), window })
+        Arc::new(Shared { ended: OnceLock::new(), credit: Notify::new(), window, outbox: Outbox::default() })
     }
 
     /// Starts a call of `func` in the peer.
@@ -404,31 +418,90 @@ impl Conn {
         }
     }
 
-    /// Sends one item on call `cid`, waiting for credit.
-    pub(crate) async fn send_item(&self, cid: CallId, shared: &Shared, value: Bytes) -> Result<()> {
-        // The item moves into the message only once it can go: cloning it
-        // would turn a Vec-backed buffer into a shared one, an allocation
-        // per item. The common case has credit at once, before registering
-        // for a wake-up.
-        let mut value = Some(value);
+    /// Sends one item on call `cid`: packs it into the call's batch (see
+    /// [`outbox`](crate::outbox)), waiting for credit when the peer is a
+    /// window behind. `what` names the item in an encoding error.
+    pub(crate) async fn send_item<T: Serialize + ?Sized>(
+        self: &Arc<Self>,
+        cid: CallId,
+        shared: &Arc<Shared>,
+        item: &T,
+        what: impl Fn() -> String,
+    ) -> Result<()> {
         let mut credit = None;
-        let msg = loop {
-            let attempt = self.session().send_item_from(cid, &mut value);
-            match attempt {
-                Ok(Some(msg)) => break msg,
-                Err(e) => return Err(self.item_refused(shared, e)),
-                Ok(None) => match credit.take() {
-                    // Registered before trying again, so a grant in between is not missed.
-                    None => {
-                        let mut notified = Box::pin(shared.credit.notified());
-                        notified.as_mut().enable();
-                        credit = Some(notified);
-                    }
-                    Some(notified) => notified.await,
-                },
+        loop {
+            if shared.ended.get().is_some() {
+                return Err(self.ended(shared));
+            }
+            let after = {
+                let mut packed = shared.outbox.lock();
+                let len = packed.batch.push(item).map_err(|e| Error::codec(what(), e))?;
+                packed.pay(u64::from(item_cost(len, shared.window)), || self.sender.is_idle())
+            };
+            match after {
+                Some(After::Keep) => return Ok(()),
+                Some(After::Flush) => return self.flush(cid, shared).await,
+                Some(After::Watch) => {
+                    self.spawn_flusher(cid, shared);
+                    return Ok(());
+                }
+                None => {}
+            }
+            // Short of credit: take what the session has, registered for
+            // the next grant first so one in between is not missed.
+            let notified = match credit.take() {
+                Some(notified) => notified,
+                None => {
+                    let mut notified = Box::pin(shared.credit.notified());
+                    notified.as_mut().enable();
+                    notified
+                }
+            };
+            let got = self.session().withdraw_credit(cid).map_err(|e| self.item_refused(shared, e))?;
+            if got > 0 {
+                shared.outbox.lock().allowance += got;
+                continue;
+            }
+            // The peer is a window behind: it gets what is packed, so that
+            // it can consume and grant, and the item waits for the grant.
+            self.flush(cid, shared).await?;
+            notified.await;
+        }
+    }
+
+    /// Hands call `cid`'s packed items to the channel, waiting for room.
+    pub(crate) async fn flush(&self, cid: CallId, shared: &Shared) -> Result<()> {
+        let _gate = shared.outbox.gate.lock().await;
+        self.flush_gated(cid, shared).await
+    }
+
+    /// [`Conn::flush`] with the call's gate held by the caller.
+    async fn flush_gated(&self, cid: CallId, shared: &Shared) -> Result<()> {
+        let Some(unsent) = shared.outbox.take() else { return Ok(()) };
+        let (items, count) = unsent.items();
+        let batch = self.session().send_batch(cid, items, count);
+        let msg = match batch {
+            Ok(msg) => msg,
+            Err(e) => {
+                // The call ended: its items can no longer go.
+                unsent.sent();
+                return Err(self.item_refused(shared, e));
             }
         };
-        self.sender.send(&msg).await.map_err(|e| self.send_error("a stream item", e))
+        let queued = self.sender.send(&msg).await;
+        unsent.sent();
+        queued.map_err(|e| self.send_error("stream items", e))
+    }
+
+    /// Hands call `cid`'s packed items on once the producer yields.
+    fn spawn_flusher(self: &Arc<Self>, cid: CallId, shared: &Arc<Shared>) {
+        let (conn, shared) = (self.clone(), shared.clone());
+        tokio::spawn(async move {
+            shared.outbox.lock().flusher = false;
+            if let Err(e) = conn.flush(cid, &shared).await {
+                tracing::debug!(cid, error = %e, "cannot hand stream items on");
+            }
+        });
     }
 
     fn item_refused(&self, shared: &Shared, e: SessionError) -> Error {
@@ -440,6 +513,9 @@ impl Conn {
 
     /// Tells the peer we send no more items on call `cid`.
     pub(crate) async fn send_stop(&self, cid: CallId, shared: &Shared) -> Result<()> {
+        // Every item packed before the end goes before it.
+        let _gate = shared.outbox.gate.lock().await;
+        self.flush_gated(cid, shared).await?;
         let stop = self.session().send_stop(cid);
         let msg = match stop {
             Ok(msg) => msg,

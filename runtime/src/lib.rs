@@ -85,6 +85,7 @@ mod low_latency;
 mod nursery;
 #[cfg(feature = "otel")]
 pub mod otel;
+mod outbox;
 mod parent_death;
 mod peers;
 mod portal;

@@ -52,6 +52,10 @@ pub(crate) fn start(conn: &Arc<Conn>, actor: &Arc<Actor>, from_parent: bool, cal
     let token = actor.token().child_token();
     let (shared, items) = conn.admit(cid, kind, window, token.clone());
     crate::introspect::count_served();
+    // Only a stream or context has items to hand on before its end; a
+    // single call keeps no extra handle on its state, which would make its
+    // end spell out a reason nobody reads.
+    let items_of = (kind != CallKind::Single).then(|| shared.clone());
     let io = ServedIo { conn: conn.clone(), cid, shared, items };
     let served = match handler {
         Handler::Single(f) => f(args),
@@ -139,6 +143,14 @@ pub(crate) fn start(conn: &Arc<Conn>, actor: &Arc<Actor>, from_parent: bool, cal
                         Completion::Failed(e) | Completion::Cancelled(e) => Some(e.message.clone()),
                     },
                 });
+            }
+            // Items the function sent go before its end. A call that ended
+            // already (cancelled by the caller, or its channel gone) has no
+            // use for them: that error is no one's to hear.
+            if let Some(shared) = items_of {
+                if let Err(e) = conn.flush(cid, &shared).await {
+                    tracing::debug!(error = %e, "cannot hand the last stream items on");
+                }
             }
             conn.complete(cid, &func, how).await;
             if main {

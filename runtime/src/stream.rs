@@ -17,7 +17,7 @@ use actor_transport::Unclaimed;
 
 use crate::conn::{CallGuard, Conn, Incoming, ServedIo, Shared};
 use crate::error::Result;
-use crate::registry::{decode, encode};
+use crate::registry::decode;
 
 /// The sending half of a stream: items go to the other actor, at most a
 /// window ([`STREAM_WINDOW`](crate::STREAM_WINDOW) bytes) ahead of what it has
@@ -57,10 +57,12 @@ impl<T: Serialize> StreamSender<T> {
     ///
     /// # Cancel safety
     ///
-    /// Not cancel-safe: a cancelled send may have used one unit of credit.
+    /// Not cancel-safe: a cancelled send may have used one unit of credit,
+    /// and its item may or may not go. Items whose sends returned still go,
+    /// in order.
     pub async fn send(&self, item: T) -> Result<()> {
-        let value = encode(&item, || format!("an item of type {}", std::any::type_name::<T>()))?;
-        self.conn.send_item(self.cid, &self.shared, value).await
+        let what = || format!("an item of type {}", std::any::type_name::<T>());
+        self.conn.send_item(self.cid, &self.shared, &item, what).await
     }
 
     /// Tells the receiver no more items will come; its stream then ends.
@@ -98,6 +100,8 @@ pub struct StreamReceiver<T> {
     cid: CallId,
     shared: Arc<Shared>,
     items: mpsc::UnboundedReceiver<Incoming>,
+    /// What is left of the batch being read.
+    batch: Bytes,
     unclaimed: Unclaimed,
     finished: bool,
     _guard: Option<CallGuard>,
@@ -118,6 +122,7 @@ impl<T: DeserializeOwned + 'static> StreamReceiver<T> {
             cid,
             shared,
             items,
+            batch: Bytes::new(),
             finished: false,
             _guard: guard,
             _item: PhantomData,
@@ -148,23 +153,35 @@ impl<T: DeserializeOwned + 'static> Stream for StreamReceiver<T> {
         if this.finished {
             return Poll::Ready(None);
         }
-        match this.items.poll_recv(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Incoming::Item(bytes))) => {
-                if let Some(credit) = this.unclaimed.consumed(bytes.len()) {
-                    this.conn.grant(this.cid, credit);
+        // Items of a batch come out of it in place: no channel operation
+        // per item.
+        let bytes = match actor_transport::next_item(&mut this.batch) {
+            Some(item) => item,
+            None => loop {
+                match this.items.poll_recv(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(Incoming::Item(bytes))) => break bytes,
+                    Poll::Ready(Some(Incoming::Batch(items))) => {
+                        this.batch = items;
+                        if let Some(item) = actor_transport::next_item(&mut this.batch) {
+                            break item;
+                        }
+                    }
+                    Poll::Ready(Some(Incoming::Stop)) => {
+                        this.finished = true;
+                        return Poll::Ready(None);
+                    }
+                    Poll::Ready(None) => {
+                        this.finished = true;
+                        return Poll::Ready(Some(Err(this.conn.ended(&this.shared))));
+                    }
                 }
-                Poll::Ready(Some(decode_item(bytes, || format!("a stream item from `{}`", this.conn.peer()))))
-            }
-            Poll::Ready(Some(Incoming::Stop)) => {
-                this.finished = true;
-                Poll::Ready(None)
-            }
-            Poll::Ready(None) => {
-                this.finished = true;
-                Poll::Ready(Some(Err(this.conn.ended(&this.shared))))
-            }
+            },
+        };
+        if let Some(credit) = this.unclaimed.consumed(bytes.len()) {
+            this.conn.grant(this.cid, credit);
         }
+        Poll::Ready(Some(decode_item(bytes, || format!("a stream item from `{}`", this.conn.peer()))))
     }
 }
 

@@ -341,6 +341,13 @@ impl Sender {
         self.shared.writer_done.cancelled().await;
     }
 
+    /// Whether nothing waits in the write buffer: the writer has taken all
+    /// that was queued (it may still be writing it). A stream producer
+    /// packs its items into batches while this is false.
+    pub fn is_idle(&self) -> bool {
+        self.shared.lock().buf.is_empty()
+    }
+
     /// Whether the channel no longer accepts messages.
     pub fn is_closed(&self) -> bool {
         self.shared.is_closed.load(Ordering::Acquire)

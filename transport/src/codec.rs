@@ -144,6 +144,9 @@ const SHARE_AT: usize = 1024;
 /// The canonical encoding of a `Msg::Yield` up to its call id.
 const YIELD_HEAD: &[u8] = b"\x81\xa5Yield\x92";
 
+/// The canonical encoding of a `Msg::YieldBatch` up to its call id.
+const BATCH_HEAD: &[u8] = b"\x81\xaaYieldBatch\x92";
+
 /// Reads a msgpack unsigned integer; returns it and its encoded length.
 fn read_uint(b: &[u8]) -> Option<(u64, usize)> {
     let be = |n: usize| b.get(1..1 + n).map(|d| d.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)));
@@ -158,7 +161,7 @@ fn read_uint(b: &[u8]) -> Option<(u64, usize)> {
 }
 
 /// Reads a msgpack `bin` header; returns the payload length and header length.
-fn read_bin_len(b: &[u8]) -> Option<(usize, usize)> {
+pub(crate) fn read_bin_len(b: &[u8]) -> Option<(usize, usize)> {
     let be = |n: usize| b.get(1..1 + n).map(|d| d.iter().fold(0usize, |acc, x| (acc << 8) | usize::from(*x)));
     match *b.first()? {
         0xc4 => Some((be(1)?, 2)),
@@ -185,28 +188,47 @@ pub fn bin_payload(mut doc: Bytes) -> Result<Bytes, Bytes> {
     }
 }
 
-/// Where a canonically encoded `Msg::Yield` keeps its parts: its call id and
-/// the range of its value in `frame`; `None` for anything else (which then
-/// takes the general path).
-fn yield_parts(frame: &[u8]) -> Option<(u64, std::ops::Range<usize>)> {
-    let rest = frame.strip_prefix(YIELD_HEAD)?;
+/// Which of the two item messages a frame holds.
+#[derive(Clone, Copy)]
+enum ItemKind {
+    Yield,
+    Batch,
+}
+
+impl ItemKind {
+    fn msg(self, cid: u64, value: Bytes) -> Msg {
+        match self {
+            ItemKind::Yield => Msg::Yield { cid, value },
+            ItemKind::Batch => Msg::YieldBatch { cid, items: value },
+        }
+    }
+}
+
+/// Where a canonically encoded `Msg::Yield` or `Msg::YieldBatch` keeps its
+/// parts: which it is, its call id and the range of its `bin` field in
+/// `frame`; `None` for anything else (which then takes the general path).
+fn yield_parts(frame: &[u8]) -> Option<(ItemKind, u64, std::ops::Range<usize>)> {
+    let (kind, rest, skip) = match frame.strip_prefix(YIELD_HEAD) {
+        Some(rest) => (ItemKind::Yield, rest, YIELD_HEAD.len()),
+        None => (ItemKind::Batch, frame.strip_prefix(BATCH_HEAD)?, BATCH_HEAD.len()),
+    };
     let (cid, used) = read_uint(rest)?;
-    let at = YIELD_HEAD.len() + used;
+    let at = skip + used;
     let (len, head) = read_bin_len(&frame[at..])?;
-    (frame.len() == at + head + len).then_some((cid, at + head..frame.len()))
+    (frame.len() == at + head + len).then_some((kind, cid, at + head..frame.len()))
 }
 
-/// Decodes a canonically encoded `Msg::Yield` without copying its value.
+/// Decodes a canonically encoded item message without copying its items.
 fn shared_yield(frame: &Bytes) -> Option<Msg> {
-    let (cid, value) = yield_parts(frame)?;
-    Some(Msg::Yield { cid, value: frame.slice(value) })
+    let (kind, cid, value) = yield_parts(frame)?;
+    Some(kind.msg(cid, frame.slice(value)))
 }
 
-/// Decodes a canonically encoded `Msg::Yield` by copying its value out:
-/// for small items, where the general decoder's work is most of the cost.
+/// Decodes a canonically encoded item message by copying its items out:
+/// for small frames, where the general decoder's work is most of the cost.
 fn copied_yield(frame: &[u8]) -> Option<Msg> {
-    let (cid, value) = yield_parts(frame)?;
-    Some(Msg::Yield { cid, value: Bytes::copy_from_slice(&frame[value]) })
+    let (kind, cid, value) = yield_parts(frame)?;
+    Some(kind.msg(cid, Bytes::copy_from_slice(&frame[value])))
 }
 
 /// `msg` as a `T`, when `T` is `Msg`.
@@ -242,8 +264,8 @@ impl<T: DeserializeOwned + 'static> Decoder for FrameCodec<T> {
             return Ok(None);
         }
         self.state = State::Head;
-        // Stream items are most of the traffic: a canonical `Yield` is read
-        // by hand, without the general decoder.
+        // Stream items are most of the traffic: a canonical `Yield` or
+        // `YieldBatch` is read by hand, without the general decoder.
         if TypeId::of::<T>() == TypeId::of::<Msg>() {
             if n >= SHARE_AT {
                 let frame = src.split_to(n).freeze();
@@ -408,6 +430,26 @@ mod tests {
         let mut long = rmp_serde::to_vec(&Msg::Yield { cid: 3, value: vec![0u8; 10].into() }).unwrap();
         long.push(0);
         assert_eq!(copied_yield(&long), None);
+    }
+
+    #[test]
+    fn batches_are_read_by_hand_shared_or_copied_and_equal_to_the_general_decoding() {
+        for (cid, len) in [(0u64, 3usize), (127, 900), (128, 1024), (u64::MAX, 70_000)] {
+            let msg = Msg::YieldBatch { cid, items: vec![4u8; len].into() };
+            let payload = rmp_serde::to_vec(&msg).unwrap();
+            assert_eq!(shared_yield(&Bytes::from(payload.clone())), Some(msg.clone()));
+            assert_eq!(copied_yield(&payload), Some(msg.clone()));
+            assert_eq!(decode_value::<Msg>(&payload).unwrap(), msg);
+            let mut buf = frame(&msg);
+            buf.extend_from_slice(&frame(&Msg::Stop { cid }));
+            let mut codec = FrameCodec::<Msg>::default();
+            assert_eq!(codec.decode(&mut buf).unwrap(), Some(msg));
+            assert_eq!(codec.decode(&mut buf).unwrap(), Some(Msg::Stop { cid }));
+            assert!(buf.is_empty());
+        }
+        let mut cut = rmp_serde::to_vec(&Msg::YieldBatch { cid: 1, items: vec![0u8; 10].into() }).unwrap();
+        cut.pop();
+        assert_eq!(copied_yield(&cut), None);
     }
 
     #[test]

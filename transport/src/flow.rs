@@ -102,17 +102,32 @@ impl FlowControl {
         Ok(())
     }
 
+    /// Takes all the credit we may still send, for a sender that spends it
+    /// item by item itself (a batch being packed): returns it.
+    pub fn withdraw(&mut self) -> u64 {
+        std::mem::take(&mut self.send)
+    }
+
     /// The peer sent an item of `len` bytes.
     ///
     /// # Errors
     ///
     /// [`FlowError::BeyondCredit`] if it had not enough credit for it.
     pub fn received(&mut self, len: usize) -> Result<(), FlowError> {
-        let cost = self.cost(len);
-        if self.recv < u64::from(cost) {
+        self.received_cost(u64::from(self.cost(len)))
+    }
+
+    /// The peer sent items costing `cost` in all (a batch).
+    ///
+    /// # Errors
+    ///
+    /// [`FlowError::BeyondCredit`] if it had not enough credit for them.
+    pub fn received_cost(&mut self, cost: u64) -> Result<(), FlowError> {
+        if self.recv < cost {
+            let cost = u32::try_from(cost).unwrap_or(u32::MAX);
             return Err(FlowError::BeyondCredit { cost, allowance: self.recv });
         }
-        self.recv -= u64::from(cost);
+        self.recv -= cost;
         Ok(())
     }
 
@@ -188,6 +203,17 @@ mod tests {
         assert_eq!(f.received(0), Err(FlowError::BeyondCredit { cost: 1, allowance: 0 }));
         assert_eq!(f.grant(500), 100, "never more than the window");
         f.received(30).expect("granted");
+    }
+
+    #[test]
+    fn a_batch_is_charged_its_total_and_withdrawn_credit_is_gone() {
+        let mut f = FlowControl::new(100);
+        f.received_cost(70).expect("within the window");
+        assert_eq!(f.received_cost(31), Err(FlowError::BeyondCredit { cost: 31, allowance: 30 }));
+        assert_eq!(f.withdraw(), 100);
+        assert_eq!(f.withdraw(), 0);
+        assert!(!f.try_send(1));
+        f.granted(100).expect("a window, all of it withdrawn");
     }
 
     #[test]

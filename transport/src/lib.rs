@@ -3,6 +3,7 @@
 //! This crate knows nothing of actors. It provides:
 //!
 //! - [`wire`]: the versioned message set every actor speaks ([`Msg`]),
+//! - [`batch`]: many stream items in one frame ([`BatchBuilder`]),
 //! - [`codec`]: length-prefixed msgpack frames with a maximum size checked before
 //!   any allocation ([`FrameCodec`]),
 //! - [`channel`]: a framed, batching, split-able [`Channel`] over any byte stream
@@ -32,6 +33,7 @@
 pub mod accept_log;
 pub mod addr;
 pub mod admission;
+pub mod batch;
 pub mod channel;
 pub mod codec;
 pub mod escape;
@@ -53,6 +55,7 @@ pub mod wire;
 
 pub use addr::{Addr, AddrParseError};
 pub use admission::{Admission, AdmissionConfig, Refusal};
+pub use batch::{BatchBuilder, next_item};
 pub use channel::{Channel, ChannelConfig, ChannelError, Receiver, Sender};
 pub use codec::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, bin_payload};
 pub use escape::{Escaped, escape_for_log};

@@ -96,6 +96,17 @@ pub trait CallApp {
     fn started(&mut self, value: Bytes);
     /// The peer sent an item.
     fn item(&mut self, value: Bytes);
+    /// The peer sent a batch of `count` items (at least one): `items` as
+    /// [`batch::scan`](crate::batch::scan) accepted them, to be taken out
+    /// with [`next_item`](crate::batch::next_item). By default each is
+    /// handed to [`CallApp::item`] in turn.
+    fn batch(&mut self, items: Bytes, count: usize) {
+        let _ = count;
+        let mut items = items;
+        while let Some(item) = crate::batch::next_item(&mut items) {
+            self.item(item);
+        }
+    }
     /// The peer will send no more items.
     fn stopped(&mut self);
     /// The peer granted credit: senders waiting for it may try again.
@@ -190,6 +201,14 @@ pub enum Violation {
         /// Its call id.
         cid: CallId,
         /// Which rule it broke.
+        why: &'static str,
+    },
+    /// A batch of items that is not one.
+    #[error("YieldBatch for call {cid}: {why}")]
+    BadBatch {
+        /// Its call id.
+        cid: CallId,
+        /// What is wrong with it.
         why: &'static str,
     },
     /// Flow control was broken on a call.
@@ -525,6 +544,44 @@ impl<A: CallApp> Session<A> {
         Ok(item.take().map(|value| Msg::Yield { cid, value }))
     }
 
+    /// Takes all the credit call `cid` may still spend, for a driver that
+    /// packs items into batches and spends it item by item itself: returns
+    /// it (zero while the peer is a window behind; wait for
+    /// [`CallApp::credit`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::send_item`], but never [`SessionError::NoCredit`].
+    pub fn withdraw_credit(&mut self, cid: CallId) -> Result<u64, SessionError> {
+        let call = self.call_mut(cid)?;
+        call.we_may_send().map_err(|why| SessionError::Invalid { cid, why })?;
+        Ok(call.flow.withdraw())
+    }
+
+    /// Hands on a batch of `count` items packed by a
+    /// [`BatchBuilder`](crate::BatchBuilder), paid for with credit from
+    /// [`Session::withdraw_credit`]: returns the message to send, a plain
+    /// `Yield` for a single item.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::send_item`], but never [`SessionError::NoCredit`];
+    /// [`SessionError::Invalid`] for an empty batch.
+    pub fn send_batch(&mut self, cid: CallId, items: Bytes, count: usize) -> Result<Msg, SessionError> {
+        let call = self.call_mut(cid)?;
+        call.we_may_send().map_err(|why| SessionError::Invalid { cid, why })?;
+        match count {
+            0 => Err(SessionError::Invalid { cid, why: "an empty batch" }),
+            1 => {
+                let mut rest = items;
+                let value = crate::batch::next_item(&mut rest)
+                    .ok_or(SessionError::Invalid { cid, why: "a batch that is not a sequence of items" })?;
+                Ok(Msg::Yield { cid, value })
+            }
+            _ => Ok(Msg::YieldBatch { cid, items }),
+        }
+    }
+
     /// Ends our direction of items on call `cid`: returns the `Stop` to send.
     ///
     /// # Errors
@@ -661,6 +718,18 @@ impl<A: CallApp> Session<A> {
                     call.peer_may_send().map_err(|why| Violation::OutOfOrder { msg: name, cid, why })?;
                     call.flow.received(value.len()).map_err(|error| Violation::Flow { cid, error })?;
                     call.app.item(value);
+                }
+            }
+            Msg::YieldBatch { cid, items } => {
+                if self.is_ours(cid) && cid >= self.next_cid {
+                    return Err(Violation::UnknownCall { msg: name, cid });
+                }
+                if let Some(call) = self.calls.get_mut(&cid) {
+                    call.peer_may_send().map_err(|why| Violation::OutOfOrder { msg: name, cid, why })?;
+                    let (count, cost) = crate::batch::scan(&items, call.flow.window())
+                        .map_err(|bad| Violation::BadBatch { cid, why: bad.why() })?;
+                    call.flow.received_cost(cost).map_err(|error| Violation::Flow { cid, error })?;
+                    call.app.batch(items, count);
                 }
             }
             Msg::Stop { cid } => {

@@ -500,6 +500,80 @@ fn items_beyond_credit_are_a_violation() {
     assert!(matches!(v, Violation::Flow { error: FlowError::BeyondCredit { .. }, .. }), "{v}");
 }
 
+/// `values` packed as a batch the way a producer packs them.
+fn batch_of(values: &[Bytes]) -> (Bytes, usize) {
+    let mut b = crate::BatchBuilder::new();
+    for v in values {
+        b.push(v).expect("encodes");
+    }
+    b.take().expect("items")
+}
+
+#[test]
+fn a_batch_is_delivered_in_order_and_charged_per_item() {
+    let limits = Limits { window: 1024, ..Limits::default() };
+    let mut p = Pair::with_limits(limits);
+    let cid = p.open(true, CallKind::Stream);
+    p.drive();
+    // Items of 98 bytes: 100-byte documents, so ten fill 1000 of the window.
+    let values: Vec<Bytes> = (0..10u8).map(|i| Bytes::from(vec![i; 98])).collect();
+    assert_eq!(p.b.s.withdraw_credit(cid), Ok(1024));
+    assert_eq!(p.b.s.withdraw_credit(cid), Ok(0), "all of it was taken");
+    let (items, count) = batch_of(&values[..9]);
+    let msg = p.b.s.send_batch(cid, items, count).expect("open");
+    assert!(matches!(msg, Msg::YieldBatch { .. }));
+    p.send(false, msg);
+    let (one, count) = batch_of(&values[9..]);
+    let msg = p.b.s.send_batch(cid, one, count).expect("open");
+    assert!(matches!(msg, Msg::Yield { .. }), "a batch of one goes as a plain Yield");
+    p.send(false, msg);
+    p.drive();
+    let got: Vec<Bytes> = p.a.log(cid).items.iter().cloned().collect();
+    let want: Vec<Bytes> =
+        values.iter().map(|v| Bytes::from(rmp_serde::to_vec(v).expect("encodes"))).collect();
+    assert_eq!(got, want);
+    // The receiver charged all ten: one more byte is beyond its allowance
+    // until it grants.
+    let v = violation(&mut p, true, Msg::YieldBatch { cid, items: batch_of(&[item(30)]).0 });
+    assert!(matches!(v, Violation::Flow { error: FlowError::BeyondCredit { .. }, .. }), "{v}");
+}
+
+#[test]
+fn a_batch_beyond_credit_is_refused_whole() {
+    let limits = Limits { window: 1024, ..Limits::default() };
+    let mut p = Pair::with_limits(limits);
+    let cid = p.open(true, CallKind::Stream);
+    p.drive();
+    let (items, _) = batch_of(&[item(600), item(600)]);
+    let v = violation(&mut p, true, Msg::YieldBatch { cid, items });
+    assert!(matches!(v, Violation::Flow { error: FlowError::BeyondCredit { .. }, .. }), "{v}");
+    assert!(p.a.log(cid).items.is_empty(), "no item of a refused batch is delivered");
+}
+
+#[test]
+fn malformed_or_misplaced_batches_are_violations() {
+    let mut p = Pair::new();
+    let single = p.open(true, CallKind::Single);
+    let stream = p.open(true, CallKind::Stream);
+    p.drive();
+    for (items, why) in [
+        (Bytes::new(), "an empty batch"),
+        (Bytes::from_static(b"\xc4\x05abc"), "a batch that is not a sequence of `bin` items"),
+        (Bytes::from_static(b"\x01\x02"), "a batch that is not a sequence of `bin` items"),
+    ] {
+        assert_eq!(
+            violation(&mut p, true, Msg::YieldBatch { cid: stream, items }),
+            Violation::BadBatch { cid: stream, why }
+        );
+    }
+    let v = violation(&mut p, true, Msg::YieldBatch { cid: single, items: batch_of(&[item(1)]).0 });
+    assert!(matches!(v, Violation::OutOfOrder { why: "a single call carries no items", .. }), "{v}");
+    let v = violation(&mut p, true, Msg::YieldBatch { cid: 99, items: batch_of(&[item(1)]).0 });
+    assert!(matches!(v, Violation::UnknownCall { .. }), "{v}");
+    assert!(matches!(p.b.s.send_batch(stream, Bytes::new(), 0), Err(SessionError::Invalid { .. })));
+    assert!(p.a.log(stream).items.is_empty());
+}
+
 #[test]
 fn replies_with_the_wrong_parity_or_an_unused_id_are_violations() {
     let mut p = Pair::new();

@@ -204,6 +204,16 @@ pub enum Msg {
         /// A msgpack document.
         value: Bytes,
     },
+    /// Several stream items of one call in one frame, in order: what a
+    /// sender whose peer is behind packs together (see [`crate::batch`]).
+    /// Each item costs credit as if it came in its own [`Msg::Yield`].
+    YieldBatch {
+        /// The call.
+        cid: CallId,
+        /// The items, back to back, each a msgpack `bin` holding one msgpack
+        /// document; at least one.
+        items: Bytes,
+    },
     /// The sender will yield no more items on this call.
     Stop {
         /// The call.
@@ -320,6 +330,7 @@ impl Msg {
             | Msg::StartAck { cid }
             | Msg::Started { cid, .. }
             | Msg::Yield { cid, .. }
+            | Msg::YieldBatch { cid, .. }
             | Msg::Stop { cid }
             | Msg::Return { cid, .. }
             | Msg::Error { cid, .. }
@@ -341,6 +352,7 @@ impl Msg {
             Msg::StartAck { .. } => "StartAck",
             Msg::Started { .. } => "Started",
             Msg::Yield { .. } => "Yield",
+            Msg::YieldBatch { .. } => "YieldBatch",
             Msg::Stop { .. } => "Stop",
             Msg::Return { .. } => "Return",
             Msg::Error { .. } => "Error",
@@ -450,6 +462,10 @@ mod tests {
         assert_eq!(
             enc(&Msg::Yield { cid: 2, value: Bytes::from_static(b"\x2a") }),
             b"\x81\xa5Yield\x92\x02\xc4\x01\x2a"
+        );
+        assert_eq!(
+            enc(&Msg::YieldBatch { cid: 2, items: Bytes::from_static(b"\xc4\x01\x2a\xc4\x01\x2b") }),
+            b"\x81\xaaYieldBatch\x92\x02\xc4\x06\xc4\x01\x2a\xc4\x01\x2b"
         );
         assert_eq!(
             enc(&Msg::Start {

@@ -114,6 +114,7 @@ fn msg() -> impl Strategy<Value = Msg> {
         (any::<u64>(), payload()).prop_map(|(cid, value)| Msg::Started { cid, value }),
         (any::<u64>(), payload()).prop_map(|(cid, value)| Msg::Yield { cid, value }),
         any::<u64>().prop_map(|cid| Msg::Stop { cid }),
+        (any::<u64>(), payload()).prop_map(|(cid, items)| Msg::YieldBatch { cid, items }),
         (any::<u64>(), payload()).prop_map(|(cid, value)| Msg::Return { cid, value }),
         (any::<u64>(), remote_error()).prop_map(|(cid, e)| Msg::Error { cid, error: Box::new(e) }),
         (any::<u64>(), uid()).prop_map(|(cid, canceller)| Msg::Cancel { cid, canceller }),
@@ -129,7 +130,7 @@ fn msg() -> impl Strategy<Value = Msg> {
 
 /// The number of `Msg` variants. The exhaustive match makes a new variant a
 /// compile error here, so the strategy above cannot silently fall behind.
-const VARIANTS: usize = 19;
+const VARIANTS: usize = 20;
 
 fn variant_index(m: &Msg) -> usize {
     match m {
@@ -152,6 +153,7 @@ fn variant_index(m: &Msg) -> usize {
         Msg::CancelActorAck => 16,
         Msg::Ping { .. } => 17,
         Msg::Pong { .. } => 18,
+        Msg::YieldBatch { .. } => 19,
     }
 }
 
