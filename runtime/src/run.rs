@@ -255,10 +255,16 @@ fn run_child(spec: SpawnSpec) -> ! {
     spawn::set_process_name(&spec.uid.name);
 
     // Before anything can start a helper: if the parent dies, this process
-    // takes its group (and so its helpers) down with it.
-    if let Err(e) = parent_death::install_handler() {
+    // takes its group (and so its helpers) down with it. The handler goes in
+    // before the signal is armed, so the signal never finds the default action.
+    if let Err(e) = parent_death::install_handler().and_then(|()| parent_death::arm()) {
         eprintln!("actor `{}`: cannot watch for the parent's death: {e}", spec.uid.name);
         std::process::exit(70)
+    }
+    // A parent that died before the signal was armed left this process
+    // re-parented: there is nobody to serve.
+    if std::os::unix::process::parent_id() != spec.ppid {
+        std::process::exit(1)
     }
     let code = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt.block_on(child_main(spec)),
@@ -271,10 +277,6 @@ fn run_child(spec: SpawnSpec) -> ! {
 }
 
 async fn child_main(spec: SpawnSpec) -> i32 {
-    // PR_SET_PDEATHSIG was set before exec, but the parent may have died before that.
-    if std::os::unix::process::parent_id() != spec.ppid {
-        return 1;
-    }
     let name = spec.uid.name.clone();
     match child_setup(spec).await {
         Ok((actor, conn)) => {
