@@ -41,6 +41,12 @@ use crate::{accept, arbiter_link, discovery, introspect, logging, parent_death, 
 /// it ends, even by SIGKILL; a process that must outlive the tree is started
 /// without that variable.
 ///
+/// The root raises its soft limit on open files (`RLIMIT_NOFILE`) to the
+/// hard limit before anything else opens, and every actor of the tree
+/// inherits it: a parent holds about three descriptors per live child. When
+/// descriptors run out anyway, spawn errors and accept warnings name the
+/// limit and how to raise it.
+///
 /// Children are started with the parent's command-line arguments, so a
 /// program that parses its arguments before calling `run` (with clap, say)
 /// parses them the same way in every actor; [`is_child`] tells a spawned actor
@@ -81,6 +87,7 @@ where
         run_child(spec)
     }
     logging::init(config.log.as_deref());
+    raise_fd_limit();
     let watcher = tree_watch::start();
     // One thread per actor, like the children (and like tractor's trio actors):
     // no cross-thread wake-ups on the hot paths. ACTOR_THREADS opts in to more.
@@ -94,6 +101,16 @@ where
         w.finish();
     }
     result
+}
+
+/// Raises the root's soft limit on open files to the hard one: a parent
+/// holds three descriptors per live child, and the usual soft limit of 1024
+/// would stop a tree near 300 actors. The tree inherits the raised limit.
+fn raise_fd_limit() {
+    match actor_transport::fd_limit::raise() {
+        Ok(limits) => tracing::debug!(soft = limits.soft, hard = limits.hard, "limit on open files"),
+        Err(e) => tracing::debug!(error = %e, "cannot raise the limit on open files"),
+    }
 }
 
 /// Whether this process is an actor spawned by a parent, or the root's

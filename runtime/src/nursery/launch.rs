@@ -3,7 +3,7 @@
 //! configuration, and start its main call. A child that its nursery
 //! restarts goes through this once per process.
 
-use actor_transport::{CallKind, Msg, Secret, Uid};
+use actor_transport::{CallKind, Msg, Secret, Uid, fd_limit};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
@@ -105,7 +105,15 @@ pub(super) async fn launch(
             (Err(Unreaped::Lost(reason)), _) => reason,
         })),
         _ = tokio::time::sleep(timeout) => Err(spawn_err(match proc.host() {
-            None => format!("the process did not connect back within {timeout:?}"),
+            // Its connection may be waiting in the backlog of a listener
+            // that cannot accept it.
+            None => match fd_limit::exhausted_within(timeout) {
+                Some(limit) => format!(
+                    "the process did not connect back within {timeout:?}; file descriptors ran out \
+                     meanwhile: {limit}"
+                ),
+                None => format!("the process did not connect back within {timeout:?}"),
+            },
             Some(host) => format!(
                 "the process on host `{host}` did not connect back within {timeout:?} (can that host reach {}?)",
                 actor.listen
@@ -214,7 +222,10 @@ async fn start(
         .stdin(std::process::Stdio::null());
     match actor.spawner.spawn(cmd).await {
         Ok(p) => Ok(Process::Local(p)),
-        Err(e) => Err(spawn_err(format!("cannot start the process: {e}"))),
+        Err(e) => Err(spawn_err(match fd_limit::note_exhausted(&e) {
+            Some(limit) => format!("cannot start the process: {e}: {limit}"),
+            None => format!("cannot start the process: {e}"),
+        })),
     }
 }
 
