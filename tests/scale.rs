@@ -31,6 +31,7 @@ fn the_root_raises_its_soft_fd_limit_to_the_hard_one_for_the_whole_tree() {
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout.contains("ROOT SOFT IS HARD: true"), "{out:?}");
     assert!(out.stdout.contains("CHILD SOFT IS HARD: true"), "{out:?}");
+    assert!(out.stdout.contains("CHILD PARENT-DEATH SIGNAL IS SIGRTMAX-1: true"), "{out:?}");
     out.assert_no_warnings();
 }
 

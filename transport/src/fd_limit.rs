@@ -28,6 +28,9 @@ pub struct NofileLimits {
 /// [`note_exhausted`], and its explanation.
 static LAST_EXHAUSTED: Mutex<Option<(Instant, String)>> = Mutex::new(None);
 
+/// Wakes the waiters of [`next_exhaustion`].
+static EXHAUSTION: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 /// Raises this process's soft limit on open files to its hard limit.
 ///
 /// Returns the limits in force afterwards (unchanged if the soft limit was
@@ -79,7 +82,22 @@ pub fn note_exhausted(error: &io::Error) -> Option<String> {
         _ => return None,
     };
     *LAST_EXHAUSTED.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), text.clone()));
+    EXHAUSTION.notify_waiters();
     Some(text)
+}
+
+/// Waits until a [`note_exhausted`] sees descriptors run out (in any task or
+/// thread of this process), then returns its explanation: a spawn whose
+/// child's connection a listener cannot accept fails at once instead of at
+/// its timeout.
+///
+/// # Cancel safety
+///
+/// Cancel-safe.
+pub async fn next_exhaustion() -> String {
+    EXHAUSTION.notified().await;
+    let last = LAST_EXHAUSTED.lock().unwrap_or_else(|p| p.into_inner());
+    last.as_ref().map(|(_, text)| text.clone()).unwrap_or_default()
 }
 
 /// If a [`note_exhausted`] saw descriptors run out in the last `window`, its
@@ -106,6 +124,19 @@ mod tests {
         assert_eq!(exhausted_within(Duration::from_secs(60)), Some(text));
         let enfile = io::Error::from_raw_os_error(nix::libc::ENFILE);
         assert!(note_exhausted(&enfile).expect("ENFILE is explained").contains("fs.file-max"));
+    }
+
+    #[tokio::test]
+    async fn a_waiter_hears_of_the_next_exhaustion() {
+        let waiter = tokio::spawn(next_exhaustion());
+        // Until the waiter is registered, a notification would be lost.
+        while !waiter.is_finished() {
+            tokio::task::yield_now().await;
+            note_exhausted(&io::Error::from_raw_os_error(nix::libc::EMFILE));
+        }
+        let text = waiter.await.expect("the waiter finishes");
+        // Another test may have noted ENFILE meanwhile: either sentence.
+        assert!(text.contains("open files"), "{text}");
     }
 
     #[test]

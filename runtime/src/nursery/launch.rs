@@ -96,6 +96,7 @@ pub(super) async fn launch(
         }
     };
     let timeout = actor.config.spawn_timeout;
+    let here = proc.host().is_none();
     let channel = tokio::select! {
         ch = connected => ch.map_err(|_| spawn_err("the spawn was abandoned".into())),
         st = proc.wait() => Err(spawn_err(match (st, proc.host()) {
@@ -119,6 +120,10 @@ pub(super) async fn launch(
                 actor.listen
             ),
         })),
+        // At the limit, its connection may never be accepted: say so now.
+        limit = fd_limit::next_exhaustion(), if here => Err(spawn_err(format!(
+            "file descriptors ran out while waiting for the process to connect back: {limit}"
+        ))),
         _ = cancel.cancelled() => Err(cancelled()),
     };
     let kill_bound = actor.config.kill_grace + actor.config.handshake_timeout;
