@@ -8,6 +8,8 @@
 // Each bench uses only some of what is here.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -66,4 +68,45 @@ pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> T {
 pub fn summary<T: Copy + Ord>(mut v: Vec<T>) -> (T, T) {
     v.sort();
     (percentile(&v, 0.5), percentile(&v, 0.99))
+}
+
+/// Processes (not threads) whose parent chain leads to this process: (alive,
+/// zombies), each with a short description.
+pub fn descendants() -> (Vec<String>, Vec<String>) {
+    let me = std::process::id();
+    let mut procs: HashMap<u32, (u32, char, String)> = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // pid (comm) state ppid ...; comm may contain spaces and parentheses.
+        let Some(close) = stat.rfind(')') else { continue };
+        let comm = stat[stat.find('(').map_or(0, |i| i + 1)..close].to_owned();
+        let mut rest = stat[close + 1..].split_whitespace();
+        let state = rest.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let Some(ppid) = rest.next().and_then(|s| s.parse().ok()) else { continue };
+        procs.insert(pid, (ppid, state, comm));
+    }
+    let (mut alive, mut zombies) = (Vec::new(), Vec::new());
+    for (&pid, (_, state, comm)) in &procs {
+        if pid == me {
+            continue;
+        }
+        let mut cur = pid;
+        let mut hops = 0;
+        let leads_to_me = loop {
+            match procs.get(&cur) {
+                Some(&(ppid, _, _)) if ppid == me => break true,
+                Some(&(ppid, _, _)) if ppid > 1 && hops < 64 => {
+                    cur = ppid;
+                    hops += 1;
+                }
+                _ => break false,
+            }
+        };
+        if leads_to_me {
+            let d = format!("{pid} {comm} ({state})");
+            if *state == 'Z' { zombies.push(d) } else { alive.push(d) }
+        }
+    }
+    (alive, zombies)
 }

@@ -95,8 +95,7 @@ impl Actor {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the spawner thread cannot start; [`Error::NotRunning`] if
-    /// an actor already runs in this process.
+    /// [`Error::NotRunning`] if an actor already runs in this process.
     pub(crate) fn install(
         uid: Uid,
         config: Config,
@@ -111,7 +110,7 @@ impl Actor {
             cancellation: Mutex::new(Cancellation::default()),
             tasks: TaskTracker::new(),
             children: PendingChildren::default(),
-            spawner: Spawner::start(tokio::runtime::Handle::current())?,
+            spawner: Spawner::new(tokio::runtime::Handle::current()),
             states: Mutex::new(HashMap::new()),
             span: tracing::info_span!(parent: None, "actor", name = %uid.name, uid = %uid.id),
             main_claimed: AtomicBool::new(false),

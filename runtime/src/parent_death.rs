@@ -1,7 +1,7 @@
 //! What a child actor does when its parent process dies: it takes its whole
 //! process group down, itself and every helper it started, at once.
 //!
-//! A child is started with `PR_SET_PDEATHSIG`, so the kernel signals it when
+//! A child arms `PR_SET_PDEATHSIG` first thing, so the kernel signals it when
 //! the parent dies, even by SIGKILL. With SIGKILL as that signal the child
 //! died but the helpers it had started (`std::process::Command`, in its
 //! process group) were re-parented and lived on. So the signal is a real-time
@@ -31,7 +31,9 @@ pub(crate) fn signal() -> libc::c_int {
 }
 
 /// Asks the kernel to send [`signal`] to this process when its parent thread
-/// exits. For `pre_exec`: async-signal-safe, allocates nothing.
+/// exits. Called by the child itself, after [`install_handler`]; a parent
+/// that died before this leaves the child re-parented, which the caller
+/// checks next (the parent pid is no longer the one it was spawned by).
 ///
 /// # Errors
 ///

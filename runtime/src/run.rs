@@ -41,6 +41,12 @@ use crate::{accept, arbiter_link, discovery, introspect, logging, parent_death, 
 /// it ends, even by SIGKILL; a process that must outlive the tree is started
 /// without that variable.
 ///
+/// The root raises its soft limit on open files (`RLIMIT_NOFILE`) to the
+/// hard limit before anything else opens, and every actor of the tree
+/// inherits it: a parent holds about three descriptors per live child. When
+/// descriptors run out anyway, spawn errors and accept warnings name the
+/// limit and how to raise it.
+///
 /// Children are started with the parent's command-line arguments, so a
 /// program that parses its arguments before calling `run` (with clap, say)
 /// parses them the same way in every actor; [`is_child`] tells a spawned actor
@@ -81,6 +87,7 @@ where
         run_child(spec)
     }
     logging::init(config.log.as_deref());
+    raise_fd_limit();
     let watcher = tree_watch::start();
     // One thread per actor, like the children: ACTOR_THREADS opts in to more.
     let rt = crate::low_latency::runtime(config.threads, config.low_latency)?;
@@ -90,6 +97,16 @@ where
         w.finish();
     }
     result
+}
+
+/// Raises the root's soft limit on open files to the hard one: a parent
+/// holds three descriptors per live child, and the usual soft limit of 1024
+/// would stop a tree near 300 actors. The tree inherits the raised limit.
+fn raise_fd_limit() {
+    match actor_transport::fd_limit::raise() {
+        Ok(limits) => tracing::debug!(soft = limits.soft, hard = limits.hard, "limit on open files"),
+        Err(e) => tracing::debug!(error = %e, "cannot raise the limit on open files"),
+    }
 }
 
 /// Whether this process is an actor spawned by a parent, or the root's
@@ -253,10 +270,16 @@ fn run_child(spec: SpawnSpec) -> ! {
     spawn::set_process_name(&spec.uid.name);
 
     // Before anything can start a helper: if the parent dies, this process
-    // takes its group (and so its helpers) down with it.
-    if let Err(e) = parent_death::install_handler() {
+    // takes its group (and so its helpers) down with it. The handler goes in
+    // before the signal is armed, so the signal never finds the default action.
+    if let Err(e) = parent_death::install_handler().and_then(|()| parent_death::arm()) {
         eprintln!("actor `{}`: cannot watch for the parent's death: {e}", spec.uid.name);
         std::process::exit(70)
+    }
+    // A parent that died before the signal was armed left this process
+    // re-parented: there is nobody to serve.
+    if std::os::unix::process::parent_id() != spec.ppid {
+        std::process::exit(1)
     }
     let runtime = crate::low_latency::from_env().and_then(|spin| crate::low_latency::runtime(1, spin));
     let code = match runtime {
@@ -270,10 +293,6 @@ fn run_child(spec: SpawnSpec) -> ! {
 }
 
 async fn child_main(spec: SpawnSpec) -> i32 {
-    // PR_SET_PDEATHSIG was set before exec, but the parent may have died before that.
-    if std::os::unix::process::parent_id() != spec.ppid {
-        return 1;
-    }
     let name = spec.uid.name.clone();
     match child_setup(spec).await {
         Ok((actor, conn)) => {

@@ -2,22 +2,29 @@
 //! process groups, and reaping whatever is re-parented to us.
 //!
 //! `PR_SET_PDEATHSIG` fires when the *thread* that forked a child exits, so all
-//! forks happen on one dedicated thread that lives as long as the process. Each
-//! child leads its own process group, so a terminal's Ctrl-C reaches only the
-//! root (which then cancels the tree in order) and signals sent to a child's
-//! group also reach helpers it forgot.
+//! spawns happen on one dedicated thread that lives as long as the process
+//! (started on the first spawn: most actors never spawn). Each child leads
+//! its own process group, so a terminal's Ctrl-C reaches only the root (which
+//! then cancels the tree in order) and signals sent to a child's group also
+//! reach helpers it forgot.
+//!
+//! The child arms its parent-death signal itself, first thing in
+//! `actor::run` ([`parent_death::arm`]), rather than in a `pre_exec` hook:
+//! a `pre_exec` closure makes the standard library fork (copying the page
+//! tables of a parent that grows with every actor it holds) where it can
+//! otherwise use `posix_spawn`, a vfork that costs the same whatever the
+//! parent's size.
 
 use std::collections::HashSet;
 use std::io;
 use std::process::ExitStatus;
-use std::sync::{Mutex, mpsc};
+use std::sync::{Mutex, OnceLock, mpsc};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::sync::oneshot;
 
 use crate::error::Error;
-use crate::parent_death;
 
 /// Environment variables of the spawn spec a parent hands its child.
 pub(crate) const ENV_PARENT: &str = "ACTOR_SPAWN_PARENT";
@@ -74,9 +81,11 @@ pub(crate) fn child_args() -> impl Iterator<Item = std::ffi::OsString> {
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Runs process spawns on one thread that never exits before the process.
+/// Runs process spawns on one thread that never exits before the process,
+/// started on the first spawn.
 pub(crate) struct Spawner {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    runtime: tokio::runtime::Handle,
+    jobs: OnceLock<Mutex<mpsc::Sender<Job>>>,
 }
 
 /// Pids we spawned and have not reaped yet; the orphan reaper leaves them alone.
@@ -87,40 +96,50 @@ fn own_children() -> std::sync::MutexGuard<'static, Option<HashSet<i32>>> {
 }
 
 impl Spawner {
-    /// Starts the spawner thread, with `handle`'s runtime entered so tokio can
+    /// A spawner whose thread, once started, enters `runtime` so tokio can
     /// register the children for reaping.
-    pub(crate) fn start(handle: tokio::runtime::Handle) -> io::Result<Spawner> {
+    pub(crate) fn new(runtime: tokio::runtime::Handle) -> Spawner {
+        Spawner { runtime, jobs: OnceLock::new() }
+    }
+
+    /// The spawner thread's queue, starting the thread on first use.
+    fn jobs(&self) -> io::Result<&Mutex<mpsc::Sender<Job>>> {
+        if let Some(jobs) = self.jobs.get() {
+            return Ok(jobs);
+        }
         let (tx, rx) = mpsc::channel::<Job>();
+        let handle = self.runtime.clone();
+        // Two spawns racing here may both start a thread; the loser's queue
+        // is dropped unused, which ends its thread at once.
         std::thread::Builder::new().name("actor-spawner".into()).spawn(move || {
             let _guard = handle.enter();
             for job in rx {
                 job();
             }
         })?;
-        Ok(Spawner { jobs: Mutex::new(tx) })
+        Ok(self.jobs.get_or_init(|| Mutex::new(tx)))
     }
 
-    /// Spawns `cmd` on the spawner thread with parent-death signal and its own
-    /// process group.
+    /// Spawns `cmd` on the spawner thread, in a process group of its own.
+    /// The child arms its parent-death signal itself (see the module doc).
     pub(crate) async fn spawn(&self, mut cmd: tokio::process::Command) -> io::Result<ChildProcess> {
         cmd.process_group(0);
-        // SAFETY: the closure only calls prctl(2), which is async-signal-safe, and
-        // allocates nothing.
-        unsafe {
-            cmd.pre_exec(parent_death::arm);
-        }
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move || {
+            // Held across the spawn: the orphan reaper, finding a child that
+            // died at once, waits to learn it is ours before reaping it.
+            let mut own = own_children();
             let res = cmd.spawn().and_then(|child| {
                 let pid =
                     child.id().ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
-                own_children().get_or_insert_with(HashSet::new).insert(pid as i32);
+                own.get_or_insert_with(HashSet::new).insert(pid as i32);
                 Ok(ChildProcess { pid: pid as i32, child, swept: false })
             });
+            drop(own);
             // The requester may have given up; the child is then killed on drop.
             let _ = tx.send(res);
         });
-        self.jobs
+        self.jobs()?
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .send(job)
@@ -255,12 +274,25 @@ pub(crate) fn reap_orphans() {
 /// this program started in a group of its own (`process_group(0)`, `setsid`)
 /// looks like an orphan: wait for it before it can become a zombie here, or
 /// expect it reaped.
+///
+/// This runs on every SIGCHLD, so once per exit of a child: it reads the
+/// kernel's list of our children and looks closer only at those we did not
+/// spawn, so a root tearing down a thousand actors does not read a thousand
+/// /proc entries per exit.
 fn reap_foreign_zombies() {
-    let me = std::process::id() as i32;
     let our_group = nix::unistd::getpgrp().as_raw();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return };
-    for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+    let candidates = match children() {
+        Some(mut pids) => {
+            if let Some(own) = own_children().as_ref() {
+                pids.retain(|pid| !own.contains(pid));
+            }
+            pids
+        }
+        // Without the lists, every process is a candidate.
+        None => all_pids(),
+    };
+    let me = std::process::id() as i32;
+    for pid in candidates {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
         // The command name may contain spaces; the fields we need follow its ')'.
         let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
@@ -271,11 +303,36 @@ fn reap_foreign_zombies() {
         if state != "Z" || ppid.parse::<i32>() != Ok(me) || group.parse::<i32>() == Ok(our_group) {
             continue;
         }
+        // Checked again after the zombie was seen: a child spawned since the
+        // candidates were listed is recorded before the spawner lets go.
         if own_children().as_ref().is_some_and(|s| s.contains(&pid)) {
             continue;
         }
         let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
     }
+}
+
+/// This process's children, from the `children` list of each of its threads
+/// (a child belongs to the thread that started it; an orphan is re-parented
+/// to one of them). `None` if the kernel keeps no such lists
+/// (`CONFIG_PROC_CHILDREN`).
+fn children() -> Option<Vec<i32>> {
+    let me = std::process::id();
+    // The main thread's list exists whenever the kernel keeps them.
+    std::fs::metadata(format!("/proc/self/task/{me}/children")).ok()?;
+    let mut pids = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        // A thread that exited meanwhile handed its children to another.
+        let Ok(list) = std::fs::read_to_string(task.path().join("children")) else { continue };
+        pids.extend(list.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+    }
+    Some(pids)
+}
+
+/// Every process id in /proc.
+fn all_pids() -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten().filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok())).collect()
 }
 
 #[cfg(test)]

@@ -26,13 +26,17 @@ static REFUSALS: WarnLimit = WarnLimit::new(BURST, Duration::from_secs(60));
 static ACCEPT_FAILURES: WarnLimit = WarnLimit::new(BURST, Duration::from_secs(60));
 
 /// Logs a failed `accept` (typically EMFILE) as a rate-limited warning; the
-/// caller backs off and retries.
+/// caller backs off and retries. Out of descriptors, the warning names the limit and how to raise it.
 pub fn accept_failed(error: &io::Error) {
+    let limit = crate::fd_limit::note_exhausted(error);
     if let WarnVerdict::Log { suppressed } = ACCEPT_FAILURES.check() {
-        if suppressed == 0 {
-            tracing::warn!(error = %error, "accept failed; retrying shortly");
-        } else {
-            tracing::warn!(error = %error, suppressed, "accept failed; retrying shortly");
+        match (limit, suppressed) {
+            (Some(limit), 0) => tracing::warn!(error = %error, "accept failed; retrying shortly: {limit}"),
+            (Some(limit), _) => {
+                tracing::warn!(error = %error, suppressed, "accept failed; retrying shortly: {limit}")
+            }
+            (None, 0) => tracing::warn!(error = %error, "accept failed; retrying shortly"),
+            (None, _) => tracing::warn!(error = %error, suppressed, "accept failed; retrying shortly"),
         }
     }
 }

@@ -38,6 +38,7 @@ pub mod channel;
 pub mod codec;
 pub mod escape;
 pub mod exposure;
+pub mod fd_limit;
 pub mod flow;
 pub mod handshake;
 pub mod listener;

@@ -3,7 +3,7 @@
 //! configuration, and start its main call. A child that its nursery
 //! restarts goes through this once per process.
 
-use actor_transport::{CallKind, Msg, Secret, Uid};
+use actor_transport::{CallKind, Msg, Secret, Uid, fd_limit};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
@@ -98,6 +98,7 @@ pub(super) async fn launch(
         }
     };
     let timeout = actor.config.spawn_timeout;
+    let here = proc.host().is_none();
     let channel = tokio::select! {
         ch = connected => ch.map_err(|_| spawn_err("the spawn was abandoned".into())),
         st = proc.wait() => Err(spawn_err(match (st, proc.host()) {
@@ -107,12 +108,24 @@ pub(super) async fn launch(
             (Err(Unreaped::Lost(reason)), _) => reason,
         })),
         _ = tokio::time::sleep(timeout) => Err(spawn_err(match proc.host() {
-            None => format!("the process did not connect back within {timeout:?}"),
+            // Its connection may be waiting in the backlog of a listener
+            // that cannot accept it.
+            None => match fd_limit::exhausted_within(timeout) {
+                Some(limit) => format!(
+                    "the process did not connect back within {timeout:?}; file descriptors ran out \
+                     meanwhile: {limit}"
+                ),
+                None => format!("the process did not connect back within {timeout:?}"),
+            },
             Some(host) => format!(
                 "the process on host `{host}` did not connect back within {timeout:?} (can that host reach {}?)",
                 actor.listen
             ),
         })),
+        // At the limit, its connection may never be accepted: say so now.
+        limit = fd_limit::next_exhaustion(), if here => Err(spawn_err(format!(
+            "file descriptors ran out while waiting for the process to connect back: {limit}"
+        ))),
         _ = cancel.cancelled() => Err(cancelled()),
     };
     let kill_bound = actor.config.kill_grace + actor.config.handshake_timeout;
@@ -227,7 +240,10 @@ async fn start(
         .stdin(std::process::Stdio::null());
     match actor.spawner.spawn(cmd).await {
         Ok(p) => Ok(Process::Local(p)),
-        Err(e) => Err(spawn_err(format!("cannot start the process: {e}"))),
+        Err(e) => Err(spawn_err(match fd_limit::note_exhausted(&e) {
+            Some(limit) => format!("cannot start the process: {e}: {limit}"),
+            None => format!("cannot start the process: {e}"),
+        })),
     }
 }
 
