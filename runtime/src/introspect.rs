@@ -70,7 +70,7 @@ impl<'de> Deserialize<'de> for Introspection {
         impl<'de> serde::de::Visitor<'de> for Fields {
             type Value = Introspection;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an introspection: an array of at least 7 fields")
+                f.write_str("an introspection: an array of at least 7 fields, or a map of them")
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Introspection, A::Error> {
                 const AT_LEAST: &str = "an introspection of at least 7 fields";
@@ -88,8 +88,34 @@ impl<'de> Deserialize<'de> for Introspection {
                 skip_rest(seq)?;
                 Ok(report)
             }
+            /// The named form, as a tool's JSON holds it.
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Introspection, A::Error> {
+                #[derive(Deserialize)]
+                struct Named {
+                    uid: Uid,
+                    pid: u32,
+                    host: String,
+                    parent: Option<Uid>,
+                    started_at_ms: u64,
+                    calls_in_flight: u64,
+                    children: Vec<ChildReport>,
+                    #[serde(default)]
+                    calls_served: u64,
+                }
+                let n = Named::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Introspection {
+                    uid: n.uid,
+                    pid: n.pid,
+                    host: n.host,
+                    parent: n.parent,
+                    started_at_ms: n.started_at_ms,
+                    calls_in_flight: n.calls_in_flight,
+                    children: n.children,
+                    calls_served: n.calls_served,
+                })
+            }
         }
-        d.deserialize_seq(Fields)
+        d.deserialize_any(Fields)
     }
 }
 
@@ -99,7 +125,7 @@ impl<'de> Deserialize<'de> for ChildReport {
         impl<'de> serde::de::Visitor<'de> for Fields {
             type Value = ChildReport;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a child report: an array of at least 2 fields")
+                f.write_str("a child report: an array of at least 2 fields, or a map of them")
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ChildReport, A::Error> {
                 const AT_LEAST: &str = "a child report of at least 2 fields";
@@ -110,8 +136,18 @@ impl<'de> Deserialize<'de> for ChildReport {
                 skip_rest(seq)?;
                 Ok(report)
             }
+            /// The named form, as a tool's JSON holds it.
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<ChildReport, A::Error> {
+                #[derive(Deserialize)]
+                struct Named {
+                    uid: Uid,
+                    restarts: u32,
+                }
+                let n = Named::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(ChildReport { uid: n.uid, restarts: n.restarts })
+            }
         }
-        d.deserialize_seq(Fields)
+        d.deserialize_any(Fields)
     }
 }
 
