@@ -41,19 +41,10 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { actors: 1000, batch: 50, block: 200 };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let slot = match flag.as_str() {
-            "--bench" => continue,
-            "--actors" => &mut a.actors,
-            "--batch" => &mut a.batch,
-            "--block" => &mut a.block,
-            other => return Err(format!("unknown argument `{other}`")),
-        };
-        let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        *slot = v.parse().map_err(|_| format!("{flag}: `{v}` is not a number"))?;
-    }
+    let [actors, batch, block] =
+        shared::numeric_flags([("--actors", 1000), ("--batch", 50), ("--block", 200)])?;
+    let size = |v: u64| usize::try_from(v).map_err(|_| format!("{v} is too large"));
+    let a = Args { actors: size(actors)?, batch: size(batch)?, block: size(block)? };
     if a.batch == 0 || a.block == 0 {
         return Err("--batch and --block must be at least 1".into());
     }

@@ -47,19 +47,9 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { actors: 10_000, wave: 50, stream_secs: 600 };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let slot = match flag.as_str() {
-            "--bench" => continue,
-            "--actors" => &mut a.actors,
-            "--wave" => &mut a.wave,
-            "--stream-secs" => &mut a.stream_secs,
-            other => return Err(format!("unknown argument `{other}`")),
-        };
-        let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        *slot = v.parse().map_err(|_| format!("{flag}: `{v}` is not a number"))?;
-    }
+    let [actors, wave, stream_secs] =
+        shared::numeric_flags([("--actors", 10_000), ("--wave", 50), ("--stream-secs", 600)])?;
+    let a = Args { actors, wave, stream_secs };
     if a.wave == 0 {
         return Err("--wave must be at least 1".into());
     }

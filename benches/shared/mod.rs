@@ -58,6 +58,31 @@ pub fn config_with_ephemeral_arbiter() -> actor::Result<actor::Config> {
     Ok(config)
 }
 
+/// Reads `--flag value` pairs of whole numbers from the command line: each
+/// of `flags` with its default, in the same order; `--bench` (from `cargo
+/// bench`) is skipped.
+///
+/// # Errors
+///
+/// A sentence naming an unknown flag, a flag without a value, or a value
+/// that is not a whole number.
+pub fn numeric_flags<const N: usize>(flags: [(&str, u64); N]) -> Result<[u64; N], String> {
+    let mut values = flags.map(|(_, default)| default);
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "--bench" {
+            continue;
+        }
+        let i = flags
+            .iter()
+            .position(|(name, _)| *name == flag)
+            .ok_or_else(|| format!("unknown argument `{flag}`"))?;
+        let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        values[i] = v.parse().map_err(|_| format!("{flag}: `{v}` is not a number"))?;
+    }
+    Ok(values)
+}
+
 /// The `p` quantile (0.0 to 1.0) of sorted, non-empty samples: the sample at
 /// index `(len - 1) * p`, rounded down.
 pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> T {

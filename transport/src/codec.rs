@@ -407,6 +407,17 @@ mod tests {
         assert_eq!(shared_yield(&Bytes::from(truncated)), None);
     }
 
+    /// `msg` and a `Stop` in frames back to back: each read whole, nothing
+    /// left over.
+    fn read_whole_before_a_stop(msg: Msg, cid: u64) {
+        let mut buf = frame(&msg);
+        buf.extend_from_slice(&frame(&Msg::Stop { cid }));
+        let mut codec = FrameCodec::<Msg>::default();
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(msg));
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(Msg::Stop { cid }));
+        assert!(buf.is_empty());
+    }
+
     #[test]
     fn small_yields_are_read_by_hand_and_equal_to_the_general_decoding() {
         for (cid, len) in [(0u64, 0usize), (1, 1), (127, 64), (128, 255), (65_536, 256), (u64::MAX, 1023)] {
@@ -414,13 +425,7 @@ mod tests {
             let payload = rmp_serde::to_vec(&msg).unwrap();
             assert_eq!(copied_yield(&payload), Some(msg.clone()));
             assert_eq!(decode_value::<Msg>(&payload).unwrap(), msg);
-            // Two frames back to back: each read whole, nothing left over.
-            let mut buf = frame(&msg);
-            buf.extend_from_slice(&frame(&Msg::Stop { cid }));
-            let mut codec = FrameCodec::<Msg>::default();
-            assert_eq!(codec.decode(&mut buf).unwrap(), Some(msg));
-            assert_eq!(codec.decode(&mut buf).unwrap(), Some(Msg::Stop { cid }));
-            assert!(buf.is_empty());
+            read_whole_before_a_stop(msg, cid);
         }
         // A bin that claims more than the frame holds, or less: the general
         // path decides (and refuses the first).
@@ -440,12 +445,7 @@ mod tests {
             assert_eq!(shared_yield(&Bytes::from(payload.clone())), Some(msg.clone()));
             assert_eq!(copied_yield(&payload), Some(msg.clone()));
             assert_eq!(decode_value::<Msg>(&payload).unwrap(), msg);
-            let mut buf = frame(&msg);
-            buf.extend_from_slice(&frame(&Msg::Stop { cid }));
-            let mut codec = FrameCodec::<Msg>::default();
-            assert_eq!(codec.decode(&mut buf).unwrap(), Some(msg));
-            assert_eq!(codec.decode(&mut buf).unwrap(), Some(Msg::Stop { cid }));
-            assert!(buf.is_empty());
+            read_whole_before_a_stop(msg, cid);
         }
         let mut cut = rmp_serde::to_vec(&Msg::YieldBatch { cid: 1, items: vec![0u8; 10].into() }).unwrap();
         cut.pop();
