@@ -4,9 +4,11 @@
 
 mod common;
 
-use std::time::Duration;
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
 
 use common::Tree;
+use nix::sys::signal::Signal;
 
 const BOUND: Duration = Duration::from_secs(90);
 
@@ -47,4 +49,41 @@ fn running_out_of_descriptors_is_a_spawn_error_naming_the_limit() {
     assert!(line.contains("RLIMIT_NOFILE"), "{line}");
     assert!(line.contains("soft 64, hard 64"), "{line}");
     assert!(line.contains("raise the hard limit"), "{line}");
+}
+
+/// How many children `pid` has now, from every one of its threads.
+fn children_of(pid: u32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .map(|c| c.split_whitespace().count())
+        .sum()
+}
+
+/// A root SIGKILLed while it is spawning leaves no process behind: children
+/// killed before they armed their parent-death signal find they were
+/// re-parented and exit, the others get the signal. Each round kills the
+/// root at another point of its first batch of spawns.
+#[test]
+fn a_root_killed_while_spawning_leaves_no_process_behind() {
+    for round in 0..6 {
+        let tree = Tree::start("scale_scenarios", &["many"], &[]);
+        let root = tree.pid();
+        let deadline = Instant::now() + BOUND;
+        // The private arbiter is a child of the root too.
+        while children_of(root) < 2 + round * 4 {
+            assert!(Instant::now() < deadline, "round {round}: the root spawned nothing");
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        tree.signal(Signal::SIGKILL);
+        println!(
+            "round {round}: killed the root with {} children, {} processes of the tree",
+            children_of(root),
+            common::tagged(&tree.tag).len()
+        );
+        // `finish` fails if any process of the tree outlives the root.
+        let out = tree.finish(BOUND);
+        assert_eq!(out.status.signal(), Some(Signal::SIGKILL as i32), "round {round}: {out:?}");
+    }
 }

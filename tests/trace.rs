@@ -385,3 +385,94 @@ fn an_unreachable_collector_neither_blocks_nor_fails_calls() {
     // root, a, b and c: at most once each.
     assert!(warnings.len() <= 4, "{warnings:#?}");
 }
+
+/// A collector that misbehaves: it accepts and then never answers (holding
+/// every connection open), answers `200` followed by an endless body, or
+/// resets each connection at once.
+#[cfg(feature = "otel")]
+#[derive(Clone, Copy, Debug)]
+enum BadCollector {
+    Silent,
+    EndlessBody,
+    Reset,
+}
+
+/// Serves `how` on 127.0.0.1:0 until `stop` is set; returns its port and
+/// the thread serving it.
+#[cfg(feature = "otel")]
+fn bad_collector(
+    how: BadCollector,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let thread = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while !stop.load(Ordering::SeqCst) {
+            let Ok((mut conn, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            match how {
+                BadCollector::Silent => held.push(conn),
+                BadCollector::Reset => {
+                    // SO_LINGER 0: the close sends RST.
+                    let _ = nix::sys::socket::setsockopt(
+                        &conn,
+                        nix::sys::socket::sockopt::Linger,
+                        &nix::libc::linger { l_onoff: 1, l_linger: 0 },
+                    );
+                }
+                BadCollector::EndlessBody => {
+                    let _ = conn.set_nonblocking(false);
+                    let _ = conn.set_write_timeout(Some(Duration::from_secs(1)));
+                    let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
+                    let mut sink = [0u8; 64 * 1024];
+                    let _ = conn.read(&mut sink);
+                    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n");
+                    let chunk = vec![b'x'; 64 * 1024];
+                    // Until the exporter stops reading (a write times out or fails).
+                    for _ in 0..16 * 1024 {
+                        if conn.write_all(&chunk).is_err() || stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    (port, thread)
+}
+
+/// Collectors that never answer, answer without end, or reset: the request
+/// is still served, every actor exits on its own (no escalation to SIGKILL),
+/// and the only warning is each actor's one report that it cannot export.
+#[cfg(feature = "otel")]
+#[test]
+fn a_misbehaving_collector_neither_blocks_calls_nor_holds_up_exits() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    for how in [BadCollector::Silent, BadCollector::EndlessBody, BadCollector::Reset] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (port, thread) = bad_collector(how, stop.clone());
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let out = Tree::start("trace_scenarios", &["chain"], &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)])
+            .finish(BOUND);
+        stop.store(true, Ordering::SeqCst);
+        thread.join().expect("collector thread");
+        assert!(out.status.success(), "{how:?}: {out:?}");
+        assert_one_chain(&hops(&out.stdout));
+        assert!(!out.stderr.contains("SIGKILL"), "{how:?}: an actor had to be killed: {}", out.stderr);
+        let warnings = out.warnings();
+        for w in &warnings {
+            assert!(w.contains("cannot export spans (reported once)"), "{how:?}: {w}\n{}", out.stderr);
+        }
+        assert!(warnings.len() <= 4, "{how:?}: {warnings:#?}");
+        if !matches!(how, BadCollector::EndlessBody) {
+            assert!(!warnings.is_empty(), "{how:?}: the failure is reported: {}", out.stderr);
+        }
+    }
+}

@@ -11,8 +11,8 @@
 //!
 //! Spans are queued in memory (at most [`QUEUE_CAP`]; more are dropped and
 //! counted) and posted in batches by a background task, and once more when
-//! the actor exits (bounded by [`FLUSH_BOUND`]), so a short-lived actor's
-//! spans reach the collector. A collector that is slow, down or refusing
+//! the actor exits (bounded by [`FLUSH_BOUND`], and in a child by
+//! [`exit_flush_bound`]), so a short-lived actor's spans reach the collector. A collector that is slow, down or refusing
 //! never delays a call: recording is a push onto the queue.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -167,9 +167,27 @@ pub(crate) fn record(span: Record) {
     }
 }
 
-/// Sends what is queued, waiting at most [`FLUSH_BOUND`]; at an actor's exit.
-pub(crate) async fn flush() {
-    let _ = tokio::time::timeout(FLUSH_BOUND, send_queued()).await;
+/// Sends what is queued, waiting at most `bound`; at an actor's exit.
+pub(crate) async fn flush(bound: Duration) {
+    let _ = tokio::time::timeout(bound, send_queued()).await;
+}
+
+/// The least time a child's exit flush gets, even late in its teardown.
+const LAST_FLUSH_FLOOR: Duration = Duration::from_millis(100);
+
+/// How long a child cancelled at `cancelled_at` may wait at exit for its
+/// last spans: what is left of half its cancel grace since the cancel (at
+/// most [`FLUSH_BOUND`], at least [`LAST_FLUSH_FLOOR`]).
+///
+/// The parent sends SIGTERM to a child still running `cancel_grace` after
+/// the cancel. A fixed wait per actor would add up along a chain of actors
+/// (each flushes after its children exit) and, with a collector that never
+/// answers, make every parent escalate; measured from the cancel, which
+/// reaches a whole subtree at about the same time, the flushes of a
+/// subtree overlap instead.
+pub(crate) fn exit_flush_bound(cancelled_at: tokio::time::Instant, cancel_grace: Duration) -> Duration {
+    let deadline = cancelled_at + (cancel_grace / 2).min(FLUSH_BOUND);
+    deadline.saturating_duration_since(tokio::time::Instant::now()).max(LAST_FLUSH_FLOOR)
 }
 
 async fn send_queued() {
@@ -302,6 +320,16 @@ fn document(resource: &Value, spans: &[Record]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_childs_exit_flush_ends_within_half_its_grace_from_the_cancel() {
+        let now = tokio::time::Instant::now();
+        let grace = Duration::from_secs(2);
+        let fresh = exit_flush_bound(now, grace);
+        assert!(fresh <= grace / 2 && fresh > grace / 4, "{fresh:?}");
+        assert_eq!(exit_flush_bound(now - grace, grace), LAST_FLUSH_FLOOR, "late: the floor");
+        assert!(exit_flush_bound(now, Duration::from_secs(60)) <= FLUSH_BOUND, "capped");
+    }
 
     #[test]
     fn endpoints_are_http_urls() {

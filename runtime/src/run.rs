@@ -199,7 +199,7 @@ where
         tracing::warn!("some actors were still being torn down at exit");
     }
     #[cfg(feature = "otel")]
-    crate::otel::flush().await;
+    crate::otel::flush(crate::otel::FLUSH_BOUND).await;
     let _ = bounded(actor.config.cancel_grace, actor.answer_cancel_requests()).await;
     actor.stop_embedded_arbiter().await;
     on_signal.abort();
@@ -370,14 +370,17 @@ async fn child_setup(spec: SpawnSpec) -> Result<(std::sync::Arc<Actor>, std::syn
 
 async fn serve_until_cancelled(actor: &Actor, parent: &Conn) {
     actor.token().cancelled().await;
+    #[cfg(feature = "otel")]
+    let cancelled_at = tokio::time::Instant::now();
     let (canceller, reason) = actor.cancel_reason();
     tracing::debug!(?canceller, %reason, "winding down");
     if tokio::time::timeout(actor.config.teardown_bound(), actor.wait_tasks()).await.is_err() {
         tracing::warn!("some tasks did not finish in time");
     }
-    // Before the parent hears this actor is done: its last spans.
+    // Before the parent hears this actor is done: its last spans, within
+    // the time its parent leaves it before SIGTERM.
     #[cfg(feature = "otel")]
-    crate::otel::flush().await;
+    crate::otel::flush(crate::otel::exit_flush_bound(cancelled_at, actor.config.cancel_grace)).await;
     // A peer that asked for the cancel hears it is done; the parent hears
     // it too, so its supervisor records a requested cancel, not a crash.
     let by_peer = bounded(actor.config.cancel_grace, actor.answer_cancel_requests()).await.unwrap_or(true);
