@@ -266,7 +266,8 @@ mod tests {
 
     #[test]
     fn scan_counts_and_costs_and_refuses_what_is_not_items() {
-        assert_eq!(scan(b"\xc4\x01\x2a\xc5\x00\x02ab\xc6\x00\x00\x00\x00", 100), Ok((3, 1 + 2 + 1)));
+        let min = u64::from(crate::flow::MIN_ITEM_COST);
+        assert_eq!(scan(b"\xc4\x01\x2a\xc5\x00\x02ab\xc6\x00\x00\x00\x00", 1000), Ok((3, 3 * min)));
         assert_eq!(scan(b"\xc4\x05abcde", 3), Ok((1, 3)), "an item's cost is clamped to the window");
         assert_eq!(scan(b"", 100), Err(BadBatch::Empty));
         for bad in [&b"\xc4\x02a"[..], b"\x01", b"\xc4", b"\xc4\x01a\xc6\xff\xff\xff\xff"] {

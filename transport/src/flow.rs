@@ -2,17 +2,24 @@
 //! still send, what the peer may still send us, and when to grant it more.
 //!
 //! Counted in bytes of item payload. An item costs its encoded length, at
-//! least 1 and at most the whole window, so an item larger than the window
-//! still passes, alone. The receiver grants credit as its application
+//! least [`MIN_ITEM_COST`] and at most the whole window, so an item larger
+//! than the window still passes, alone. The receiver grants credit as its application
 //! *consumes* items, not as they arrive, and only once at least half a window
 //! is unclaimed (h2's and quinn's rule): few `Credit` messages, and a stream
 //! nobody reads holds at most one window of memory.
 
 use thiserror::Error;
 
-/// What one item of `len` encoded bytes costs in a call with `window`.
+/// What the smallest item costs. A receiver keeps each unread item in a
+/// queue entry of its own (about 73 bytes beside the item here), so items
+/// of a byte or two, charged their length, would let a window of credit
+/// hold some 70 times its size in the receiver's memory.
+pub const MIN_ITEM_COST: u32 = 64;
+
+/// What one item of `len` encoded bytes costs in a call with `window`: its
+/// length, at least [`MIN_ITEM_COST`], at most the window.
 pub fn item_cost(len: usize, window: u32) -> u32 {
-    u32::try_from(len).unwrap_or(u32::MAX).clamp(1, window.max(1))
+    u32::try_from(len).unwrap_or(u32::MAX).max(MIN_ITEM_COST).min(window.max(1))
 }
 
 /// A peer broke the flow-control rules of a call.
@@ -169,40 +176,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn costs_are_clamped_to_one_and_the_window() {
-        assert_eq!(item_cost(0, 100), 1);
-        assert_eq!(item_cost(50, 100), 50);
+    fn costs_are_clamped_to_the_minimum_and_the_window() {
+        assert_eq!(item_cost(0, 100), MIN_ITEM_COST);
+        assert_eq!(item_cost(50, 100), MIN_ITEM_COST);
+        assert_eq!(item_cost(80, 100), 80);
         assert_eq!(item_cost(5000, 100), 100);
         assert_eq!(item_cost(usize::MAX, 100), 100);
+        // A window below the minimum: every item takes all of it.
+        assert_eq!(item_cost(1, 10), 10);
     }
 
     #[test]
     fn sending_stops_at_the_window_and_resumes_on_grants() {
-        let mut f = FlowControl::new(100);
-        assert!(f.try_send(60));
-        assert!(!f.try_send(60), "only 40 left");
-        assert_eq!(f.send_credit(), 40);
-        f.granted(60).expect("back to a full window");
-        assert!(f.try_send(1000), "an item larger than the window passes alone");
+        let mut f = FlowControl::new(1000);
+        assert!(f.try_send(600));
+        assert!(!f.try_send(600), "only 400 left");
+        assert_eq!(f.send_credit(), 400);
+        f.granted(600).expect("back to a full window");
+        assert!(f.try_send(10_000), "an item larger than the window passes alone");
         assert_eq!(f.send_credit(), 0);
     }
 
     #[test]
     fn a_grant_beyond_the_window_is_an_error() {
-        let mut f = FlowControl::new(100);
-        assert!(f.try_send(10));
-        assert!(f.granted(11).is_err());
-        f.granted(10).expect("exactly the window");
+        let mut f = FlowControl::new(1000);
+        assert!(f.try_send(100));
+        assert!(f.granted(101).is_err());
+        f.granted(100).expect("exactly the window");
         assert!(f.granted(1).is_err());
     }
 
     #[test]
     fn receiving_beyond_the_allowance_is_an_error() {
-        let mut f = FlowControl::new(100);
-        f.received(100).expect("a full window");
-        assert_eq!(f.received(0), Err(FlowError::BeyondCredit { cost: 1, allowance: 0 }));
-        assert_eq!(f.grant(500), 100, "never more than the window");
-        f.received(30).expect("granted");
+        let mut f = FlowControl::new(1000);
+        f.received(1000).expect("a full window");
+        assert_eq!(f.received(0), Err(FlowError::BeyondCredit { cost: MIN_ITEM_COST, allowance: 0 }));
+        assert_eq!(f.grant(5000), 1000, "never more than the window");
+        f.received(300).expect("granted");
+    }
+
+    #[test]
+    fn tiny_items_cost_the_minimum() {
+        let mut f = FlowControl::new(1000);
+        for _ in 0..1000 / MIN_ITEM_COST {
+            f.received(1).expect("within the window");
+        }
+        assert!(f.received(1).is_err(), "a window of one-byte items holds window / 64 of them");
     }
 
     #[test]
@@ -218,10 +237,10 @@ mod tests {
 
     #[test]
     fn grants_come_in_half_windows() {
-        let mut u = Unclaimed::new(100);
-        assert_eq!(u.consumed(30), None);
-        assert_eq!(u.consumed(30), Some(60));
-        assert_eq!(u.consumed(49), None);
-        assert_eq!(u.consumed(1), Some(50));
+        let mut u = Unclaimed::new(1000);
+        assert_eq!(u.consumed(300), None);
+        assert_eq!(u.consumed(300), Some(600));
+        assert_eq!(u.consumed(436), None);
+        assert_eq!(u.consumed(1), Some(500), "a one-byte item counts the minimum");
     }
 }

@@ -61,7 +61,7 @@ pub use channel::{Channel, ChannelConfig, ChannelError, Receiver, Sender};
 pub use codec::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, bin_payload};
 pub use escape::{Escaped, escape_for_log};
 pub use exposure::{ExposureError, check_exposure};
-pub use flow::{FlowControl, Unclaimed, item_cost};
+pub use flow::{FlowControl, MIN_ITEM_COST, Unclaimed, item_cost};
 pub use handshake::{
     Auth, HandshakeConfig, HandshakeError, MIN_SECRET_LEN, PRE_AUTH_MAX_FRAME, Secret, SecretError, accept,
     accept_on, connect, connect_on, connect_tls,
