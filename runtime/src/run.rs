@@ -42,7 +42,7 @@ use crate::{accept, arbiter_link, discovery, introspect, logging, parent_death, 
 /// without that variable.
 ///
 /// The root raises its soft limit on open files (`RLIMIT_NOFILE`) to the
-/// hard limit before anything else opens, and every actor of the tree
+/// hard limit, at most 65,536, before anything else opens, and every actor of the tree
 /// inherits it: a parent holds about three descriptors per live child. When
 /// descriptors run out anyway, spawn errors and accept warnings name the
 /// limit and how to raise it.

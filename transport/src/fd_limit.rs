@@ -31,20 +31,29 @@ static LAST_EXHAUSTED: Mutex<Option<(Instant, String)>> = Mutex::new(None);
 /// Wakes the waiters of [`next_exhaustion`].
 static EXHAUSTION: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
-/// Raises this process's soft limit on open files to its hard limit.
+/// The highest soft limit [`raise`] sets: enough for thousands of actors,
+/// while programs the tree starts that walk every possible descriptor (a
+/// `close` loop up to the limit, `select`) are not slowed by a hard limit of
+/// millions.
+pub const RAISE_CAP: u64 = 65_536;
+
+/// Raises this process's soft limit on open files to its hard limit, at
+/// most [`RAISE_CAP`].
 ///
 /// Returns the limits in force afterwards (unchanged if the soft limit was
-/// already the hard one).
+/// already that high).
 ///
 /// # Errors
 ///
 /// The `getrlimit(2)` or `setrlimit(2)` error; the limits are then unchanged.
 pub fn raise() -> io::Result<NofileLimits> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(io::Error::from)?;
-    if soft < hard {
-        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(io::Error::from)?;
+    let target = hard.min(RAISE_CAP);
+    if soft >= target {
+        return Ok(NofileLimits { soft, hard });
     }
-    Ok(NofileLimits { soft: hard, hard })
+    setrlimit(Resource::RLIMIT_NOFILE, target, hard).map_err(io::Error::from)?;
+    Ok(NofileLimits { soft: target, hard })
 }
 
 /// The limits on open files in force now, or `None` if they cannot be read.
@@ -66,7 +75,7 @@ pub fn note_exhausted(error: &io::Error) -> Option<String> {
         nix::libc::EMFILE => match current() {
             Some(NofileLimits { soft, hard }) => format!(
                 "this process has reached its limit of {soft} open files (RLIMIT_NOFILE, soft {soft}, hard \
-                 {hard}; the runtime raises the soft limit to the hard one at start): raise the hard limit \
+                 {hard}; the runtime raises the soft limit to the hard one, at most 65536, at start): raise the hard limit \
                  (`ulimit -Hn`, `prlimit --nofile`, LimitNOFILE= in a systemd unit, nofile in \
                  /etc/security/limits.conf)"
             ),
