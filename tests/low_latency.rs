@@ -14,22 +14,27 @@ const BOUND: Duration = Duration::from_secs(60);
 /// Squares 0..2000 through a spinning actor: the sum the scenario prints.
 const SUM: u64 = 2_664_667_000;
 
-#[test]
-fn calls_are_served_and_every_actor_inherits_the_mode_from_the_environment() {
-    let out = Tree::start("scenarios", &["low_latency"], &[("ACTOR_LOW_LATENCY_US", "40")]).finish(BOUND);
+/// Runs the scenario with `env`; checks its calls were answered and that the
+/// child and grandchild both run with `spin` microseconds.
+fn served_and_inherited(env: (&str, &str), spin: &str) {
+    let out = Tree::start("scenarios", &["low_latency"], &[env]).finish(BOUND);
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout.contains(&format!("SUM {SUM}")), "{out:?}");
-    assert!(out.stdout.contains(r#"CHILD SPIN Some("40") GRANDCHILD SPIN Some("40")"#), "{out:?}");
+    assert!(
+        out.stdout.contains(&format!(r#"CHILD SPIN Some("{spin}") GRANDCHILD SPIN Some("{spin}")"#)),
+        "{out:?}"
+    );
     out.assert_no_warnings();
 }
 
 #[test]
+fn calls_are_served_and_every_actor_inherits_the_mode_from_the_environment() {
+    served_and_inherited(("ACTOR_LOW_LATENCY_US", "40"), "40");
+}
+
+#[test]
 fn the_mode_set_in_code_reaches_every_actor() {
-    let out = Tree::start("scenarios", &["low_latency"], &[("FIXTURE_SPIN_US", "25")]).finish(BOUND);
-    assert!(out.status.success(), "{out:?}");
-    assert!(out.stdout.contains(&format!("SUM {SUM}")), "{out:?}");
-    assert!(out.stdout.contains(r#"CHILD SPIN Some("25") GRANDCHILD SPIN Some("25")"#), "{out:?}");
-    out.assert_no_warnings();
+    served_and_inherited(("FIXTURE_SPIN_US", "25"), "25");
 }
 
 #[test]
