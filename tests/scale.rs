@@ -28,11 +28,11 @@ fn a_root_holds_150_daemons_calls_each_and_tears_them_all_down() {
 }
 
 #[test]
-fn the_root_raises_its_soft_fd_limit_to_the_hard_one_for_the_whole_tree() {
+fn the_root_raises_its_soft_fd_limit_to_the_hard_one_capped_for_the_whole_tree() {
     let out = run("raised");
     assert!(out.status.success(), "{out:?}");
-    assert!(out.stdout.contains("ROOT SOFT IS HARD: true"), "{out:?}");
-    assert!(out.stdout.contains("CHILD SOFT IS HARD: true"), "{out:?}");
+    assert!(out.stdout.contains("ROOT SOFT RAISED: true"), "{out:?}");
+    assert!(out.stdout.contains("CHILD SOFT RAISED: true"), "{out:?}");
     assert!(out.stdout.contains("CHILD PARENT-DEATH SIGNAL IS SIGRTMAX-1: true"), "{out:?}");
     out.assert_no_warnings();
 }
