@@ -8,6 +8,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use actor_transport::batch::FRAME_OVERHEAD;
 use actor_transport::item_cost;
 use actor_transport::session::Incoming as Arrival;
 use actor_transport::{
@@ -436,7 +437,26 @@ impl Conn {
             let after = {
                 let mut packed = shared.outbox.lock();
                 let len = packed.batch.push(item).map_err(|e| Error::codec(what(), e))?;
-                packed.pay(u64::from(item_cost(len, shared.window)), || self.sender.is_idle())
+                let max = self.sender.max_frame();
+                if packed.batch.len() + FRAME_OVERHEAD > max {
+                    // Past what one frame holds: the item must not take the
+                    // items packed before it down with it.
+                    packed.batch.pop();
+                    if packed.batch.is_empty() {
+                        return Err(Error::codec(
+                            what(),
+                            format!("an item of {len} bytes does not fit in a frame of {max} bytes"),
+                        ));
+                    }
+                    None
+                } else {
+                    Some(packed.pay(u64::from(item_cost(len, shared.window)), || self.sender.is_idle()))
+                }
+            };
+            let Some(after) = after else {
+                // The items packed before go first; then this one, alone.
+                self.flush(cid, shared).await?;
+                continue;
             };
             match after {
                 Some(After::Keep) => return Ok(()),
@@ -497,7 +517,6 @@ impl Conn {
     fn spawn_flusher(self: &Arc<Self>, cid: CallId, shared: &Arc<Shared>) {
         let (conn, shared) = (self.clone(), shared.clone());
         tokio::spawn(async move {
-            shared.outbox.lock().flusher = false;
             if let Err(e) = conn.flush(cid, &shared).await {
                 tracing::debug!(cid, error = %e, "cannot hand stream items on");
             }

@@ -99,6 +99,18 @@ struct Endpoint {
     path: String,
 }
 
+impl Endpoint {
+    /// `host:port` as a URL and a `Host` header write it: an IPv6 address
+    /// in brackets.
+    fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
 struct Exporter {
     endpoint: Endpoint,
     resource: Value,
@@ -209,7 +221,7 @@ async fn send_queued() {
     if !e.warned.swap(true, Ordering::Relaxed) {
         let dropped = e.dropped.load(Ordering::Relaxed);
         tracing::warn!(
-            endpoint = %format!("http://{}:{}{}", e.endpoint.host, e.endpoint.port, e.endpoint.path),
+            endpoint = %format!("http://{}{}", e.endpoint.authority(), e.endpoint.path),
             spans = batch.len(),
             dropped,
             %failure,
@@ -222,10 +234,9 @@ async fn send_queued() {
 async fn post(ep: &Endpoint, body: &[u8]) -> std::io::Result<u16> {
     let mut s = tokio::net::TcpStream::connect((ep.host.as_str(), ep.port)).await?;
     let head = format!(
-        "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         ep.path,
-        ep.host,
-        ep.port,
+        ep.authority(),
         body.len()
     );
     s.write_all(head.as_bytes()).await?;
@@ -341,6 +352,9 @@ mod tests {
         assert_eq!(parse_endpoint("http://collector"), Ok(ep("collector", 80, "/")));
         assert_eq!(parse_endpoint("http://[::1]:4318/x"), Ok(ep("::1", 4318, "/x")));
         assert_eq!(parse_endpoint("http://[::1]"), Ok(ep("::1", 80, "/")));
+        // The Host header and the log write it back as the URL had it.
+        assert_eq!(ep("::1", 4318, "/x").authority(), "[::1]:4318");
+        assert_eq!(ep("collector", 80, "/").authority(), "collector:80");
         for bad in
             ["https://c:4318", "c:4318", "http://:4318", "http://c:port/x", "http://c:99999", "http://[::1"]
         {

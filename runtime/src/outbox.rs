@@ -37,8 +37,9 @@ pub(crate) struct Packed {
     pub(crate) batch: BatchBuilder,
     /// Credit withdrawn from the session and not yet spent on an item.
     pub(crate) allowance: u64,
-    /// A flusher task is spawned and has not yet run: the producer has not
-    /// yielded since the last item went out at once.
+    /// A flusher task is spawned and the batch has not been taken since:
+    /// the producer has not yielded since the last item went out at once,
+    /// or the flusher still waits for the call's gate.
     pub(crate) flusher: bool,
 }
 
@@ -82,14 +83,21 @@ impl Packed {
 
 impl Outbox {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Packed> {
-        // Packing is a push or a truncation: a panic in an item's
-        // `Serialize` leaves the batch as it was, so keep using it.
+        // Packing is a push or a truncation, and a push undoes itself when
+        // an item's `Serialize` panics: the batch is as it was, so keep
+        // using it.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Empties the batch; the guard puts it back if it is not sent.
     pub(crate) fn take(&self) -> Option<Unsent<'_>> {
-        let (items, count) = self.lock().batch.take()?;
+        let mut packed = self.lock();
+        // Whoever takes the batch does the flusher's job: until then a
+        // flusher waiting for the call's gate still counts, and no other is
+        // spawned.
+        packed.flusher = false;
+        let (items, count) = packed.batch.take()?;
+        drop(packed);
         Some(Unsent { outbox: self, items: Some(items), count })
     }
 }

@@ -23,6 +23,10 @@ pub const MAX_BATCH_BYTES: usize = 16 * 1024;
 /// A batch is handed on once it holds this many items.
 pub const MAX_BATCH_ITEMS: usize = 1024;
 
+/// What a frame holds around a batch's items, at most: the message's name,
+/// the call id and the `bin` header of the items.
+pub const FRAME_OVERHEAD: usize = 32;
+
 /// The header reserved in front of an item before its length is known.
 const WIDE_HEAD: usize = 5;
 
@@ -56,10 +60,21 @@ impl BatchBuilder {
         }
         let start = self.buf.len();
         self.buf.put_slice(&[0xc6, 0, 0, 0, 0]);
-        let mut ser = rmp_serde::Serializer::new((&mut self.buf).writer());
-        if let Err(e) = item.serialize(&mut ser) {
-            self.buf.truncate(start);
-            return Err(e);
+        // A panicking `Serialize` must not leave half an item behind: the
+        // batch outlives the panic (a served function's panic is caught).
+        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            item.serialize(&mut rmp_serde::Serializer::new((&mut self.buf).writer()))
+        }));
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.buf.truncate(start);
+                return Err(e);
+            }
+            Err(panic) => {
+                self.buf.truncate(start);
+                std::panic::resume_unwind(panic);
+            }
         }
         let len = self.buf.len() - start - WIDE_HEAD;
         if let Ok(short) = u8::try_from(len) {
@@ -84,7 +99,7 @@ impl BatchBuilder {
     /// Takes back the item the last [`push`](BatchBuilder::push) added; at
     /// most once per push.
     pub fn pop(&mut self) {
-        if self.count > 0 && self.last < self.buf.len() {
+        if self.last < self.buf.len() {
             self.buf.truncate(self.last);
             self.count -= 1;
         }
@@ -100,6 +115,11 @@ impl BatchBuilder {
         self.count += count;
         // Nothing to pop until the next push.
         self.last = self.buf.len();
+    }
+
+    /// The bytes of the items packed so far, their headers included.
+    pub fn len(&self) -> usize {
+        self.buf.len()
     }
 
     /// How many items the batch holds.
@@ -262,6 +282,28 @@ mod tests {
         let mut b = BatchBuilder::new();
         b.push(&Bytes::from(vec![0u8; MAX_BATCH_BYTES])).expect("encodes");
         assert!(b.is_full());
+    }
+
+    #[test]
+    fn an_item_whose_serialize_panics_leaves_the_batch_as_it_was() {
+        struct Panics;
+        impl Serialize for Panics {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeSeq;
+                // Half an item written before the panic.
+                let mut seq = s.serialize_seq(Some(2))?;
+                seq.serialize_element(&1u8)?;
+                panic!("a Serialize that panics")
+            }
+        }
+        let mut b = BatchBuilder::new();
+        b.push(&7u8).expect("push");
+        let before = b.len();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| b.push(&Panics)));
+        assert!(caught.is_err());
+        assert_eq!((b.len(), b.count()), (before, 1));
+        let (items, count) = b.take().expect("one item");
+        assert_eq!((scan(&items, 1000), count), (Ok((1, u64::from(crate::flow::MIN_ITEM_COST))), 1));
     }
 
     #[test]

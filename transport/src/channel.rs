@@ -348,6 +348,12 @@ impl Sender {
         self.shared.lock().buf.is_empty()
     }
 
+    /// The largest frame payload this channel sends; a larger message is
+    /// refused by [`Sender::send`].
+    pub fn max_frame(&self) -> usize {
+        self.shared.max_frame
+    }
+
     /// Whether the channel no longer accepts messages.
     pub fn is_closed(&self) -> bool {
         self.shared.is_closed.load(Ordering::Acquire)

@@ -192,7 +192,8 @@ fn hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
     for (o, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
         let hi = (pair[0] as char).to_digit(16)?;
         let lo = (pair[1] as char).to_digit(16)?;
-        *o = u8::try_from(hi * 16 + lo).ok()?;
+        // Two hex digits: at most 255.
+        *o = (hi * 16 + lo) as u8;
     }
     Some(out)
 }
