@@ -222,3 +222,25 @@ fn a_program_of_the_same_user_joins_and_one_with_another_secret_is_refused() {
         let _ = std::fs::remove_dir_all(f.parent().expect("dir"));
     }
 }
+
+/// A spawn spec whose arranged handshake (the parent's uid and nonce) is
+/// malformed ends the process at once with a message naming the variable:
+/// it cannot serve as a child, and must not start as a root either.
+#[test]
+fn a_malformed_arranged_handshake_in_the_spawn_spec_is_refused_clearly() {
+    let spec = [
+        ("ACTOR_SPAWN_PARENT", "tcp://127.0.0.1:9"),
+        ("ACTOR_SPAWN_NAME", "child"),
+        ("ACTOR_SPAWN_ID", "00000000000000c1"),
+        ("ACTOR_SPAWN_TOKEN", "11111111111111111111111111111111"),
+        ("ACTOR_SPAWN_PPID", "1"),
+    ];
+    for bad in ["", "zz:00000000000000a1:root", &format!("{}:only-an-id", "ab".repeat(32))] {
+        let mut cmd = std::process::Command::new(common::example("trust_scenarios"));
+        cmd.envs(spec).env("ACTOR_SPAWN_ARRANGED", bad);
+        let out = common::output_of(&mut cmd).expect("run the fixture");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
+        assert!(stderr.contains("ACTOR_SPAWN_ARRANGED is malformed"), "{bad:?}: {stderr}");
+    }
+}

@@ -5,13 +5,15 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use actor_transport::{Auth, Channel, Secret, Uid};
+use actor_transport::{Auth, Channel, Nonce, Secret, Uid};
 use tokio::sync::oneshot;
 
 /// A child we spawned and expect to connect back with its one-time token.
 struct PendingSpawn {
     uid: Uid,
     token: Secret,
+    /// The nonce we answer its handshake with, when it was handed one.
+    nonce: Option<Nonce>,
     deliver: oneshot::Sender<Channel>,
 }
 
@@ -24,11 +26,17 @@ impl PendingChildren {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Expects child `uid` to connect back proving `token`; the returned
-    /// receiver gets its channel.
-    pub(crate) fn expect(&self, uid: &Uid, token: Secret) -> oneshot::Receiver<Channel> {
+    /// Expects child `uid` to connect back proving `token` (and, when it was
+    /// handed `nonce`, answers its handshake with that nonce: see
+    /// [`actor_transport::Arranged`]); the returned receiver gets its channel.
+    pub(crate) fn expect(
+        &self,
+        uid: &Uid,
+        token: Secret,
+        nonce: Option<Nonce>,
+    ) -> oneshot::Receiver<Channel> {
         let (tx, rx) = oneshot::channel();
-        self.lock().insert(uid.id.clone(), PendingSpawn { uid: uid.clone(), token, deliver: tx });
+        self.lock().insert(uid.id.clone(), PendingSpawn { uid: uid.clone(), token, nonce, deliver: tx });
         rx
     }
 
@@ -43,10 +51,12 @@ impl PendingChildren {
     pub(crate) fn auth_for(&self, peer: &Uid) -> Option<Auth> {
         let pending = self.lock();
         let p = pending.get(&peer.id)?;
-        Some(if p.uid == *peer {
-            Auth::Require(p.token.clone())
-        } else {
+        Some(if p.uid != *peer {
             Auth::Refuse("unknown child".into())
+        } else if let Some(nonce) = &p.nonce {
+            Auth::Arranged { secret: p.token.clone(), nonce: nonce.clone() }
+        } else {
+            Auth::Require(p.token.clone())
         })
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use actor_transport::{Addr, HandshakeConfig, Listener, Msg, Secret, TlsConfig, Uid};
+use actor_transport::{Addr, Arranged, HandshakeConfig, Listener, Msg, Nonce, Secret, TlsConfig, Uid};
 use bytes::Bytes;
 use tracing::Instrument;
 
@@ -238,6 +238,8 @@ struct SpawnSpec {
     uid: Uid,
     token: Secret,
     ppid: u32,
+    /// The parent's uid and handshake nonce, when it handed them over.
+    arranged: Option<(Nonce, Uid)>,
 }
 
 impl SpawnSpec {
@@ -252,6 +254,13 @@ impl SpawnSpec {
                 uid: Uid { name: get(spawn::ENV_NAME)?, id: get(spawn::ENV_ID)? },
                 token: Secret::from_hex(&get(spawn::ENV_TOKEN)?).ok_or("the token is not hex")?,
                 ppid: get(spawn::ENV_PPID)?.parse().map_err(|_| "the parent pid is not a number")?,
+                arranged: match std::env::var(spawn::ENV_ARRANGED) {
+                    Ok(v) => Some(
+                        spawn::parse_arranged(&v)
+                            .ok_or_else(|| format!("{} is malformed", spawn::ENV_ARRANGED))?,
+                    ),
+                    Err(_) => None,
+                },
             })
         };
         match parse() {
@@ -314,9 +323,13 @@ async fn child_setup(spec: SpawnSpec) -> Result<(std::sync::Arc<Actor>, std::syn
         timeout: Duration::from_secs(10),
         channel: Default::default(),
     };
-    let (mut channel, parent) = match &tls {
-        Some(tls) => actor_transport::connect_tls(&spec.parent, &hs, Some(&spec.token), tls).await?,
-        None => actor_transport::connect(&spec.parent, &hs, Some(&spec.token)).await?,
+    let (mut channel, parent) = match (spec.arranged, &tls) {
+        (Some((nonce, acceptor)), tls) => {
+            let arranged = Arranged { secret: spec.token, acceptor, nonce };
+            actor_transport::connect_arranged(&spec.parent, &hs, &arranged, tls.as_ref()).await?
+        }
+        (None, Some(tls)) => actor_transport::connect_tls(&spec.parent, &hs, Some(&spec.token), tls).await?,
+        (None, None) => actor_transport::connect(&spec.parent, &hs, Some(&spec.token)).await?,
     };
     let init = match tokio::time::timeout(hs.timeout, channel.recv()).await {
         Ok(Ok(Some(Msg::Init { config }))) => config,

@@ -32,6 +32,25 @@ pub(crate) const ENV_NAME: &str = "ACTOR_SPAWN_NAME";
 pub(crate) const ENV_ID: &str = "ACTOR_SPAWN_ID";
 pub(crate) const ENV_TOKEN: &str = "ACTOR_SPAWN_TOKEN";
 pub(crate) const ENV_PPID: &str = "ACTOR_SPAWN_PPID";
+/// `NONCE:PARENT_ID:PARENT_NAME`: the parent's uid and the nonce its
+/// handshake answers with, so the child sends its proof without waiting
+/// (see [`actor_transport::Arranged`]). Set for children spawned here, not
+/// through an agent; a child without it handshakes the long way.
+pub(crate) const ENV_ARRANGED: &str = "ACTOR_SPAWN_ARRANGED";
+
+/// The value of [`ENV_ARRANGED`].
+pub(crate) fn arranged_env(nonce: &actor_transport::Nonce, parent: &actor_transport::Uid) -> String {
+    format!("{}:{}:{}", nonce.to_hex(), parent.id, parent.name)
+}
+
+/// Reads a value of [`ENV_ARRANGED`]: the nonce and the parent's uid.
+pub(crate) fn parse_arranged(v: &str) -> Option<(actor_transport::Nonce, actor_transport::Uid)> {
+    let mut parts = v.splitn(3, ':');
+    let nonce = actor_transport::Nonce::from_hex(parts.next()?)?;
+    let id = parts.next()?.to_owned();
+    let name = parts.next()?.to_owned();
+    Some((nonce, actor_transport::Uid { name, id }))
+}
 
 /// The longest actor name accepted, in bytes. Names travel in every uid,
 /// log line and registry entry; longer ones are almost surely a mistake.

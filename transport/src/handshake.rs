@@ -9,6 +9,13 @@
 //!                                <- Welcome
 //! ```
 //!
+//! When the connector knows the acceptor's uid and nonce in advance (a
+//! parent hands both to the child it spawns, with the one-time token: see
+//! [`Arranged`]), it sends its `Auth` right behind its `Hello` instead of
+//! waiting for the acceptor's: the same messages in the same order on the
+//! wire, one round trip fewer. Such a nonce is as good as a fresh one
+//! because it is good for one connection only, like the token it comes with.
+//!
 //! Each proof is HMAC-SHA256 keyed by the shared secret over a label naming the
 //! side that proves, both nonces and both uids, so the secret never crosses the
 //! wire, a recorded proof is useless for another connection, and one side's
@@ -137,6 +144,63 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// An acceptor's handshake nonce agreed with one connector in advance (see
+/// [`Arranged`]). Its `Debug` output never shows the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Nonce([u8; NONCE_LEN]);
+
+impl Nonce {
+    /// A fresh random nonce.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the operating system's random source fails.
+    pub fn random() -> Self {
+        Nonce(random_bytes())
+    }
+
+    /// The nonce as lowercase hex, for passing through the environment.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Parses the output of [`Nonce::to_hex`]; `None` unless `s` is exactly
+    /// 64 hex digits.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        if s.len() != NONCE_LEN * 2 {
+            return None;
+        }
+        let mut b = [0u8; NONCE_LEN];
+        for (i, byte) in b.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Nonce(b))
+    }
+}
+
+impl fmt::Debug for Nonce {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Nonce(..)")
+    }
+}
+
+/// What a connector knows in advance of one acceptor, to prove `secret`
+/// without waiting for the acceptor's `Hello`: the acceptor's uid and the
+/// nonce it will answer with. A parent hands these to the child it spawns.
+///
+/// The acceptor must hold the same pair for this connector
+/// ([`Auth::Arranged`]) and both must be good for one connection only: a
+/// proof over a nonce that is never used again cannot be replayed.
+#[derive(Clone, Debug)]
+pub struct Arranged {
+    /// The secret both sides prove.
+    pub secret: Secret,
+    /// The acceptor's uid.
+    pub acceptor: Uid,
+    /// The nonce the acceptor answers with.
+    pub nonce: Nonce,
+}
+
 /// What an acceptor requires of a connector, decided from its uid.
 #[derive(Debug, Clone)]
 pub enum Auth {
@@ -144,6 +208,16 @@ pub enum Auth {
     Open,
     /// Admit only with a valid proof of this secret.
     Require(Secret),
+    /// Admit only with a valid proof of `secret`, answering with `nonce`
+    /// instead of a fresh one: the connector knows it in advance
+    /// ([`Arranged`]) and may already have sent its proof. Use it only for
+    /// a secret and nonce that admit one connection.
+    Arranged {
+        /// The secret both sides prove.
+        secret: Secret,
+        /// The acceptor nonce agreed with the connector.
+        nonce: Nonce,
+    },
     /// Refuse, with this reason.
     Refuse(String),
 }
@@ -263,14 +337,72 @@ pub async fn connect(
     config: &HandshakeConfig,
     secret: Option<&Secret>,
 ) -> Result<(Channel, Uid), HandshakeError> {
+    let proving = secret.map_or(Proving::Nothing, Proving::Secret);
+    connect_with(addr, config, proving, None).await
+}
+
+/// Connects to `addr` (over mutual TLS when `tls` is given) and performs the
+/// connector's side of the handshake with what was [`Arranged`] with the
+/// acceptor: the proof goes out right behind the `Hello`, a round trip
+/// sooner than with [`connect`]. Returns the ready channel and the
+/// acceptor's uid.
+///
+/// # Errors
+///
+/// As [`connect`] and [`connect_tls`]; and
+/// [`HandshakeError::ServerUnauthenticated`] if the acceptor answers with
+/// another uid or nonce than the arranged ones (it then refuses our proof
+/// too).
+pub async fn connect_arranged(
+    addr: &Addr,
+    config: &HandshakeConfig,
+    arranged: &Arranged,
+    tls: Option<&TlsConfig>,
+) -> Result<(Channel, Uid), HandshakeError> {
+    connect_with(addr, config, Proving::Arranged(arranged), tls).await
+}
+
+/// What the connector proves.
+#[derive(Clone, Copy)]
+enum Proving<'a> {
+    Nothing,
+    Secret(&'a Secret),
+    Arranged(&'a Arranged),
+}
+
+impl Proving<'_> {
+    fn secret(&self) -> Option<&Secret> {
+        match self {
+            Proving::Nothing => None,
+            Proving::Secret(s) => Some(s),
+            Proving::Arranged(a) => Some(&a.secret),
+        }
+    }
+}
+
+/// The TCP (or TLS) connect and the handshake, together within
+/// `config.timeout`.
+async fn connect_with(
+    addr: &Addr,
+    config: &HandshakeConfig,
+    proving: Proving<'_>,
+    tls: Option<&TlsConfig>,
+) -> Result<(Channel, Uid), HandshakeError> {
     let deadline = tokio::time::Instant::now() + config.timeout;
-    let stream = Stream::connect(addr, config.timeout)
-        .await
-        .map_err(|source| HandshakeError::Connect { addr: addr.clone(), source })?;
+    let stream = match tls {
+        Some(tls) => Stream::connect_tls(addr, config.timeout, tls).await,
+        None => Stream::connect(addr, config.timeout).await,
+    }
+    .map_err(|source| HandshakeError::Connect { addr: addr.clone(), source })?;
     let channel = Channel::from_stream(stream, &config.channel);
-    tokio::time::timeout_at(deadline, connector(channel, config, secret))
-        .await
-        .map_err(|_| HandshakeError::Timeout(config.timeout))?
+    match tokio::time::timeout_at(deadline, connector(channel, config, proving)).await {
+        Err(_) => Err(HandshakeError::Timeout(config.timeout)),
+        Ok(Err(HandshakeError::Channel(e))) if tls.is_some() => match crate::tls::refused_by_tls(&e) {
+            Some(source) => Err(HandshakeError::Connect { addr: addr.clone(), source }),
+            None => Err(HandshakeError::Channel(e)),
+        },
+        Ok(res) => res,
+    }
 }
 
 /// Performs the connector's side of the handshake on an already framed channel
@@ -284,7 +416,8 @@ pub async fn connect_on(
     config: &HandshakeConfig,
     secret: Option<&Secret>,
 ) -> Result<(Channel, Uid), HandshakeError> {
-    tokio::time::timeout(config.timeout, connector(channel, config, secret))
+    let proving = secret.map_or(Proving::Nothing, Proving::Secret);
+    tokio::time::timeout(config.timeout, connector(channel, config, proving))
         .await
         .map_err(|_| HandshakeError::Timeout(config.timeout))?
 }
@@ -292,13 +425,25 @@ pub async fn connect_on(
 async fn connector(
     mut channel: Channel,
     config: &HandshakeConfig,
-    secret: Option<&Secret>,
+    proving: Proving<'_>,
 ) -> Result<(Channel, Uid), HandshakeError> {
     channel.set_max_frame(PRE_AUTH_MAX_FRAME.min(config.channel.max_frame));
+    let secret = proving.secret();
     let nonce_c = Bytes::copy_from_slice(&random_bytes());
     channel
         .send(&Msg::Hello { version: PROTOCOL_VERSION, uid: config.uid.clone(), nonce: nonce_c.clone() })
         .await?;
+    // Arranged: the proof follows the Hello at once, in the same write.
+    if let Proving::Arranged(a) = proving {
+        let transcript = Transcript {
+            nonce_a: &a.nonce.0,
+            nonce_c: &nonce_c,
+            connector: &config.uid,
+            acceptor: &a.acceptor,
+        };
+        let proof = Bytes::from(transcript.proof(&a.secret, Side::Connector));
+        channel.send(&Msg::Auth { proof: Some(proof) }).await?;
+    }
     let (peer, nonce_a) = match next(&mut channel).await? {
         Msg::Hello { version, uid, nonce } => {
             if version != PROTOCOL_VERSION {
@@ -311,8 +456,22 @@ async fn connector(
     };
     let transcript =
         Transcript { nonce_a: &nonce_a, nonce_c: &nonce_c, connector: &config.uid, acceptor: &peer };
-    let proof = secret.map(|s| Bytes::from(transcript.proof(s, Side::Connector)));
-    channel.send(&Msg::Auth { proof }).await?;
+    match proving {
+        Proving::Arranged(a) => {
+            // Whoever answers otherwise did not hold our arrangement, and
+            // our proof (over the arranged pair) verifies nowhere else.
+            if peer != a.acceptor || nonce_a[..] != a.nonce.0[..] {
+                return Err(HandshakeError::ServerUnauthenticated {
+                    peer,
+                    reason: "it answered with another uid or nonce than the arranged ones",
+                });
+            }
+        }
+        Proving::Nothing | Proving::Secret(_) => {
+            let proof = secret.map(|s| Bytes::from(transcript.proof(s, Side::Connector)));
+            channel.send(&Msg::Auth { proof }).await?;
+        }
+    }
     let offered = match next(&mut channel).await? {
         Msg::Auth { proof } => proof,
         Msg::Refused { reason } => return Err(HandshakeError::Refused { reason }),
@@ -405,7 +564,10 @@ async fn acceptor(
     if let Auth::Refuse(reason) = auth {
         return Err(HandshakeError::PolicyRefused { peer, reason });
     }
-    let nonce_a = Bytes::copy_from_slice(&random_bytes());
+    let nonce_a = match &auth {
+        Auth::Arranged { nonce, .. } => Bytes::copy_from_slice(&nonce.0),
+        Auth::Open | Auth::Require(_) | Auth::Refuse(_) => Bytes::copy_from_slice(&random_bytes()),
+    };
     channel
         .send(&Msg::Hello { version: PROTOCOL_VERSION, uid: config.uid.clone(), nonce: nonce_a.clone() })
         .await?;
@@ -418,7 +580,7 @@ async fn acceptor(
     // Prove the secret we required, and only after the connector proved it:
     // an unauthenticated peer learns nothing keyed by the secret.
     let our_proof = match &auth {
-        Auth::Require(secret) => {
+        Auth::Require(secret) | Auth::Arranged { secret, .. } => {
             let Some(offered) = offered else {
                 return Err(HandshakeError::AuthFailed { peer, reason: "no token offered" });
             };
@@ -532,19 +694,8 @@ pub async fn connect_tls(
     secret: Option<&Secret>,
     tls: &TlsConfig,
 ) -> Result<(Channel, Uid), HandshakeError> {
-    let deadline = tokio::time::Instant::now() + config.timeout;
-    let stream = Stream::connect_tls(addr, config.timeout, tls)
-        .await
-        .map_err(|source| HandshakeError::Connect { addr: addr.clone(), source })?;
-    let channel = Channel::from_stream(stream, &config.channel);
-    match tokio::time::timeout_at(deadline, connect_on(channel, config, secret)).await {
-        Err(_) => Err(HandshakeError::Timeout(config.timeout)),
-        Ok(Err(HandshakeError::Channel(e))) => match crate::tls::refused_by_tls(&e) {
-            Some(source) => Err(HandshakeError::Connect { addr: addr.clone(), source }),
-            None => Err(HandshakeError::Channel(e)),
-        },
-        Ok(res) => res,
-    }
+    let proving = secret.map_or(Proving::Nothing, Proving::Secret);
+    connect_with(addr, config, proving, Some(tls)).await
 }
 
 #[cfg(test)]

@@ -63,8 +63,8 @@ pub use escape::{Escaped, escape_for_log};
 pub use exposure::{ExposureError, check_exposure};
 pub use flow::{FlowControl, MIN_ITEM_COST, Unclaimed, item_cost};
 pub use handshake::{
-    Auth, HandshakeConfig, HandshakeError, MIN_SECRET_LEN, PRE_AUTH_MAX_FRAME, Secret, SecretError, accept,
-    accept_on, connect, connect_on, connect_tls,
+    Arranged, Auth, HandshakeConfig, HandshakeError, MIN_SECRET_LEN, Nonce, PRE_AUTH_MAX_FRAME, Secret,
+    SecretError, accept, accept_on, connect, connect_arranged, connect_on, connect_tls,
 };
 pub use listener::Listener;
 pub use secret_file::{ENV_TOKEN_FILE, default_token_path, load_or_create_token};

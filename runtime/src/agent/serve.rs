@@ -187,6 +187,9 @@ impl Agent {
             .env(spawn::ENV_ID, id)
             .env(spawn::ENV_TOKEN, &req.token)
             .env(spawn::ENV_PPID, std::process::id().to_string())
+            // Arranged handshakes are for children spawned by their parent
+            // itself; one this agent inherited is not for them.
+            .env_remove(spawn::ENV_ARRANGED)
             .env(ENV_HOST, &self.config.host)
             .envs(tls)
             .stdin(std::process::Stdio::null());

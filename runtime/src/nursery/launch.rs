@@ -3,7 +3,7 @@
 //! configuration, and start its main call. A child that its nursery
 //! restarts goes through this once per process.
 
-use actor_transport::{CallKind, Msg, Secret, Uid, fd_limit};
+use actor_transport::{CallKind, Msg, Nonce, Secret, Uid, fd_limit};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
@@ -85,9 +85,13 @@ pub(super) async fn launch(
         }
         None => None,
     };
-    let connected = actor.children.expect(&uid, token.clone());
+    // A child spawned here learns our handshake nonce with its token and
+    // proves it without waiting for our Hello: a round trip less. A child
+    // on another host is started by its agent, which hands it no nonce.
+    let nonce = placement.is_none().then(Nonce::random);
+    let connected = actor.children.expect(&uid, token.clone(), nonce.clone());
     let started = tokio::select! {
-        p = start(actor, spec, &uid, &token, placement.as_ref()) => p,
+        p = start(actor, spec, &uid, &token, placement.as_ref(), nonce.as_ref()) => p,
         _ = cancel.cancelled() => Err(cancelled()),
     };
     let mut proc = match started {
@@ -195,6 +199,7 @@ async fn start(
     uid: &Uid,
     token: &Secret,
     placement: Option<&Placement>,
+    nonce: Option<&Nonce>,
 ) -> Result<Process> {
     let spawn_err = |reason: String| Error::Spawn { name: spec.name.clone(), reason };
     if let Some(placement) = placement {
@@ -234,6 +239,7 @@ async fn start(
         .env(spawn::ENV_ID, &uid.id)
         .env(spawn::ENV_TOKEN, token.to_hex())
         .env(spawn::ENV_PPID, std::process::id().to_string())
+        .envs(nonce.map(|n| (spawn::ENV_ARRANGED, spawn::arranged_env(n, &actor.uid))))
         .envs(crate::low_latency::child_env(actor.config.low_latency))
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .envs(spawn::tls_env(actor.config.tls.as_ref()).map_err(&spawn_err)?)
