@@ -421,8 +421,8 @@ async fn spawn_section() -> actor::Result<()> {
     }
     let (m, p99) = summary(one);
     let (fm, fp99) = summary(floors);
-    println!("1 actor:             median {m:>9.1?}  p99 {p99:>9.1?}   target <= 1.5 ms");
-    println!("floor (same run):    median {fm:>9.1?}  p99 {fp99:>9.1?}   re-exec + hello over TCP + exit");
+    println!("1 actor:             median {m:>9.2?}  p99 {p99:>9.2?}   target <= 1.5 ms");
+    println!("floor (same run):    median {fm:>9.2?}  p99 {fp99:>9.2?}   re-exec + hello over TCP + exit");
     let fifty = spawn_to_result(50, 5).await?;
     let (m, p99) = summary(fifty);
     println!("50 actors parallel:  median {m:>9.1?}  max {p99:>9.1?}   target < 150 ms");
