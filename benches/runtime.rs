@@ -3,8 +3,8 @@
 //! loopback TCP, stream throughput vs raw length-prefixed TCP, restart
 //! latency (SIGKILL of a daemon -> its restarted process answers) beside
 //! spawn-to-result, spawn-to-result through a host agent beside one here,
-//! the round trip over mutual TLS beside plaintext, and the low-latency mode
-//! (round trip and CPU cost) beside the default.
+//! the round trip and spawn-to-result over mutual TLS beside plaintext, and
+//! the low-latency mode (round trip and CPU cost) beside the default.
 //!
 //! Run: `cargo bench --bench runtime`. This binary is an actor program: the
 //! actors it spawns are re-executions of it.
@@ -202,8 +202,20 @@ fn cpu_time(pid: u32) -> Duration {
 /// Runs `portal_rtt_only` (with `extra` arguments) as a separate tree with
 /// `env`; returns the `KEY value` lines it printed.
 fn rtt_tree(extra: &[&str], env: &[(&str, String)]) -> std::collections::HashMap<String, u128> {
+    tree("portal_rtt_only", extra, env, "PORTAL_RTT_NS")
+}
+
+/// Runs this bench in `mode` (with `extra` arguments) as a separate tree
+/// with `env`; returns the `KEY value` lines it printed, which must include
+/// `key`.
+fn tree(
+    mode: &str,
+    extra: &[&str],
+    env: &[(&str, String)],
+    key: &str,
+) -> std::collections::HashMap<String, u128> {
     let mut cmd = std::process::Command::new(std::env::current_exe().expect("current_exe"));
-    cmd.arg("portal_rtt_only").args(extra).env("ACTOR_ARBITER", "tcp://127.0.0.1:0");
+    cmd.arg(mode).args(extra).env("ACTOR_ARBITER", "tcp://127.0.0.1:0");
     cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let out = cmd.output().expect("run a tree");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -213,7 +225,7 @@ fn rtt_tree(extra: &[&str], env: &[(&str, String)]) -> std::collections::HashMap
         .filter_map(|(k, v)| Some((k.to_owned(), v.trim().parse().ok()?)))
         .collect();
     assert!(
-        out.status.success() && values.contains_key("PORTAL_RTT_NS"),
+        out.status.success() && values.contains_key(key),
         "the tree failed: {text} / {}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -307,6 +319,14 @@ fn tls_section() {
         pf as f64 / 1e3,
         tf as f64 / 1e3
     );
+    let spawn = |tls: bool| tree("spawn_only", &[], if tls { &tls_env } else { &[] }, "SPAWN_NS")["SPAWN_NS"];
+    let (mut plain, mut tls): (Vec<u128>, Vec<u128>) = (0..3).map(|_| (spawn(false), spawn(true))).unzip();
+    let (ps, ts) = (med(&mut plain), med(&mut tls));
+    println!(
+        "spawn to result, one actor: plaintext {:.2} ms, mutual TLS {:.2} ms (medians of 3 trees of 30 spawns)",
+        ps as f64 / 1e6,
+        ts as f64 / 1e6
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -364,6 +384,13 @@ fn main() -> actor::Result<()> {
     let only = std::env::args().skip(1).find(|a| !a.starts_with("--"));
     if only.as_deref() == Some("portal_rtt_only") {
         return actor::run(portal_rtt_only(std::env::args().any(|a| a == "cpu")));
+    }
+    if only.as_deref() == Some("spawn_only") {
+        return actor::run(async {
+            let (median, _) = summary(spawn_to_result(1, 30).await?);
+            println!("SPAWN_NS {}", median.as_nanos());
+            Ok(())
+        });
     }
     if only.as_deref() == Some("tls") {
         tls_section();
