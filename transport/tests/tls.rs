@@ -564,3 +564,16 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// This workspace builds aws-lc without its CPU-jitter entropy source
+/// (`.cargo/config.toml`): with it, every process's first TLS connection
+/// spends about 30 ms seeding aws-lc's generator, and every actor spawned
+/// in a TLS tree pays that before it connects back.
+#[test]
+fn aws_lc_is_built_without_jitter_entropy() {
+    assert_eq!(
+        option_env!("AWS_LC_SYS_NO_JITTER_ENTROPY"),
+        Some("1"),
+        "AWS_LC_SYS_NO_JITTER_ENTROPY=1 is missing from the build environment (.cargo/config.toml [env])"
+    );
+}
