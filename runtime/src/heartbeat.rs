@@ -170,7 +170,11 @@ mod tests {
     use super::*;
 
     fn heartbeats(tick: Duration) -> &'static Heartbeats {
-        Box::leak(Box::new(Heartbeats { links: Mutex::new(Vec::new()), tick, thread: AtomicU8::new(SCHEDULED) }))
+        Box::leak(Box::new(Heartbeats {
+            links: Mutex::new(Vec::new()),
+            tick,
+            thread: AtomicU8::new(SCHEDULED),
+        }))
     }
 
     fn runtime() -> tokio::runtime::Runtime {
