@@ -244,3 +244,68 @@ fn a_malformed_arranged_handshake_in_the_spawn_spec_is_refused_clearly() {
         assert!(stderr.contains("ACTOR_SPAWN_ARRANGED is malformed"), "{bad:?}: {stderr}");
     }
 }
+
+/// The `KEY=VALUE` lines of a file written by the fixture's abandoned child.
+fn spawn_env(path: &std::path::Path) -> std::collections::HashMap<String, String> {
+    let text = std::fs::read_to_string(path).expect("the child's spawn environment");
+    text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+}
+
+/// A spawn its caller gives up on (drops, as a timeout around it does)
+/// forgets the child it expected: the one-time token and handshake nonce
+/// handed to that process admit nobody once the spawn is gone.
+#[test]
+fn an_abandoned_spawn_forgets_the_token_and_nonce_it_handed_out() {
+    let file = token_file("abandon");
+    std::fs::create_dir_all(file.parent().expect("dir")).expect("a scratch dir");
+    let dump = file.with_file_name("spawn-env");
+    let mut tree = Tree::start(
+        "trust_scenarios",
+        &["abandon_spawn", dump.to_str().expect("utf-8 path")],
+        &[("ACTOR_TOKEN_FILE", file.to_str().expect("utf-8 path"))],
+    );
+    let line = tree.wait_for_line("ABANDONED", BOUND);
+    let root: actor::Addr = line.split(' ').nth(1).expect("an address").parse().expect("the root's address");
+    let env = spawn_env(&dump);
+    let get = |k: &str| env.get(k).unwrap_or_else(|| panic!("no {k} in {env:?}")).clone();
+    let child = actor::Uid { name: get("ACTOR_SPAWN_NAME"), id: get("ACTOR_SPAWN_ID") };
+    let token = actor::Secret::from_hex(&get("ACTOR_SPAWN_TOKEN")).expect("a hex token");
+    let arranged = get("ACTOR_SPAWN_ARRANGED");
+    let mut parts = arranged.splitn(3, ':');
+    let nonce = actor::transport::Nonce::from_hex(parts.next().expect("a nonce")).expect("a hex nonce");
+    let parent = actor::Uid {
+        id: parts.next().expect("the parent's id").to_owned(),
+        name: parts.next().expect("the parent's name").to_owned(),
+    };
+    let config = actor::transport::HandshakeConfig {
+        uid: child,
+        timeout: Duration::from_secs(10),
+        channel: Default::default(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let arranged = actor::transport::Arranged { secret: token.clone(), acceptor: parent, nonce };
+        // The root answers with a fresh nonce, as to anyone else.
+        match actor::transport::connect_arranged(&root, &config, &arranged, None).await {
+            Err(actor::transport::HandshakeError::ServerUnauthenticated { .. }) => {}
+            Err(e) => panic!("the arranged handshake failed otherwise: {e}"),
+            Ok(_) => panic!("the abandoned child's arranged handshake was still accepted"),
+        }
+        // And wants the user's secret, not the child's token.
+        match actor::transport::connect(&root, &config, Some(&token)).await {
+            Err(actor::transport::HandshakeError::Refused { reason }) => {
+                assert!(reason.contains("authentication failed"), "{reason}")
+            }
+            Err(e) => panic!("the classic handshake failed otherwise: {e}"),
+            Ok(_) => panic!("the abandoned child's token was still accepted"),
+        }
+    });
+    tree.signal(Signal::SIGTERM);
+    let out = tree.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    // Only the two refusals this test asked for.
+    let warnings = out.warnings();
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert!(warnings.iter().all(|w| w.contains("failed authentication")), "{warnings:#?}");
+    let _ = std::fs::remove_dir_all(file.parent().expect("dir"));
+}
