@@ -309,3 +309,15 @@ fn an_abandoned_spawn_forgets_the_token_and_nonce_it_handed_out() {
     assert!(warnings.iter().all(|w| w.contains("failed authentication")), "{warnings:#?}");
     let _ = std::fs::remove_dir_all(file.parent().expect("dir"));
 }
+
+/// A root's name is not checked as a spawned actor's is; one that cannot
+/// pass through the environment (a NUL byte) must not keep it from
+/// spawning a child here, nor must colons, which separate the fields of the
+/// arranged handshake's variable.
+#[test]
+fn a_root_with_an_odd_name_spawns_and_calls_a_child() {
+    let out = Tree::start("trust_scenarios", &["odd_root_name", "with:colons"], &[]).finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("ANSWER 42"), "{out:?}");
+    out.assert_no_warnings();
+}

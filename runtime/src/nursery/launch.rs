@@ -88,7 +88,9 @@ pub(super) async fn launch(
     // A child spawned here learns our handshake nonce with its token and
     // proves it without waiting for our Hello: a round trip less. A child
     // on another host is started by its agent, which hands it no nonce.
-    let nonce = placement.is_none().then(Nonce::random);
+    // A parent uid the environment cannot carry is not arranged: that
+    // child handshakes the classic way.
+    let nonce = (placement.is_none() && spawn::arrangeable(&actor.uid)).then(Nonce::random);
     let (connected, _expected) = actor.children.expect(&uid, token.clone(), nonce.clone());
     let started = tokio::select! {
         p = start(actor, spec, &uid, &token, placement.as_ref(), nonce.as_ref()) => p,
