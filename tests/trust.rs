@@ -243,6 +243,15 @@ fn a_malformed_arranged_handshake_in_the_spawn_spec_is_refused_clearly() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
         assert!(stderr.contains("ACTOR_SPAWN_ARRANGED is malformed"), "{bad:?}: {stderr}");
     }
+    // Not UTF-8: malformed, not taken for absent (the classic handshake).
+    use std::os::unix::ffi::OsStrExt;
+    let bad = [b"ab".repeat(32), b":00000000000000a1:r\xffot".to_vec()].concat();
+    let mut cmd = std::process::Command::new(common::example("trust_scenarios"));
+    cmd.envs(spec).env("ACTOR_SPAWN_ARRANGED", std::ffi::OsStr::from_bytes(&bad));
+    let out = common::output_of(&mut cmd).expect("run the fixture");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(stderr.contains("ACTOR_SPAWN_ARRANGED is malformed"), "{stderr}");
 }
 
 /// The `KEY=VALUE` lines of a file written by the fixture's abandoned child.
