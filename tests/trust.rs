@@ -330,3 +330,20 @@ fn a_root_with_an_odd_name_spawns_and_calls_a_child() {
     assert!(out.stdout.contains("ANSWER 42"), "{out:?}");
     out.assert_no_warnings();
 }
+
+/// A tree over mutual TLS spawns its children here with the arranged
+/// handshake inside the TLS session, and calls them.
+#[test]
+fn a_tree_over_mutual_tls_spawns_and_calls_its_children_here() {
+    let dir = token_file("tls");
+    let dir = dir.parent().expect("dir").to_path_buf();
+    std::fs::create_dir_all(&dir).expect("a scratch dir");
+    let pki = common::netns::Pki::new(dir.clone());
+    let env = pki.host("here", &[std::net::Ipv4Addr::LOCALHOST]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let out = Tree::start("trust_scenarios", &["empty_args"], &env).finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("EMPTY ARRAY 42 UNIT 42"), "{out:?}");
+    out.assert_no_warnings();
+    let _ = std::fs::remove_dir_all(dir);
+}
