@@ -243,4 +243,107 @@ fn a_malformed_arranged_handshake_in_the_spawn_spec_is_refused_clearly() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
         assert!(stderr.contains("ACTOR_SPAWN_ARRANGED is malformed"), "{bad:?}: {stderr}");
     }
+    // Not UTF-8: malformed, not taken for absent (the classic handshake).
+    use std::os::unix::ffi::OsStrExt;
+    let bad = [b"ab".repeat(32), b":00000000000000a1:r\xffot".to_vec()].concat();
+    let mut cmd = std::process::Command::new(common::example("trust_scenarios"));
+    cmd.envs(spec).env("ACTOR_SPAWN_ARRANGED", std::ffi::OsStr::from_bytes(&bad));
+    let out = common::output_of(&mut cmd).expect("run the fixture");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(stderr.contains("ACTOR_SPAWN_ARRANGED is malformed"), "{stderr}");
+}
+
+/// The `KEY=VALUE` lines of a file written by the fixture's abandoned child.
+fn spawn_env(path: &std::path::Path) -> std::collections::HashMap<String, String> {
+    let text = std::fs::read_to_string(path).expect("the child's spawn environment");
+    text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+}
+
+/// A spawn its caller gives up on (drops, as a timeout around it does)
+/// forgets the child it expected: the one-time token and handshake nonce
+/// handed to that process admit nobody once the spawn is gone.
+#[test]
+fn an_abandoned_spawn_forgets_the_token_and_nonce_it_handed_out() {
+    let file = token_file("abandon");
+    std::fs::create_dir_all(file.parent().expect("dir")).expect("a scratch dir");
+    let dump = file.with_file_name("spawn-env");
+    let mut tree = Tree::start(
+        "trust_scenarios",
+        &["abandon_spawn", dump.to_str().expect("utf-8 path")],
+        &[("ACTOR_TOKEN_FILE", file.to_str().expect("utf-8 path"))],
+    );
+    let line = tree.wait_for_line("ABANDONED", BOUND);
+    let root: actor::Addr = line.split(' ').nth(1).expect("an address").parse().expect("the root's address");
+    let env = spawn_env(&dump);
+    let get = |k: &str| env.get(k).unwrap_or_else(|| panic!("no {k} in {env:?}")).clone();
+    let child = actor::Uid { name: get("ACTOR_SPAWN_NAME"), id: get("ACTOR_SPAWN_ID") };
+    let token = actor::Secret::from_hex(&get("ACTOR_SPAWN_TOKEN")).expect("a hex token");
+    let arranged = get("ACTOR_SPAWN_ARRANGED");
+    let mut parts = arranged.splitn(3, ':');
+    let nonce = actor::transport::Nonce::from_hex(parts.next().expect("a nonce")).expect("a hex nonce");
+    let parent = actor::Uid {
+        id: parts.next().expect("the parent's id").to_owned(),
+        name: parts.next().expect("the parent's name").to_owned(),
+    };
+    let config = actor::transport::HandshakeConfig {
+        uid: child,
+        timeout: Duration::from_secs(10),
+        channel: Default::default(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let arranged = actor::transport::Arranged { secret: token.clone(), acceptor: parent, nonce };
+        // The root answers with a fresh nonce, as to anyone else.
+        match actor::transport::connect_arranged(&root, &config, &arranged, None).await {
+            Err(actor::transport::HandshakeError::ServerUnauthenticated { .. }) => {}
+            Err(e) => panic!("the arranged handshake failed otherwise: {e}"),
+            Ok(_) => panic!("the abandoned child's arranged handshake was still accepted"),
+        }
+        // And wants the user's secret, not the child's token.
+        match actor::transport::connect(&root, &config, Some(&token)).await {
+            Err(actor::transport::HandshakeError::Refused { reason }) => {
+                assert!(reason.contains("authentication failed"), "{reason}")
+            }
+            Err(e) => panic!("the classic handshake failed otherwise: {e}"),
+            Ok(_) => panic!("the abandoned child's token was still accepted"),
+        }
+    });
+    tree.signal(Signal::SIGTERM);
+    let out = tree.finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    // Only the two refusals this test asked for.
+    let warnings = out.warnings();
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert!(warnings.iter().all(|w| w.contains("failed authentication")), "{warnings:#?}");
+    let _ = std::fs::remove_dir_all(file.parent().expect("dir"));
+}
+
+/// A root's name is not checked as a spawned actor's is; one that cannot
+/// pass through the environment (a NUL byte) must not keep it from
+/// spawning a child here, nor must colons, which separate the fields of the
+/// arranged handshake's variable.
+#[test]
+fn a_root_with_an_odd_name_spawns_and_calls_a_child() {
+    let out = Tree::start("trust_scenarios", &["odd_root_name", "with:colons"], &[]).finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("ANSWER 42"), "{out:?}");
+    out.assert_no_warnings();
+}
+
+/// A tree over mutual TLS spawns its children here with the arranged
+/// handshake inside the TLS session, and calls them.
+#[test]
+fn a_tree_over_mutual_tls_spawns_and_calls_its_children_here() {
+    let dir = token_file("tls");
+    let dir = dir.parent().expect("dir").to_path_buf();
+    std::fs::create_dir_all(&dir).expect("a scratch dir");
+    let pki = common::netns::Pki::new(dir.clone());
+    let env = pki.host("here", &[std::net::Ipv4Addr::LOCALHOST]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let out = Tree::start("trust_scenarios", &["empty_args"], &env).finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("EMPTY ARRAY 42 UNIT 42"), "{out:?}");
+    out.assert_no_warnings();
+    let _ = std::fs::remove_dir_all(dir);
 }

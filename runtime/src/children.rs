@@ -29,20 +29,18 @@ impl PendingChildren {
     /// Expects child `uid` to connect back proving `token` (and, when it was
     /// handed `nonce`, answers its handshake with that nonce: see
     /// [`actor_transport::Arranged`]); the returned receiver gets its channel.
+    /// The expectation lasts as long as the returned [`Expected`]: however
+    /// the spawn ends (failed, cancelled, or its future dropped by a caller
+    /// that gave up), the token and nonce admit nobody after it.
     pub(crate) fn expect(
         &self,
         uid: &Uid,
         token: Secret,
         nonce: Option<Nonce>,
-    ) -> oneshot::Receiver<Channel> {
+    ) -> (oneshot::Receiver<Channel>, Expected<'_>) {
         let (tx, rx) = oneshot::channel();
         self.lock().insert(uid.id.clone(), PendingSpawn { uid: uid.clone(), token, nonce, deliver: tx });
-        rx
-    }
-
-    /// Stops expecting child `uid` (it failed to start).
-    pub(crate) fn forget(&self, uid: &Uid) {
-        self.lock().remove(&uid.id);
+        (rx, Expected { children: self, id: uid.id.clone() })
     }
 
     /// What a connecting `peer` that claims a pending child's id must prove:
@@ -68,5 +66,18 @@ impl PendingChildren {
             tracing::debug!(%peer, "child connected after its spawn was abandoned");
         }
         None
+    }
+}
+
+/// Keeps one child expected; dropping it stops expecting that child (a
+/// child that connected was already handed over, and is not affected).
+pub(crate) struct Expected<'a> {
+    children: &'a PendingChildren,
+    id: String,
+}
+
+impl Drop for Expected<'_> {
+    fn drop(&mut self) {
+        self.children.lock().remove(&self.id);
     }
 }

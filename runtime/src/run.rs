@@ -254,12 +254,14 @@ impl SpawnSpec {
                 uid: Uid { name: get(spawn::ENV_NAME)?, id: get(spawn::ENV_ID)? },
                 token: Secret::from_hex(&get(spawn::ENV_TOKEN)?).ok_or("the token is not hex")?,
                 ppid: get(spawn::ENV_PPID)?.parse().map_err(|_| "the parent pid is not a number")?,
-                arranged: match std::env::var(spawn::ENV_ARRANGED) {
-                    Ok(v) => Some(
-                        spawn::parse_arranged(&v)
+                // Not UTF-8 is malformed too, not absent.
+                arranged: match std::env::var_os(spawn::ENV_ARRANGED) {
+                    Some(v) => Some(
+                        v.to_str()
+                            .and_then(spawn::parse_arranged)
                             .ok_or_else(|| format!("{} is malformed", spawn::ENV_ARRANGED))?,
                     ),
-                    Err(_) => None,
+                    None => None,
                 },
             })
         };

@@ -43,6 +43,13 @@ pub(crate) fn arranged_env(nonce: &actor_transport::Nonce, parent: &actor_transp
     format!("{}:{}:{}", nonce.to_hex(), parent.id, parent.name)
 }
 
+/// Whether [`arranged_env`] can carry `parent`: an environment variable
+/// holds no NUL byte, and the id ends at the first `:`. A root's name is
+/// the user's, unchecked.
+pub(crate) fn arrangeable(parent: &actor_transport::Uid) -> bool {
+    !parent.name.contains('\0') && !parent.id.contains(['\0', ':'])
+}
+
 /// Reads a value of [`ENV_ARRANGED`]: the nonce and the parent's uid.
 pub(crate) fn parse_arranged(v: &str) -> Option<(actor_transport::Nonce, actor_transport::Uid)> {
     let mut parts = v.splitn(3, ':');
@@ -357,6 +364,17 @@ fn all_pids() -> Vec<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_arranged_parent_name_may_hold_colons_but_not_nul() {
+        let nonce = actor_transport::Nonce::random();
+        let parent = actor_transport::Uid { name: "a:b:".into(), id: "00000000000000a1".into() };
+        assert!(arrangeable(&parent));
+        assert_eq!(parse_arranged(&arranged_env(&nonce, &parent)), Some((nonce, parent)));
+        let nul = actor_transport::Uid { name: "a\0b".into(), id: "00000000000000a1".into() };
+        let colon_id = actor_transport::Uid { name: "a".into(), id: "00:a1".into() };
+        assert!(!arrangeable(&nul) && !arrangeable(&colon_id));
+    }
 
     #[test]
     fn names_are_validated() {

@@ -123,7 +123,7 @@ impl Secret {
         if s.is_empty() {
             return Err(SecretError::Empty);
         }
-        if s.len() % 2 != 0 {
+        if s.len() % 2 != 0 || !is_hex(s) {
             return Err(SecretError::NotHex);
         }
         let bytes: Option<Vec<u8>> = (0..s.len())
@@ -136,6 +136,12 @@ impl Secret {
         }
         Ok(Secret::new(bytes))
     }
+}
+
+/// Whether `s` is hex digits only: `u8::from_str_radix` alone also takes a
+/// leading `+`.
+fn is_hex(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 impl fmt::Debug for Secret {
@@ -167,7 +173,7 @@ impl Nonce {
     /// Parses the output of [`Nonce::to_hex`]; `None` unless `s` is exactly
     /// 64 hex digits.
     pub fn from_hex(s: &str) -> Option<Self> {
-        if s.len() != NONCE_LEN * 2 {
+        if s.len() != NONCE_LEN * 2 || !is_hex(s) {
             return None;
         }
         let mut b = [0u8; NONCE_LEN];
@@ -744,6 +750,7 @@ mod tests {
         assert_eq!(Secret::parse_hex("abcd"), Err(SecretError::TooShort { bytes: 2 }));
         assert_eq!(Secret::parse_hex(&"ab".repeat(15)), Err(SecretError::TooShort { bytes: 15 }));
         assert_eq!(Secret::parse_hex(&"zz".repeat(16)), Err(SecretError::NotHex));
+        assert_eq!(Secret::parse_hex(&"+f".repeat(16)), Err(SecretError::NotHex));
         assert!(Secret::parse_hex(&"ab".repeat(16)).is_ok());
         assert!(SecretError::TooShort { bytes: 2 }.to_string().contains("16 bytes"));
     }

@@ -88,19 +88,15 @@ pub(super) async fn launch(
     // A child spawned here learns our handshake nonce with its token and
     // proves it without waiting for our Hello: a round trip less. A child
     // on another host is started by its agent, which hands it no nonce.
-    let nonce = placement.is_none().then(Nonce::random);
-    let connected = actor.children.expect(&uid, token.clone(), nonce.clone());
+    // A parent uid the environment cannot carry is not arranged: that
+    // child handshakes the classic way.
+    let nonce = (placement.is_none() && spawn::arrangeable(&actor.uid)).then(Nonce::random);
+    let (connected, _expected) = actor.children.expect(&uid, token.clone(), nonce.clone());
     let started = tokio::select! {
         p = start(actor, spec, &uid, &token, placement.as_ref(), nonce.as_ref()) => p,
         _ = cancel.cancelled() => Err(cancelled()),
     };
-    let mut proc = match started {
-        Ok(p) => p,
-        Err(e) => {
-            actor.children.forget(&uid);
-            return Err(e);
-        }
-    };
+    let mut proc = started?;
     let timeout = actor.config.spawn_timeout;
     let here = proc.host().is_none();
     let channel = tokio::select! {
@@ -136,7 +132,6 @@ pub(super) async fn launch(
     let mut channel = match channel {
         Ok(c) => c,
         Err(e) => {
-            actor.children.forget(&uid);
             if let Err(Unreaped::Io(io)) = proc.kill(kill_bound).await {
                 tracing::warn!(error = %io, "cannot reap a child that failed to start");
             }
