@@ -331,6 +331,16 @@ fn a_root_with_an_odd_name_spawns_and_calls_a_child() {
     out.assert_no_warnings();
 }
 
+/// Spawn variables handed to an actor builder do not override the parent's
+/// spawn spec: the child still connects back and answers.
+#[test]
+fn spawn_variables_given_to_a_builder_do_not_break_the_spawn() {
+    let out = Tree::start("trust_scenarios", &["spawn_env_in_builder"], &[]).finish(BOUND);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("ANSWER 42"), "{out:?}");
+    out.assert_no_warnings();
+}
+
 /// A tree over mutual TLS spawns its children here with the arranged
 /// handshake inside the TLS session, and calls them.
 #[test]

@@ -30,6 +30,10 @@ pub const ENV_BIND: &str = "ACTOR_BIND";
 /// Environment variable setting how many threads the root actor's runtime
 /// uses (default 1).
 pub const ENV_THREADS: &str = "ACTOR_THREADS";
+/// The shortest [`Config::peer_timeout`] accepted: a third of it is the
+/// heartbeat's period.
+pub const MIN_PEER_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// Environment variable setting [`Config::peer_timeout`] in seconds
 /// (default 30).
 pub const ENV_PEER_TIMEOUT: &str = "ACTOR_PEER_TIMEOUT";
@@ -104,7 +108,8 @@ pub struct Config {
     /// closed and its calls fail (30 s; `ACTOR_PEER_TIMEOUT` in seconds).
     /// After a third of it without a message, a ping asks for an answer, so
     /// a live peer, even an idle one, is never dropped; a stopped process or
-    /// a silently broken link is.
+    /// a silently broken link is. At least [`MIN_PEER_TIMEOUT`]: `run_with`
+    /// refuses less with [`Error::Config`].
     pub peer_timeout: Duration,
     /// Caps of this actor's listener: connections in the handshake at once
     /// (256) and open connections (4096, or `ACTOR_MAX_CONNECTIONS`). Excess
@@ -191,7 +196,7 @@ impl Config {
                 .map_err(|e| Error::codec(format!("the {ENV_PEER_TIMEOUT} environment variable"), e))?;
             c.peer_timeout = Duration::try_from_secs_f64(secs)
                 .ok()
-                .filter(|d| *d >= Duration::from_millis(100))
+                .filter(|d| *d >= MIN_PEER_TIMEOUT)
                 .ok_or_else(|| Error::Config(format!("{ENV_PEER_TIMEOUT} must be at least 0.1 seconds")))?;
         }
         c.tls = TlsConfig::from_env().map_err(|e| Error::Config(e.to_string()))?;
@@ -291,8 +296,16 @@ impl Config {
         Ok(self)
     }
 
-    /// Refuses a configuration that would listen beyond this host in plaintext.
-    pub(crate) fn check_exposure(&self) -> Result<()> {
+    /// Refuses a configuration that would listen beyond this host in
+    /// plaintext, or whose peer timeout is below [`MIN_PEER_TIMEOUT`] (the
+    /// heartbeat would spin and drop live peers).
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.peer_timeout < MIN_PEER_TIMEOUT {
+            return Err(Error::Config(format!(
+                "the peer timeout is {:?}; it must be at least {MIN_PEER_TIMEOUT:?}",
+                self.peer_timeout
+            )));
+        }
         self.check_listen(&self.bind)
     }
 
@@ -486,6 +499,23 @@ pub fn default_token() -> Result<Secret> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A zero (or tiny) peer timeout set in code is refused like one set in
+    /// the environment: its heartbeat would spin and drop every live peer.
+    #[test]
+    fn a_peer_timeout_below_the_minimum_is_refused() {
+        let mut c = Config::default();
+        assert!(c.check().is_ok());
+        for short in [Duration::ZERO, MIN_PEER_TIMEOUT - Duration::from_nanos(1)] {
+            c.peer_timeout = short;
+            match c.check() {
+                Err(Error::Config(m)) => assert!(m.contains("peer timeout"), "{m}"),
+                other => panic!("{short:?}: {other:?}"),
+            }
+        }
+        c.peer_timeout = MIN_PEER_TIMEOUT;
+        assert!(c.check().is_ok());
+    }
 
     #[test]
     fn etcd_addresses_are_told_from_arbiter_addresses() {

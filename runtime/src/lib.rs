@@ -113,7 +113,7 @@ pub use agent::HostSelector;
 pub use config::default_token;
 pub use config::{
     ARBITER_PRIVATE, Config, ENV_ARBITER, ENV_BIND, ENV_HOST, ENV_INSECURE, ENV_LOG, ENV_NAME,
-    ENV_PEER_TIMEOUT, ENV_THREADS, ENV_TOKEN,
+    ENV_PEER_TIMEOUT, ENV_THREADS, ENV_TOKEN, MIN_PEER_TIMEOUT,
 };
 pub use conn::{RESULT_BUDGET, STREAM_WINDOW};
 pub use context::{Context, ContextHandle};

@@ -142,7 +142,7 @@ async fn run_root<F, T>(config: Config, main: F) -> Result<T>
 where
     F: Future<Output = Result<T>>,
 {
-    config.check_exposure()?;
+    config.check()?;
     let config = config.with_default_token()?;
     let listener = Listener::bind(&config.bind).await?;
     let actor = Actor::install(Uid::new(config.name.clone()), config, &listener, None)?;
@@ -349,7 +349,7 @@ async fn child_setup(spec: SpawnSpec) -> Result<(std::sync::Arc<Actor>, std::syn
     let init: ChildInit = crate::registry::decode(&init, || "the parent's Init message".into())?;
     logging::init(init.log.as_deref());
     let config = init.config(&spec.uid.name, tls);
-    config.check_exposure()?;
+    config.check()?;
     let listener = Listener::bind(&config.bind).await?;
     let role = ChildRole {
         main: init.main,

@@ -229,16 +229,24 @@ async fn start(
     // The parent's arguments, so a program that parses them before
     // `actor::run` parses them alike in every actor.
     cmd.args(spawn::child_args());
-    cmd.env(spawn::ENV_PARENT, actor.listen.to_string())
+    // The builder's variables first: the spawn spec and the tree's TLS
+    // files after them are this parent's to set, whatever the builder was
+    // handed (say, an environment copied from an actor).
+    cmd.envs(crate::low_latency::child_env(actor.config.low_latency))
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .env(spawn::ENV_PARENT, actor.listen.to_string())
         .env(spawn::ENV_NAME, &uid.name)
         .env(spawn::ENV_ID, &uid.id)
         .env(spawn::ENV_TOKEN, token.to_hex())
         .env(spawn::ENV_PPID, std::process::id().to_string())
-        .envs(nonce.map(|n| (spawn::ENV_ARRANGED, spawn::arranged_env(n, &actor.uid))))
-        .envs(crate::low_latency::child_env(actor.config.low_latency))
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .envs(spawn::tls_env(actor.config.tls.as_ref()).map_err(&spawn_err)?)
         .stdin(std::process::Stdio::null());
+    // Without an arrangement, none this process inherited or was handed
+    // may reach the child: it would prove over a nonce we do not use.
+    match nonce {
+        Some(n) => cmd.env(spawn::ENV_ARRANGED, spawn::arranged_env(n, &actor.uid)),
+        None => cmd.env_remove(spawn::ENV_ARRANGED),
+    };
     match actor.spawner.spawn(cmd).await {
         Ok(p) => Ok(Process::Local(p)),
         Err(e) => Err(spawn_err(match fd_limit::note_exhausted(&e) {
