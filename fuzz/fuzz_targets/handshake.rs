@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use actor_transport::codec::encode_frame;
 use actor_transport::{
-    Auth, Channel, FrameCodec, HandshakeConfig, HandshakeError, Msg, Secret, Uid, accept_on, connect_on,
+    Auth, Channel, FrameCodec, HandshakeConfig, HandshakeError, Msg, Nonce, Secret, Uid, accept_on,
+    connect_on,
 };
 use bytes::{Bytes, BytesMut};
 use hmac::{Hmac, Mac};
@@ -96,9 +97,11 @@ fuzz_target!(|data: &[u8]| {
     let mut input = Input { data };
     let config = input.byte();
     let role = if config & 1 == 0 { Role::Acceptor } else { Role::Connector };
-    // Acceptor: 0 open, 1 requires the secret, 2 refuses by policy.
+    // Acceptor: 0 open, 1 requires the secret, 2 refuses by policy, 3
+    // requires the secret with a nonce arranged in advance (a spawned
+    // child's parent).
     // Connector: 0 holds no secret, else holds it.
-    let mode = (config >> 1) % 3;
+    let mode = (config >> 1) % 4;
     let script = input.data.to_vec();
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -230,6 +233,7 @@ fuzz_target!(|data: &[u8]| {
                     accept_on(channel, &hs, move |_| match mode {
                         0 => Auth::Open,
                         1 => Auth::Require(secret),
+                        3 => Auth::Arranged { secret, nonce: Nonce::random() },
                         _ => Auth::Refuse("policy".into()),
                     })
                     .await
@@ -243,7 +247,9 @@ fuzz_target!(|data: &[u8]| {
         let (outcome, (proved, welcomed, peer_w)) = tokio::join!(bounded, script);
         let outcome: Result<_, HandshakeError> = outcome.expect("the handshake outlived its timeout");
         match (&outcome, role, mode) {
-            (Ok(_), Role::Acceptor, 1) => assert!(proved, "admitted a connector that sent no valid proof"),
+            (Ok(_), Role::Acceptor, 1 | 3) => {
+                assert!(proved, "admitted a connector that sent no valid proof")
+            }
             (Ok(_), Role::Acceptor, 2) => panic!("admitted a connector the policy refused"),
             (Ok(_), Role::Connector, 1..) => {
                 assert!(welcomed, "trusted an acceptor that sent no valid proof")

@@ -26,8 +26,8 @@ use std::rc::Rc;
 
 use actor_transport::codec::FrameCodec;
 use actor_transport::{
-    BatchBuilder, CallApp, CallId, CallKind, CallStart, Completion, End, ErrorKind, Incoming, Limits, Msg, RemoteError,
-    Session, Side, Uid, item_cost,
+    BatchBuilder, CallApp, CallId, CallKind, CallStart, Completion, End, ErrorKind, Incoming, Limits, Msg,
+    RemoteError, Session, Side, Uid, item_cost,
 };
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
