@@ -103,7 +103,7 @@ impl Secret {
 
     /// The secret as lowercase hex, for passing through the environment.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        to_hex(&self.0)
     }
 
     /// Parses the output of [`Secret::to_hex`]; `None` if `s` is not
@@ -123,14 +123,7 @@ impl Secret {
         if s.is_empty() {
             return Err(SecretError::Empty);
         }
-        if s.len() % 2 != 0 || !is_hex(s) {
-            return Err(SecretError::NotHex);
-        }
-        let bytes: Option<Vec<u8>> = (0..s.len())
-            .step_by(2)
-            .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-            .collect();
-        let bytes = bytes.ok_or(SecretError::NotHex)?;
+        let bytes = from_hex(s).ok_or(SecretError::NotHex)?;
         if bytes.len() < MIN_SECRET_LEN {
             return Err(SecretError::TooShort { bytes: bytes.len() });
         }
@@ -138,10 +131,19 @@ impl Secret {
     }
 }
 
-/// Whether `s` is hex digits only: `u8::from_str_radix` alone also takes a
-/// leading `+`.
-fn is_hex(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_hexdigit())
+/// `bytes` as lowercase hex.
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes `s` spells in hex; `None` unless it is an even number of hex
+/// digits and nothing else (`u8::from_str_radix` alone also takes a
+/// leading `+`).
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 impl fmt::Debug for Secret {
@@ -167,20 +169,13 @@ impl Nonce {
 
     /// The nonce as lowercase hex, for passing through the environment.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        to_hex(&self.0)
     }
 
     /// Parses the output of [`Nonce::to_hex`]; `None` unless `s` is exactly
     /// 64 hex digits.
     pub fn from_hex(s: &str) -> Option<Self> {
-        if s.len() != NONCE_LEN * 2 || !is_hex(s) {
-            return None;
-        }
-        let mut b = [0u8; NONCE_LEN];
-        for (i, byte) in b.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-        }
-        Some(Nonce(b))
+        from_hex(s)?.try_into().ok().map(Nonce)
     }
 }
 
