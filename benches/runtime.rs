@@ -438,18 +438,67 @@ fn main() -> actor::Result<()> {
     Ok(())
 }
 
+/// CPU time (user + system) of this process and of its reaped children.
+#[derive(Default, Clone, Copy)]
+struct Cpu {
+    parent: Duration,
+    child: Duration,
+    child_faults: i64,
+}
+
+impl Cpu {
+    fn now() -> Cpu {
+        use nix::sys::resource::{Usage, UsageWho, getrusage};
+        let micros = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
+        let cpu = |u: &Usage| Duration::from_micros(micros(u.user_time()) + micros(u.system_time()));
+        let (me, kids) = (getrusage(UsageWho::RUSAGE_SELF).ok(), getrusage(UsageWho::RUSAGE_CHILDREN).ok());
+        Cpu {
+            parent: me.as_ref().map_or(Duration::ZERO, cpu),
+            child: kids.as_ref().map_or(Duration::ZERO, cpu),
+            child_faults: kids.map_or(0, |u| u.minor_page_faults()),
+        }
+    }
+
+    fn since(&self, earlier: &Cpu) -> Cpu {
+        Cpu {
+            parent: self.parent.saturating_sub(earlier.parent),
+            child: self.child.saturating_sub(earlier.child),
+            child_faults: self.child_faults - earlier.child_faults,
+        }
+    }
+
+    fn add(&mut self, other: Cpu) {
+        self.parent += other.parent;
+        self.child += other.child;
+        self.child_faults += other.child_faults;
+    }
+
+    /// "parent X + child Y (F page faults)" per one of `n` runs.
+    fn per(&self, n: u32) -> String {
+        let faults = self.child_faults / i64::from(n);
+        format!("parent {:>7.2?} + child {:>7.2?} ({faults} page faults)", self.parent / n, self.child / n)
+    }
+}
+
 async fn spawn_section() -> actor::Result<()> {
     println!("== spawn to result");
     // Interleaved round by round, so both see the same machine.
     let (mut one, mut floors) = (Vec::new(), Vec::new());
+    let (mut one_cpu, mut floor_cpu) = (Cpu::default(), Cpu::default());
     for _ in 0..30 {
+        let before = Cpu::now();
         one.extend(spawn_to_result(1, 1).await?);
+        let between = Cpu::now();
         floors.push(floor().await?);
+        let after = Cpu::now();
+        one_cpu.add(between.since(&before));
+        floor_cpu.add(after.since(&between));
     }
     let (m, p99) = summary(one);
     let (fm, fp99) = summary(floors);
     println!("1 actor:             median {m:>9.2?}  p99 {p99:>9.2?}   target <= 1.5 ms");
     println!("floor (same run):    median {fm:>9.2?}  p99 {fp99:>9.2?}   re-exec + hello over TCP + exit");
+    println!("CPU per spawn:       actor {}   floor {}", one_cpu.per(30), floor_cpu.per(30));
     let fifty = spawn_to_result(50, 5).await?;
     let (m, p99) = summary(fifty);
     println!("50 actors parallel:  median {m:>9.1?}  max {p99:>9.1?}   target < 150 ms");
