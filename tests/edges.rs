@@ -54,6 +54,13 @@ fn a_call_into_a_stopped_peer_fails_once_it_stops_answering() {
 }
 
 #[test]
+fn a_run_in_actor_child_can_be_found_by_name_while_its_main_runs() {
+    let out = scenario("main_found_by_name", &[]);
+    assert!(out.stdout.contains("FOUND: OK ()"), "{out:?}");
+    assert!(out.stdout.contains("MAIN: OK \"released\""), "{out:?}");
+}
+
+#[test]
 fn a_reply_over_the_frame_limit_becomes_an_error_naming_the_limit() {
     let out = run("too_large", &[]);
     // The run_in_actor child failed, so its nursery does, with that error.

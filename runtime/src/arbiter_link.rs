@@ -31,10 +31,33 @@ const RECONNECT_MAX: Duration = Duration::from_secs(1);
 /// arbiter is logged at WARN rather than DEBUG.
 const WARN_AFTER_ATTEMPTS: u32 = 8;
 
+/// How long a `run_in_actor` child waits for its main call to start before
+/// it registers anyway.
+const MAIN_FIRST: Duration = Duration::from_secs(1);
+
 /// Registers a child with its tree's arbiter at `addr`, retrying while none
 /// answers there (a child may start while the arbiter moves), then keeps it
 /// registered. A child never hosts the arbiter: a root does.
 pub(crate) async fn register_child(actor: Arc<Actor>, addr: Addr) {
+    // The main call of a `run_in_actor` child (often its whole life) goes
+    // first: it must not wait behind a connection to the arbiter, and a
+    // child whose main is done by then never opens one. Its parent sends
+    // that call right behind our configuration; a parent that does not is
+    // waited for no longer than MAIN_FIRST.
+    if actor.has_main() {
+        tokio::select! {
+            biased;
+            _ = actor.token().cancelled() => return,
+            _ = actor.main_started() => {}
+            _ = tokio::time::sleep(MAIN_FIRST) => {}
+        }
+    }
+    // One pass of this runtime's scheduler: the tasks ready now (the main
+    // call's among them) run before the connection is opened.
+    tokio::task::yield_now().await;
+    if actor.token().is_cancelled() {
+        return;
+    }
     if let Some(client) = connect_until_registered(&actor, &addr, false).await {
         actor.arbiter_link().set(LinkState::Live(Arc::new(client)));
         keep_registered(actor, false).await;

@@ -62,6 +62,8 @@ pub(crate) struct Actor {
     states: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     span: tracing::Span,
     main_claimed: AtomicBool,
+    /// Fired once the main call is claimed (never, without one).
+    main_started: CancellationToken,
     /// The live arbiter client, replaced when the arbiter is lost.
     arbiter: ArbiterLink,
     /// Where the tree's arbiter is, handed down to children.
@@ -114,6 +116,7 @@ impl Actor {
             states: Mutex::new(HashMap::new()),
             span: tracing::info_span!(parent: None, "actor", name = %uid.name, uid = %uid.id),
             main_claimed: AtomicBool::new(false),
+            main_started: CancellationToken::new(),
             arbiter: ArbiterLink::default(),
             arbiter_addr: OnceLock::new(),
             embedded: Mutex::new(None),
@@ -280,7 +283,22 @@ impl Actor {
     /// for the first, in an actor started with `run_in_actor` (whose parent
     /// sends the main call before anything else).
     pub(crate) fn claim_main(&self) -> bool {
-        self.role.as_ref().is_some_and(|r| r.main) && !self.main_claimed.swap(true, Ordering::SeqCst)
+        let claimed = self.has_main() && !self.main_claimed.swap(true, Ordering::SeqCst);
+        if claimed {
+            self.main_started.cancel();
+        }
+        claimed
+    }
+
+    /// Whether this actor was started with `run_in_actor`: a main call is due.
+    pub(crate) fn has_main(&self) -> bool {
+        self.role.as_ref().is_some_and(|r| r.main)
+    }
+
+    /// Completes once the main call is claimed (see [`Actor::claim_main`]);
+    /// never in an actor without one.
+    pub(crate) async fn main_started(&self) {
+        self.main_started.cancelled().await
     }
 
     /// Whether `func` may be called here.
