@@ -5,8 +5,13 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use actor_transport::{Auth, Channel, Nonce, Secret, Uid};
+use actor_transport::{Auth, Channel, ChannelError, Msg, Nonce, Secret, Uid};
+use bytes::Bytes;
 use tokio::sync::oneshot;
+
+/// A child's authenticated channel, with its `Init` already queued on it
+/// (or why that failed).
+pub(crate) type Delivered = (Channel, Result<(), ChannelError>);
 
 /// A child we spawned and expect to connect back with its one-time token.
 struct PendingSpawn {
@@ -14,7 +19,9 @@ struct PendingSpawn {
     token: Secret,
     /// The nonce we answer its handshake with, when it was handed one.
     nonce: Option<Nonce>,
-    deliver: oneshot::Sender<Channel>,
+    /// Its encoded configuration, sent the moment it is admitted.
+    init: Bytes,
+    deliver: oneshot::Sender<Delivered>,
 }
 
 /// The children expected to connect back, by uid id.
@@ -29,6 +36,9 @@ impl PendingChildren {
     /// Expects child `uid` to connect back proving `token` (and, when it was
     /// handed `nonce`, answers its handshake with that nonce: see
     /// [`actor_transport::Arranged`]); the returned receiver gets its channel.
+    /// `init` is its encoded [`Msg::Init`] configuration, queued on the channel
+    /// as the handshake ends, so it leaves in the same write as our last
+    /// handshake message.
     /// The expectation lasts as long as the returned [`Expected`]: however
     /// the spawn ends (failed, cancelled, or its future dropped by a caller
     /// that gave up), the token and nonce admit nobody after it.
@@ -37,9 +47,11 @@ impl PendingChildren {
         uid: &Uid,
         token: Secret,
         nonce: Option<Nonce>,
-    ) -> (oneshot::Receiver<Channel>, Expected<'_>) {
+        init: Bytes,
+    ) -> (oneshot::Receiver<Delivered>, Expected<'_>) {
         let (tx, rx) = oneshot::channel();
-        self.lock().insert(uid.id.clone(), PendingSpawn { uid: uid.clone(), token, nonce, deliver: tx });
+        self.lock()
+            .insert(uid.id.clone(), PendingSpawn { uid: uid.clone(), token, nonce, init, deliver: tx });
         (rx, Expected { children: self, id: uid.id.clone() })
     }
 
@@ -58,11 +70,16 @@ impl PendingChildren {
         })
     }
 
-    /// Hands an authenticated channel to the spawn waiting for `peer`;
-    /// gives it back if no spawn waits for that peer.
+    /// Queues the configuration of the child `peer` on its authenticated
+    /// channel and hands the channel to the spawn waiting for it; gives the
+    /// channel back if no spawn waits for that peer.
     pub(crate) fn deliver(&self, peer: &Uid, channel: Channel) -> Option<Channel> {
         let Some(p) = self.lock().remove(&peer.id) else { return Some(channel) };
-        if p.deliver.send(channel).is_err() {
+        // Queued before the channel's writer first runs, the configuration
+        // joins the handshake's reply in one write: the child reads both at
+        // once and starts up while the spawn's task gets going here.
+        let queued = channel.sender().send_now(&Msg::Init { config: p.init });
+        if p.deliver.send((channel, queued)).is_err() {
             tracing::debug!(%peer, "child connected after its spawn was abandoned");
         }
         None

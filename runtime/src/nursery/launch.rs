@@ -3,7 +3,7 @@
 //! configuration, and start its main call. A child that its nursery
 //! restarts goes through this once per process.
 
-use actor_transport::{CallKind, Msg, Nonce, Secret, Uid, fd_limit};
+use actor_transport::{CallKind, Nonce, Secret, Uid, fd_limit};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
@@ -91,7 +91,19 @@ pub(super) async fn launch(
     // A parent uid the environment cannot carry is not arranged: that
     // child handshakes the classic way.
     let nonce = (placement.is_none() && spawn::arrangeable(&actor.uid)).then(Nonce::random);
-    let (connected, _expected) = actor.children.expect(&uid, token.clone(), nonce.clone());
+    let mut init = ChildInit::new(
+        &actor.config,
+        spec.main.is_some(),
+        spec.expose.clone(),
+        spec.state.clone(),
+        actor.arbiter_addr(),
+    );
+    if let Some(p) = &placement {
+        // It listens on its own host, where its agent says.
+        init.bind = p.info.child_bind.clone();
+    }
+    let init = encode(&init, || "the child's configuration".into())?;
+    let (connected, _expected) = actor.children.expect(&uid, token.clone(), nonce.clone(), init);
     let started = tokio::select! {
         p = start(actor, spec, &uid, &token, placement.as_ref(), nonce.as_ref()) => p,
         _ = cancel.cancelled() => Err(cancelled()),
@@ -129,7 +141,7 @@ pub(super) async fn launch(
         _ = cancel.cancelled() => Err(cancelled()),
     };
     let kill_bound = actor.config.kill_grace + actor.config.handshake_timeout;
-    let mut channel = match channel {
+    let (channel, init_queued) = match channel {
         Ok(c) => c,
         Err(e) => {
             if let Err(Unreaped::Io(io)) = proc.kill(kill_bound).await {
@@ -138,19 +150,7 @@ pub(super) async fn launch(
             return Err(e);
         }
     };
-    let mut init = ChildInit::new(
-        &actor.config,
-        spec.main.is_some(),
-        spec.expose.clone(),
-        spec.state.clone(),
-        actor.arbiter_addr(),
-    );
-    if let Some(p) = &placement {
-        // It listens on its own host, where its agent says.
-        init.bind = p.info.child_bind.clone();
-    }
-    let init = encode(&init, || "the child's configuration".into())?;
-    if let Err(e) = channel.send(&Msg::Init { config: init }).await {
+    if let Err(e) = init_queued {
         let _ = proc.kill(kill_bound).await;
         return Err(spawn_err(format!("cannot send the configuration: {e}")));
     }
