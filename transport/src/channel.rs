@@ -4,8 +4,10 @@
 //! a [`Receiver`]. Senders encode straight into a shared write buffer; one writer
 //! task drains the whole buffer with a single write per wake-up and flushes only
 //! when nothing more is queued, so bursts of small messages cost one syscall, not
-//! one each. The buffer has a high-water mark: [`Sender::send`] waits while it is
-//! full, which gives back-pressure without an unbounded queue.
+//! one each. A large stream item's payload is not copied into the buffer: it is
+//! queued as it is, behind its frame's head, and written with the rest in one
+//! vectored write. The buffer has a high-water mark: [`Sender::send`] waits
+//! while it is full, which gives back-pressure without an unbounded queue.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -14,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -22,7 +24,7 @@ use tokio::task::AbortHandle;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-use crate::codec::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, encode_frame};
+use crate::codec::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, encode_frame, encode_frame_sharing};
 use crate::stream::Stream;
 use crate::wire::Msg;
 
@@ -107,7 +109,12 @@ impl Channel {
         W: AsyncWrite + Send + 'static,
     {
         let shared = Arc::new(Shared {
-            state: Mutex::new(WriteState { buf: BytesMut::with_capacity(64 * 1024), closed: None }),
+            state: Mutex::new(WriteState {
+                buf: BytesMut::with_capacity(64 * 1024),
+                chunks: Vec::new(),
+                chunked: 0,
+                closed: None,
+            }),
             wake_writer: Notify::new(),
             wake_senders: Notify::new(),
             writer_done: CancellationToken::new(),
@@ -115,6 +122,7 @@ impl Channel {
             is_closed: AtomicBool::new(false),
             max_frame: config.max_frame,
             high_water: config.write_high_water,
+            vectored: writer.is_write_vectored(),
         });
         let writer = tokio::spawn(write_loop(shared.clone(), Box::pin(writer), config.write_stall));
         let _ = shared.writer.set(writer.abort_handle());
@@ -196,6 +204,11 @@ impl Channel {
 
 struct WriteState {
     buf: BytesMut,
+    /// Queued before `buf`, in order: parts of it frozen ahead of a shared
+    /// payload, and those payloads, written from where they are.
+    chunks: Vec<Bytes>,
+    /// How many bytes `chunks` hold.
+    chunked: usize,
     /// Set once: by `close`, by the last sender going away, or by a write error.
     closed: Option<String>,
 }
@@ -212,6 +225,31 @@ struct Shared {
     is_closed: AtomicBool,
     max_frame: usize,
     high_water: usize,
+    /// The writer takes several buffers in one write, so large payloads
+    /// are queued without being copied.
+    vectored: bool,
+}
+
+impl WriteState {
+    /// Bytes queued and not yet taken by the writer.
+    fn queued(&self) -> usize {
+        self.buf.len() + self.chunked
+    }
+
+    /// Appends one frame holding `msg`: whole into `buf`, or its head there
+    /// and its large payload as a chunk of its own, when `share`.
+    fn encode(&mut self, msg: &Msg, max_frame: usize, share: bool) -> Result<(), FrameError> {
+        if !share {
+            return encode_frame(msg, max_frame, &mut self.buf);
+        }
+        if let Some(payload) = encode_frame_sharing(msg, max_frame, &mut self.buf)? {
+            let head = self.buf.split().freeze();
+            self.chunked += head.len() + payload.len();
+            self.chunks.push(head);
+            self.chunks.push(payload);
+        }
+        Ok(())
+    }
 }
 
 impl Shared {
@@ -294,10 +332,10 @@ impl Sender {
         if let Some(reason) = &st.closed {
             return Err(ChannelError::Closed { reason: reason.clone() });
         }
-        if !force && st.buf.len() >= self.shared.high_water {
+        if !force && st.queued() >= self.shared.high_water {
             return Ok(false);
         }
-        if force && st.buf.len() >= self.shared.high_water.saturating_mul(FORCED_SLACK) {
+        if force && st.queued() >= self.shared.high_water.saturating_mul(FORCED_SLACK) {
             // Only a peer that stopped reading lets forced messages pile up this
             // far: close rather than buffer for it without bound.
             let reason = STOPPED_READING.to_owned();
@@ -307,8 +345,8 @@ impl Sender {
             self.shared.wake_senders.notify_waiters();
             return Err(ChannelError::Closed { reason });
         }
-        let was_empty = st.buf.is_empty();
-        encode_frame(msg, self.shared.max_frame, &mut st.buf)?;
+        let was_empty = st.queued() == 0;
+        st.encode(msg, self.shared.max_frame, self.shared.vectored)?;
         drop(st);
         // Whoever queues into an empty buffer wakes the writer. A non-empty buffer
         // means the writer has a wake-up pending or is running, and it takes the
@@ -345,7 +383,7 @@ impl Sender {
     /// that was queued (it may still be writing it). A stream producer
     /// packs its items into batches while this is false.
     pub fn is_idle(&self) -> bool {
-        self.shared.lock().buf.is_empty()
+        self.shared.lock().queued() == 0
     }
 
     /// The largest frame payload this channel sends; a larger message is
@@ -367,6 +405,8 @@ impl Sender {
             let mut st = self.shared.lock();
             self.shared.mark_closed(&mut st, || reason.to_owned());
             st.buf = BytesMut::new();
+            st.chunks = Vec::new();
+            st.chunked = 0;
         }
         if let Some(writer) = self.shared.writer.get() {
             writer.abort();
@@ -418,6 +458,31 @@ async fn write_all_progressing(io: &mut BoxWrite, buf: &[u8], stall: Duration) -
     Ok(())
 }
 
+/// Most buffers handed to one vectored write.
+const MAX_SLICES: usize = 64;
+
+/// As [`write_all_progressing`], for `chunks` in order, several per write.
+async fn write_chunks_progressing(io: &mut BoxWrite, chunks: &[Bytes], stall: Duration) -> io::Result<()> {
+    // The next byte to write: chunk `i`, from `at`.
+    let (mut i, mut at) = (0, 0);
+    let mut slices = Vec::with_capacity(MAX_SLICES);
+    while i < chunks.len() {
+        slices.clear();
+        slices.push(io::IoSlice::new(&chunks[i][at..]));
+        slices.extend(chunks[i + 1..].iter().take(MAX_SLICES - 1).map(|c| io::IoSlice::new(c)));
+        let mut n = match bounded(stall, io.write_vectored(&slices)).await? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => n,
+        };
+        while i < chunks.len() && n >= chunks[i].len() - at {
+            n -= chunks[i].len() - at;
+            (i, at) = (i + 1, 0);
+        }
+        at += n;
+    }
+    Ok(())
+}
+
 /// `op`, or a `TimedOut` error naming a peer that stopped reading. An
 /// operation that completes at once (the usual write into a socket with
 /// room) never arms a timer: that would cost more than the write.
@@ -433,12 +498,20 @@ async fn bounded<T>(stall: Duration, op: impl std::future::Future<Output = io::R
 
 async fn write_loop(shared: Arc<Shared>, mut io: BoxWrite, stall: Duration) {
     let mut spare = BytesMut::with_capacity(64 * 1024);
+    let mut chunks = Vec::new();
     let outcome: io::Result<()> = async {
         loop {
             let wake = shared.wake_writer.notified();
             let closing = {
                 let mut st = shared.lock();
-                if !st.buf.is_empty() {
+                if !st.chunks.is_empty() {
+                    std::mem::swap(&mut st.chunks, &mut chunks);
+                    st.chunked = 0;
+                    if !st.buf.is_empty() {
+                        chunks.push(st.buf.split().freeze());
+                    }
+                    false
+                } else if !st.buf.is_empty() {
                     std::mem::swap(&mut st.buf, &mut spare);
                     false
                 } else {
@@ -448,18 +521,23 @@ async fn write_loop(shared: Arc<Shared>, mut io: BoxWrite, stall: Duration) {
             if closing {
                 return bounded(stall, io.shutdown()).await;
             }
-            if spare.is_empty() {
+            if spare.is_empty() && chunks.is_empty() {
                 wake.await;
                 continue;
             }
             shared.wake_senders.notify_waiters();
-            write_all_progressing(&mut io, &spare, stall).await?;
-            if spare.capacity() > 4 * 1024 * 1024 {
-                spare = BytesMut::with_capacity(64 * 1024);
+            if chunks.is_empty() {
+                write_all_progressing(&mut io, &spare, stall).await?;
+                if spare.capacity() > 4 * 1024 * 1024 {
+                    spare = BytesMut::with_capacity(64 * 1024);
+                } else {
+                    spare.clear();
+                }
             } else {
-                spare.clear();
+                write_chunks_progressing(&mut io, &chunks, stall).await?;
+                chunks.clear();
             }
-            if shared.lock().buf.is_empty() {
+            if shared.lock().queued() == 0 {
                 bounded(stall, io.flush()).await?;
             }
         }

@@ -136,6 +136,86 @@ pub fn encode_frame<T: Serialize + ?Sized>(
     Ok(())
 }
 
+/// Stream item payloads at least this large are written from where they are
+/// ([`encode_frame_sharing`]) instead of being copied into the write buffer.
+const WRITE_SHARED_AT: usize = 1024;
+
+/// As [`encode_frame`] for a [`Msg`], except that the payload of a stream
+/// item message (`Yield`, `YieldBatch`) of at least 1 KiB is not copied: the
+/// frame's head is appended to `dst` and the payload returned, to be
+/// written right behind it. The bytes on the wire are the same either way.
+///
+/// # Errors
+///
+/// As [`encode_frame`].
+pub fn encode_frame_sharing(
+    msg: &Msg,
+    max_frame: usize,
+    dst: &mut BytesMut,
+) -> Result<Option<Bytes>, FrameError> {
+    let (head, cid, payload) = match msg {
+        Msg::Yield { cid, value } if value.len() >= WRITE_SHARED_AT => (YIELD_HEAD, *cid, value),
+        Msg::YieldBatch { cid, items } if items.len() >= WRITE_SHARED_AT => (BATCH_HEAD, *cid, items),
+        _ => return encode_frame(msg, max_frame, dst).map(|()| None),
+    };
+    let start = dst.len();
+    dst.put_u32(0);
+    dst.extend_from_slice(head);
+    put_uint(dst, cid);
+    // Longer than 4 GiB fails the frame limit below, which is far smaller.
+    let bin = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    put_bin_len(dst, bin);
+    let len = dst.len() - start - HEAD + payload.len();
+    if len > max_frame {
+        dst.truncate(start);
+        return Err(FrameError::TooLarge { len, max: max_frame });
+    }
+    let prefix = u32::try_from(len).map_err(|_| FrameError::TooLarge { len, max: max_frame })?;
+    dst[start..start + HEAD].copy_from_slice(&prefix.to_be_bytes());
+    Ok(Some(payload.clone()))
+}
+
+/// Appends `n` as msgpack writes an unsigned integer: in as few bytes as hold it.
+fn put_uint(dst: &mut BytesMut, n: u64) {
+    match n {
+        0..=0x7f => dst.put_u8(n as u8),
+        0x80..=0xff => {
+            dst.put_u8(0xcc);
+            dst.put_u8(n as u8);
+        }
+        0x100..=0xffff => {
+            dst.put_u8(0xcd);
+            dst.put_u16(n as u16);
+        }
+        0x1_0000..=0xffff_ffff => {
+            dst.put_u8(0xce);
+            dst.put_u32(n as u32);
+        }
+        _ => {
+            dst.put_u8(0xcf);
+            dst.put_u64(n);
+        }
+    }
+}
+
+/// Appends the header of a msgpack `bin` of `len` bytes, as msgpack writes it.
+fn put_bin_len(dst: &mut BytesMut, len: u32) {
+    match len {
+        0..=0xff => {
+            dst.put_u8(0xc4);
+            dst.put_u8(len as u8);
+        }
+        0x100..=0xffff => {
+            dst.put_u8(0xc5);
+            dst.put_u16(len as u16);
+        }
+        _ => {
+            dst.put_u8(0xc6);
+            dst.put_u32(len);
+        }
+    }
+}
+
 /// Frames at least this large are split off the read buffer and shared rather
 /// than decoded in place, so a large stream item reaches the application
 /// without being copied. Smaller ones are cheaper to copy than to share.
@@ -460,6 +540,57 @@ mod tests {
         assert_eq!(bin_payload(short.clone()), Err(short));
         let not_bin = Bytes::from_static(b"\x01");
         assert_eq!(bin_payload(not_bin.clone()), Err(not_bin));
+    }
+
+    #[test]
+    fn a_shared_payload_frames_exactly_as_the_general_encoder() {
+        let cids = [
+            0,
+            1,
+            127,
+            128,
+            255,
+            256,
+            65_535,
+            65_536,
+            u64::from(u32::MAX),
+            u64::from(u32::MAX) + 1,
+            u64::MAX,
+        ];
+        for len in [1024, 4096, 65_535, 65_536, 70_000] {
+            let payload = Bytes::from(vec![7u8; len]);
+            for cid in cids {
+                for msg in [
+                    Msg::Yield { cid, value: payload.clone() },
+                    Msg::YieldBatch { cid, items: payload.clone() },
+                ] {
+                    let mut general = BytesMut::from(&b"before"[..]);
+                    encode_frame(&msg, DEFAULT_MAX_FRAME, &mut general).unwrap();
+                    let mut shared = BytesMut::from(&b"before"[..]);
+                    let rest = encode_frame_sharing(&msg, DEFAULT_MAX_FRAME, &mut shared).unwrap();
+                    let rest = rest.expect("a payload this large is shared");
+                    assert_eq!(rest.as_ptr(), payload.as_ptr(), "shared, not copied");
+                    shared.extend_from_slice(&rest);
+                    assert_eq!(shared, general, "{} of cid {cid} and {len} bytes", msg.name());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn small_or_other_messages_are_framed_whole_and_limits_hold_for_shared_ones() {
+        for msg in [Msg::Yield { cid: 3, value: Bytes::from(vec![1u8; 1023]) }, Msg::Stop { cid: 3 }] {
+            let (mut general, mut shared) = (BytesMut::new(), BytesMut::new());
+            encode_frame(&msg, DEFAULT_MAX_FRAME, &mut general).unwrap();
+            assert!(encode_frame_sharing(&msg, DEFAULT_MAX_FRAME, &mut shared).unwrap().is_none());
+            assert_eq!(shared, general);
+        }
+        // Over the limit: refused, and nothing of it is left in the buffer.
+        let big = Msg::Yield { cid: 3, value: Bytes::from(vec![1u8; 4096]) };
+        let mut dst = BytesMut::from(&b"kept"[..]);
+        let e = encode_frame_sharing(&big, 4096, &mut dst).unwrap_err();
+        assert!(matches!(e, FrameError::TooLarge { max: 4096, .. }), "{e}");
+        assert_eq!(&dst[..], b"kept");
     }
 
     #[test]

@@ -241,6 +241,39 @@ async fn mutual_tls_carries_messages_both_ways_by_ip_and_by_name() {
     assert!(peers.iter().all(|p| p.name == "client"), "{peers:?}");
 }
 
+/// Large payloads go to TLS without being copied into the write buffer
+/// (vectored writes, see tests/shared_payloads.rs): interleaved with small
+/// messages, all arrive whole and in order.
+#[tokio::test]
+async fn large_and_small_messages_interleave_over_tls() {
+    let ca = Ca::new("test CA");
+    let (server_tls, client_tls) = (ca.config(&ca.leaf("server")), ca.config(&ca.leaf("client")));
+    let (listener, addr) = bind().await;
+    let message = |i: usize| {
+        let len = [10, 1024, 4096, 70_000][i % 4];
+        Msg::Yield { cid: i as u64, value: Bytes::from(vec![i as u8; len]) }
+    };
+    let count = 200;
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.expect("accept");
+        let stream = server_tls.accept(stream, HANDSHAKE).await.expect("TLS accept");
+        let (ch, _) = accept(stream, &hs("server"), |_| Auth::Open).await.expect("actor handshake");
+        for i in 0..count {
+            ch.sender().send(&message(i)).await.expect("queued");
+        }
+        ch.sender().close().await;
+    });
+    let (mut ch, _) = within("connect_tls", connect_tls(&addr, &hs("client"), None, &client_tls))
+        .await
+        .expect("connect over TLS");
+    for i in 0..count {
+        let got = within("a message", ch.recv()).await.expect("recv");
+        assert_eq!(got.as_ref(), Some(&message(i)), "message {i}");
+    }
+    assert!(within("the end", ch.recv()).await.expect("clean end").is_none());
+    within("server", server).await.expect("server task");
+}
+
 #[tokio::test]
 async fn a_client_certificate_from_an_untrusted_ca_is_refused_in_the_tls_handshake() {
     let ca = Ca::new("test CA");
