@@ -53,9 +53,11 @@ impl BatchBuilder {
     /// The serializer's error, or [`rmp_serde::encode::Error::Syntax`] for
     /// a document of 4 GiB or more; the batch is then unchanged.
     pub fn push<T: Serialize + ?Sized>(&mut self, item: &T) -> Result<usize, rmp_serde::encode::Error> {
-        if self.count == 1 {
+        if self.count == 1 && self.buf.capacity() - self.buf.len() < MAX_BATCH_BYTES / 4 {
             // A second item means the peer is behind: make room for a whole
             // batch at once rather than growing (and copying) step by step.
+            // Room left behind earlier batches is used first: they share
+            // this buffer (see `take`).
             self.buf.reserve(MAX_BATCH_BYTES);
         }
         let start = self.buf.len();
@@ -146,7 +148,12 @@ impl BatchBuilder {
         }
         let count = std::mem::take(&mut self.count);
         self.last = 0;
-        Some((std::mem::take(&mut self.buf).freeze(), count))
+        // Split off, not taken whole: the batch shares its buffer with the
+        // ones packed after it instead of holding a fresh reservation of
+        // MAX_BATCH_BYTES each, so a small batch waiting to be written
+        // (the channel queues large ones without copying) holds little more
+        // than its own bytes.
+        Some((self.buf.split().freeze(), count))
     }
 }
 
@@ -208,6 +215,26 @@ pub fn scan(items: &[u8], window: u32) -> Result<(usize, u64), BadBatch> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_taken_one_after_another_share_one_buffer() {
+        // A small batch must not hold a reservation of its own while it
+        // waits to be written: the next batch is packed behind it.
+        let mut b = BatchBuilder::new();
+        let mut taken = Vec::new();
+        for _ in 0..3 {
+            b.push(&serde_bytes::Bytes::new(&[1u8; 600])).expect("encodes");
+            b.push(&serde_bytes::Bytes::new(&[2u8; 600])).expect("encodes");
+            taken.push(b.take().expect("two items").0);
+        }
+        for pair in taken.windows(2) {
+            assert_eq!(
+                pair[1].as_ptr(),
+                pair[0].as_ptr().wrapping_add(pair[0].len()),
+                "packed behind the last"
+            );
+        }
+    }
 
     fn items(b: &mut BatchBuilder) -> Vec<Bytes> {
         let (mut all, count) = b.take().expect("items");

@@ -299,6 +299,12 @@ impl Sender {
     /// Encodes `msg` into the write buffer, waiting first while the buffer is
     /// above its high-water mark.
     ///
+    /// The payload of a stream item message (`Msg::Yield`, `Msg::YieldBatch`)
+    /// of 1 KiB or more is queued as it is, not copied: until it is written,
+    /// it keeps the whole buffer its [`Bytes`] points into alive, while the
+    /// high-water mark counts only its length. Copy a small slice of a large
+    /// buffer (`Bytes::copy_from_slice`) before sending it.
+    ///
     /// # Errors
     ///
     /// [`ChannelError::Frame`] if the message cannot be encoded or exceeds the
@@ -458,24 +464,36 @@ async fn write_all_progressing(io: &mut BoxWrite, buf: &[u8], stall: Duration) -
     Ok(())
 }
 
+/// A write buffer grown past this (by a large frame) is not kept for reuse.
+const MAX_KEPT_BUFFER: usize = 4 * 1024 * 1024;
+
 /// Most buffers handed to one vectored write.
 const MAX_SLICES: usize = 64;
 
 /// As [`write_all_progressing`], for `chunks` in order, several per write.
-async fn write_chunks_progressing(io: &mut BoxWrite, chunks: &[Bytes], stall: Duration) -> io::Result<()> {
+/// Each chunk is released as soon as it is written: a shared payload holds
+/// its whole buffer alive, and that must last no longer than its write.
+async fn write_chunks_progressing(
+    io: &mut BoxWrite,
+    chunks: &mut [Bytes],
+    stall: Duration,
+) -> io::Result<()> {
     // The next byte to write: chunk `i`, from `at`.
     let (mut i, mut at) = (0, 0);
-    let mut slices = Vec::with_capacity(MAX_SLICES);
     while i < chunks.len() {
-        slices.clear();
-        slices.push(io::IoSlice::new(&chunks[i][at..]));
-        slices.extend(chunks[i + 1..].iter().take(MAX_SLICES - 1).map(|c| io::IoSlice::new(c)));
-        let mut n = match bounded(stall, io.write_vectored(&slices)).await? {
+        let slices: Vec<_> = std::iter::once(&chunks[i][at..])
+            .chain(chunks[i + 1..].iter().take(MAX_SLICES - 1).map(|c| &c[..]))
+            .map(io::IoSlice::new)
+            .collect();
+        let written = bounded(stall, io.write_vectored(&slices)).await?;
+        drop(slices);
+        let mut n = match written {
             0 => return Err(io::ErrorKind::WriteZero.into()),
             n => n,
         };
         while i < chunks.len() && n >= chunks[i].len() - at {
             n -= chunks[i].len() - at;
+            chunks[i] = Bytes::new();
             (i, at) = (i + 1, 0);
         }
         at += n;
@@ -510,6 +528,9 @@ async fn write_loop(shared: Arc<Shared>, mut io: BoxWrite, stall: Duration) {
                     if !st.buf.is_empty() {
                         chunks.push(st.buf.split().freeze());
                     }
+                    if st.buf.capacity() > MAX_KEPT_BUFFER {
+                        st.buf = BytesMut::new();
+                    }
                     false
                 } else if !st.buf.is_empty() {
                     std::mem::swap(&mut st.buf, &mut spare);
@@ -528,13 +549,13 @@ async fn write_loop(shared: Arc<Shared>, mut io: BoxWrite, stall: Duration) {
             shared.wake_senders.notify_waiters();
             if chunks.is_empty() {
                 write_all_progressing(&mut io, &spare, stall).await?;
-                if spare.capacity() > 4 * 1024 * 1024 {
+                if spare.capacity() > MAX_KEPT_BUFFER {
                     spare = BytesMut::with_capacity(64 * 1024);
                 } else {
                     spare.clear();
                 }
             } else {
-                write_chunks_progressing(&mut io, &chunks, stall).await?;
+                write_chunks_progressing(&mut io, &mut chunks, stall).await?;
                 chunks.clear();
             }
             if shared.lock().queued() == 0 {

@@ -86,3 +86,50 @@ async fn over_a_unix_socket() {
     interleaved_messages_arrive_whole_and_in_order(Addr::Unix(dir.join("sock")), 4096).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Counts the buffers of [`tracked`] payloads still alive.
+static ALIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A payload buffer that counts itself in [`ALIVE`] until dropped.
+struct Tracked(Vec<u8>);
+
+impl AsRef<[u8]> for Tracked {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        ALIVE.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn tracked(len: usize) -> Bytes {
+    ALIVE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    Bytes::from_owner(Tracked(vec![1u8; len]))
+}
+
+/// A queued payload holds its buffer no longer than its own write: one
+/// that is in the socket is released while a larger one behind it still
+/// waits for a peer that does not read.
+#[tokio::test]
+async fn a_written_payload_is_released_before_the_rest_is_written() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (a, _peer) = tokio::net::UnixStream::pair().expect("pair");
+    let (r, w) = a.into_split();
+    let (tx, _rx) = Channel::new(r, w, &ChannelConfig::default()).split();
+    let (small, huge) = (tracked(2048), tracked(8 << 20));
+    tx.send(&Msg::Yield { cid: 1, value: small }).await.expect("queued");
+    tx.send(&Msg::Yield { cid: 2, value: huge }).await.expect("queued");
+    // The writer takes both at once; the socket holds the small one and the
+    // start of the huge one, then stays full.
+    let released = async {
+        while ALIVE.load(SeqCst) > 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(BOUND, released).await.expect("the written payload was released");
+    assert_eq!(ALIVE.load(SeqCst), 1, "the huge payload is still queued");
+    tx.abort("done");
+}
