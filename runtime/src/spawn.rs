@@ -1,9 +1,11 @@
 //! Child processes: starting them from a long-lived thread, signalling their
 //! process groups, and reaping whatever is re-parented to us.
 //!
-//! `PR_SET_PDEATHSIG` fires when the *thread* that forked a child exits, so all
-//! spawns happen on one dedicated thread that lives as long as the process
-//! (started on the first spawn: most actors never spawn). Each child leads
+//! `PR_SET_PDEATHSIG` fires when the *thread* that forked a child exits, so
+//! spawns happen on a thread that lives as long as the process: the main
+//! thread, where an actor's tasks run unless `ACTOR_THREADS` asks for more,
+//! or else one dedicated thread (started on the first spawn from another
+//! thread). Each child leads
 //! its own process group, so a terminal's Ctrl-C reaches only the root (which
 //! then cancels the tree in order) and signals sent to a child's group also
 //! reach helpers it forgot.
@@ -146,24 +148,23 @@ impl Spawner {
         Ok(self.jobs.get_or_init(|| Mutex::new(tx)))
     }
 
-    /// Spawns `cmd` on the spawner thread, in a process group of its own.
-    /// The child arms its parent-death signal itself (see the module doc).
+    /// Spawns `cmd` in a process group of its own: at once when called on
+    /// the process's main thread (which lives as long as the process, so
+    /// the child's parent-death signal fires only when the process dies),
+    /// else on the spawner thread. The child arms its parent-death signal
+    /// itself (see the module doc).
     pub(crate) async fn spawn(&self, mut cmd: tokio::process::Command) -> io::Result<ChildProcess> {
         cmd.process_group(0);
+        // Actors run their tasks on the main thread unless ACTOR_THREADS
+        // asks for more: then the spawner thread saves two thread
+        // wake-ups per spawn, each the wake-up of a halted vCPU at worst.
+        if nix::unistd::gettid() == nix::unistd::getpid() {
+            return spawn_now(cmd);
+        }
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move || {
-            // Held across the spawn: the orphan reaper, finding a child that
-            // died at once, waits to learn it is ours before reaping it.
-            let mut own = own_children();
-            let res = cmd.spawn().and_then(|child| {
-                let pid =
-                    child.id().ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
-                own.get_or_insert_with(HashSet::new).insert(pid as i32);
-                Ok(ChildProcess { pid: pid as i32, child, swept: false })
-            });
-            drop(own);
             // The requester may have given up; the child is then killed on drop.
-            let _ = tx.send(res);
+            let _ = tx.send(spawn_now(cmd));
         });
         self.jobs()?
             .lock()
@@ -172,6 +173,18 @@ impl Spawner {
             .map_err(|_| io::Error::other("the spawner thread is gone"))?;
         rx.await.map_err(|_| io::Error::other("the spawner thread dropped the request"))?
     }
+}
+
+/// Spawns `cmd` from this thread and records the child as ours.
+fn spawn_now(mut cmd: tokio::process::Command) -> io::Result<ChildProcess> {
+    // Held across the spawn: the orphan reaper, finding a child that
+    // died at once, waits to learn it is ours before reaping it.
+    let mut own = own_children();
+    cmd.spawn().and_then(|child| {
+        let pid = child.id().ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
+        own.get_or_insert_with(HashSet::new).insert(pid as i32);
+        Ok(ChildProcess { pid: pid as i32, child, swept: false })
+    })
 }
 
 /// A spawned child process. Dropping it unreaped kills its process group.
