@@ -177,43 +177,26 @@ pub fn encode_frame_sharing(
 
 /// Appends `n` as msgpack writes an unsigned integer: in as few bytes as hold it.
 fn put_uint(dst: &mut BytesMut, n: u64) {
-    match n {
-        0..=0x7f => dst.put_u8(n as u8),
-        0x80..=0xff => {
-            dst.put_u8(0xcc);
-            dst.put_u8(n as u8);
-        }
-        0x100..=0xffff => {
-            dst.put_u8(0xcd);
-            dst.put_u16(n as u16);
-        }
-        0x1_0000..=0xffff_ffff => {
-            dst.put_u8(0xce);
-            dst.put_u32(n as u32);
-        }
-        _ => {
-            dst.put_u8(0xcf);
-            dst.put_u64(n);
-        }
-    }
+    let (marker, width) = match n {
+        0..=0x7f => return dst.put_u8(n as u8),
+        0x80..=0xff => (0xcc, 1),
+        0x100..=0xffff => (0xcd, 2),
+        0x1_0000..=0xffff_ffff => (0xce, 4),
+        _ => (0xcf, 8),
+    };
+    dst.put_u8(marker);
+    dst.put_uint(n, width);
 }
 
 /// Appends the header of a msgpack `bin` of `len` bytes, as msgpack writes it.
 fn put_bin_len(dst: &mut BytesMut, len: u32) {
-    match len {
-        0..=0xff => {
-            dst.put_u8(0xc4);
-            dst.put_u8(len as u8);
-        }
-        0x100..=0xffff => {
-            dst.put_u8(0xc5);
-            dst.put_u16(len as u16);
-        }
-        _ => {
-            dst.put_u8(0xc6);
-            dst.put_u32(len);
-        }
-    }
+    let (marker, width) = match len {
+        0..=0xff => (0xc4, 1),
+        0x100..=0xffff => (0xc5, 2),
+        _ => (0xc6, 4),
+    };
+    dst.put_u8(marker);
+    dst.put_uint(u64::from(len), width);
 }
 
 /// Frames at least this large are split off the read buffer and shared rather
