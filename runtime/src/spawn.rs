@@ -155,9 +155,10 @@ impl Spawner {
     /// itself (see the module doc).
     pub(crate) async fn spawn(&self, mut cmd: tokio::process::Command) -> io::Result<ChildProcess> {
         cmd.process_group(0);
-        // Actors run their tasks on the main thread unless ACTOR_THREADS
-        // asks for more: then the spawner thread saves two thread
-        // wake-ups per spawn, each the wake-up of a halted vCPU at worst.
+        // An actor's tasks run on the main thread unless ACTOR_THREADS asks
+        // for more. Spawning right here saves the two thread wake-ups of a
+        // trip to the spawner thread and back (each, at worst, the wake-up
+        // of a halted vCPU).
         if nix::unistd::gettid() == nix::unistd::getpid() {
             return spawn_now(cmd);
         }

@@ -53,11 +53,9 @@ impl BatchBuilder {
     /// The serializer's error, or [`rmp_serde::encode::Error::Syntax`] for
     /// a document of 4 GiB or more; the batch is then unchanged.
     pub fn push<T: Serialize + ?Sized>(&mut self, item: &T) -> Result<usize, rmp_serde::encode::Error> {
-        if self.count == 1 && self.buf.capacity() - self.buf.len() < MAX_BATCH_BYTES / 4 {
+        if self.count == 1 {
             // A second item means the peer is behind: make room for a whole
             // batch at once rather than growing (and copying) step by step.
-            // Room left behind earlier batches is used first: they share
-            // this buffer (see `take`).
             self.buf.reserve(MAX_BATCH_BYTES);
         }
         let start = self.buf.len();
@@ -148,12 +146,14 @@ impl BatchBuilder {
         }
         let count = std::mem::take(&mut self.count);
         self.last = 0;
-        // Split off, not taken whole: the batch shares its buffer with the
-        // ones packed after it instead of holding a fresh reservation of
-        // MAX_BATCH_BYTES each, so a small batch waiting to be written
-        // (the channel queues large ones without copying) holds little more
-        // than its own bytes.
-        Some((self.buf.split().freeze(), count))
+        let buf = std::mem::take(&mut self.buf);
+        // The channel queues a batch of 1 KiB or more without copying it,
+        // and a queued batch holds its whole buffer until written: one that
+        // fills less than half of its buffer (the reservation for a whole
+        // batch, or room left by an item taken back) is copied out instead,
+        // and the buffer freed. Either way the builder keeps nothing.
+        let items = if buf.capacity() > 2 * buf.len() { Bytes::copy_from_slice(&buf) } else { buf.freeze() };
+        Some((items, count))
     }
 }
 
@@ -217,22 +217,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn batches_taken_one_after_another_share_one_buffer() {
-        // A small batch must not hold a reservation of its own while it
-        // waits to be written: the next batch is packed behind it.
+    fn a_taken_batch_holds_at_most_twice_its_bytes_and_the_builder_nothing() {
         let mut b = BatchBuilder::new();
-        let mut taken = Vec::new();
-        for _ in 0..3 {
-            b.push(&serde_bytes::Bytes::new(&[1u8; 600])).expect("encodes");
-            b.push(&serde_bytes::Bytes::new(&[2u8; 600])).expect("encodes");
-            taken.push(b.take().expect("two items").0);
-        }
-        for pair in taken.windows(2) {
-            assert_eq!(
-                pair[1].as_ptr(),
-                pair[0].as_ptr().wrapping_add(pair[0].len()),
-                "packed behind the last"
-            );
+        // Two small items in the reservation for a whole batch; then a large
+        // item taken back, which leaves its room behind; then one large item.
+        let big = vec![3u8; 1 << 20];
+        for items in [&[&[1u8; 600][..], &[2u8; 600][..]][..], &[&[1u8; 600][..], &big[..]], &[&big[..]]] {
+            for item in items {
+                b.push(&serde_bytes::Bytes::new(item)).expect("encodes");
+            }
+            if items.len() == 2 && items[1].len() == big.len() {
+                b.pop();
+            }
+            let (taken, _) = b.take().expect("items");
+            let len = taken.len();
+            let held = taken.try_into_mut().expect("the batch's own buffer").capacity();
+            assert!(held <= 2 * len, "a batch of {len} bytes holds {held}");
+            assert_eq!(b.buf.capacity(), 0, "the builder keeps nothing");
         }
     }
 
