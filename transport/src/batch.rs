@@ -218,23 +218,27 @@ mod tests {
 
     #[test]
     fn a_taken_batch_holds_at_most_twice_its_bytes_and_the_builder_nothing() {
+        let (small, big) = ([1u8; 600], vec![3u8; 1 << 20]);
         let mut b = BatchBuilder::new();
-        // Two small items in the reservation for a whole batch; then a large
-        // item taken back, which leaves its room behind; then one large item.
-        let big = vec![3u8; 1 << 20];
-        for items in [&[&[1u8; 600][..], &[2u8; 600][..]][..], &[&[1u8; 600][..], &big[..]], &[&big[..]]] {
-            for item in items {
-                b.push(&serde_bytes::Bytes::new(item)).expect("encodes");
-            }
-            if items.len() == 2 && items[1].len() == big.len() {
-                b.pop();
-            }
+        let mut check = |b: &mut BatchBuilder| {
             let (taken, _) = b.take().expect("items");
             let len = taken.len();
             let held = taken.try_into_mut().expect("the batch's own buffer").capacity();
             assert!(held <= 2 * len, "a batch of {len} bytes holds {held}");
             assert_eq!(b.buf.capacity(), 0, "the builder keeps nothing");
-        }
+        };
+        // Two small items, in the reservation for a whole batch.
+        b.push(&serde_bytes::Bytes::new(&small)).expect("encodes");
+        b.push(&serde_bytes::Bytes::new(&small)).expect("encodes");
+        check(&mut b);
+        // A small item behind the room a large one taken back left.
+        b.push(&serde_bytes::Bytes::new(&small)).expect("encodes");
+        b.push(&serde_bytes::Bytes::new(&big)).expect("encodes");
+        b.pop();
+        check(&mut b);
+        // One large item alone.
+        b.push(&serde_bytes::Bytes::new(&big)).expect("encodes");
+        check(&mut b);
     }
 
     fn items(b: &mut BatchBuilder) -> Vec<Bytes> {

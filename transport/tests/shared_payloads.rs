@@ -53,7 +53,12 @@ async fn interleaved_messages_arrive_whole_and_in_order(addr: Addr, buffers: usi
     let (client, server, _listener) = pair(&addr, buffers).await;
     let config = ChannelConfig::default();
     let (tx, _) = Channel::from_stream(client, &config).split();
-    let (_, mut rx) = Channel::from_stream(server, &config).split();
+    let (_, rx) = Channel::from_stream(server, &config).split();
+    arrive_in_order(tx, rx).await;
+}
+
+/// Sends the messages on `tx` while `rx` starts reading late; checks each.
+async fn arrive_in_order(tx: actor_transport::Sender, mut rx: actor_transport::Receiver) {
     let count = 600;
     let sending = tokio::spawn(async move {
         for i in 0..count {
@@ -70,6 +75,44 @@ async fn interleaved_messages_arrive_whole_and_in_order(addr: Addr, buffers: usi
     let end = tokio::time::timeout(BOUND, rx.recv()).await.expect("in time").expect("a clean end");
     assert!(end.is_none(), "nothing after the last message: {end:?}");
     sending.await.expect("the sender finished");
+}
+
+/// A writer that takes one buffer per write (the default of `AsyncWrite`).
+struct OneBufferAtATime<W>(W);
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for OneBufferAtATime<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// A writer without vectored writes gets whole frames, copied as before.
+#[tokio::test]
+async fn over_a_writer_without_vectored_writes() {
+    let (a, b) = tokio::net::UnixStream::pair().expect("pair");
+    let ((ar, aw), (br, bw)) = (a.into_split(), b.into_split());
+    let config = ChannelConfig::default();
+    let tx = Channel::new(ar, OneBufferAtATime(aw), &config).split().0;
+    let rx = Channel::new(br, bw, &config).split().1;
+    arrive_in_order(tx, rx).await;
 }
 
 #[tokio::test]
