@@ -220,7 +220,7 @@ mod tests {
     fn a_taken_batch_holds_at_most_twice_its_bytes_and_the_builder_nothing() {
         let (small, big) = ([1u8; 600], vec![3u8; 1 << 20]);
         let mut b = BatchBuilder::new();
-        let mut check = |b: &mut BatchBuilder| {
+        let check = |b: &mut BatchBuilder| {
             let (taken, _) = b.take().expect("items");
             let len = taken.len();
             let held = taken.try_into_mut().expect("the batch's own buffer").capacity();
