@@ -24,9 +24,12 @@ use tokio::task::AbortHandle;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-use crate::codec::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, encode_frame, encode_frame_sharing};
+use crate::codec::{
+    DEFAULT_MAX_FRAME, FrameCodec, FrameError, WRITE_SHARED_AT, encode_bytes_item_head, encode_frame,
+    encode_frame_sharing,
+};
 use crate::stream::Stream;
-use crate::wire::Msg;
+use crate::wire::{BytesItem, Msg};
 
 /// Limits of one channel.
 #[derive(Clone, Debug)]
@@ -236,13 +239,22 @@ impl WriteState {
         self.buf.len() + self.chunked
     }
 
-    /// Appends one frame holding `msg`: whole into `buf`, or its head there
+    /// Appends one frame holding `out`: whole into `buf`, or its head there
     /// and its large payload as a chunk of its own, when `share`.
-    fn encode(&mut self, msg: &Msg, max_frame: usize, share: bool) -> Result<(), FrameError> {
-        if !share {
-            return encode_frame(msg, max_frame, &mut self.buf);
-        }
-        if let Some(payload) = encode_frame_sharing(msg, max_frame, &mut self.buf)? {
+    fn encode(&mut self, out: Outgoing<'_>, max_frame: usize, share: bool) -> Result<(), FrameError> {
+        let payload = match out {
+            Outgoing::Msg(msg) if share => encode_frame_sharing(msg, max_frame, &mut self.buf)?,
+            Outgoing::Msg(msg) => return encode_frame(msg, max_frame, &mut self.buf),
+            Outgoing::Bytes(item) => {
+                encode_bytes_item_head(item, max_frame, &mut self.buf)?;
+                if !share || item.data().len() < WRITE_SHARED_AT {
+                    self.buf.extend_from_slice(item.data());
+                    return Ok(());
+                }
+                Some(item.data().clone())
+            }
+        };
+        if let Some(payload) = payload {
             let head = self.buf.split().freeze();
             self.chunked += head.len() + payload.len();
             self.chunks.push(head);
@@ -250,6 +262,13 @@ impl WriteState {
         }
         Ok(())
     }
+}
+
+/// What a sender queues: a message, or an item written from its own buffer.
+#[derive(Clone, Copy)]
+enum Outgoing<'a> {
+    Msg(&'a Msg),
+    Bytes(&'a BytesItem),
 }
 
 impl Shared {
@@ -315,8 +334,30 @@ impl Sender {
     ///
     /// Cancel-safe: a message is either queued whole or not at all.
     pub async fn send(&self, msg: &Msg) -> Result<(), ChannelError> {
+        self.queue(Outgoing::Msg(msg)).await
+    }
+
+    /// As [`Sender::send`] for the `Yield` of `item`. Data of 1 KiB or more
+    /// ([`WRITE_SHARED_AT`]) is queued as it is, not copied, as
+    /// [`Sender::send`] does with stream item payloads: until it is written
+    /// it keeps the whole buffer its [`Bytes`] points into alive.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::send`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: the item is either queued whole or not at all.
+    pub async fn send_bytes_item(&self, item: &BytesItem) -> Result<(), ChannelError> {
+        self.queue(Outgoing::Bytes(item)).await
+    }
+
+    /// Queues `out`, waiting first while the buffer is above its high-water
+    /// mark.
+    async fn queue(&self, out: Outgoing<'_>) -> Result<(), ChannelError> {
         // Fast path, without registering for a wake-up: there is room.
-        if self.try_queue(msg, false)? {
+        if self.try_queue(out, false)? {
             return Ok(());
         }
         loop {
@@ -324,16 +365,16 @@ impl Sender {
             tokio::pin!(space);
             // Register before checking again, so a wake-up in between is not lost.
             space.as_mut().enable();
-            if self.try_queue(msg, false)? {
+            if self.try_queue(out, false)? {
                 return Ok(());
             }
             space.await;
         }
     }
 
-    /// Queues `msg` if the channel is open and (unless `force`) below its
+    /// Queues `out` if the channel is open and (unless `force`) below its
     /// high-water mark; `Ok(false)` if there was no room.
-    fn try_queue(&self, msg: &Msg, force: bool) -> Result<bool, ChannelError> {
+    fn try_queue(&self, out: Outgoing<'_>, force: bool) -> Result<bool, ChannelError> {
         let mut st = self.shared.lock();
         if let Some(reason) = &st.closed {
             return Err(ChannelError::Closed { reason: reason.clone() });
@@ -352,7 +393,7 @@ impl Sender {
             return Err(ChannelError::Closed { reason });
         }
         let was_empty = st.queued() == 0;
-        st.encode(msg, self.shared.max_frame, self.shared.vectored)?;
+        st.encode(out, self.shared.max_frame, self.shared.vectored)?;
         drop(st);
         // Whoever queues into an empty buffer wakes the writer. A non-empty buffer
         // means the writer has a wake-up pending or is running, and it takes the
@@ -375,7 +416,7 @@ impl Sender {
     /// pile up to 16 times the high-water mark: the peer has stopped reading,
     /// and the channel is closed rather than buffering for it without bound.
     pub fn send_now(&self, msg: &Msg) -> Result<(), ChannelError> {
-        self.try_queue(msg, true).map(|_| ())
+        self.try_queue(Outgoing::Msg(msg), true).map(|_| ())
     }
 
     /// Stops accepting messages, writes what is already queued, then shuts the

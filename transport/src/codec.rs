@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::wire::Msg;
+use crate::wire::{BytesItem, Msg};
 
 /// The default maximum payload size of one frame: 16 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -138,7 +138,7 @@ pub fn encode_frame<T: Serialize + ?Sized>(
 
 /// Stream item payloads at least this large are written from where they are
 /// ([`encode_frame_sharing`]) instead of being copied into the write buffer.
-const WRITE_SHARED_AT: usize = 1024;
+pub const WRITE_SHARED_AT: usize = 1024;
 
 /// As [`encode_frame`] for a [`Msg`], except that the payload of a stream
 /// item message (`Yield`, `YieldBatch`) of at least 1 KiB is not copied: the
@@ -158,21 +158,52 @@ pub fn encode_frame_sharing(
         Msg::YieldBatch { cid, items } if items.len() >= WRITE_SHARED_AT => (BATCH_HEAD, *cid, items),
         _ => return encode_frame(msg, max_frame, dst).map(|()| None),
     };
+    put_item_head(dst, head, cid, &[payload.len()], payload.len(), max_frame)?;
+    Ok(Some(payload.clone()))
+}
+
+/// Appends the head of `item`'s frame to `dst`: everything but its data,
+/// which must be written right behind it. Leaves `dst` unchanged on error.
+///
+/// # Errors
+///
+/// [`FrameError::TooLarge`] if the frame would exceed `max_frame`.
+pub(crate) fn encode_bytes_item_head(
+    item: &BytesItem,
+    max_frame: usize,
+    dst: &mut BytesMut,
+) -> Result<(), FrameError> {
+    let n = item.data().len();
+    put_item_head(dst, YIELD_HEAD, item.cid(), &[BytesItem::doc_len(n), n], n, max_frame)
+}
+
+/// Appends the head of an item frame: its length, `head`, `cid`, and a `bin`
+/// header for each length of `bins`, outermost first, for a frame that ends
+/// with `rest` more bytes written behind it. Leaves `dst` unchanged on error.
+fn put_item_head(
+    dst: &mut BytesMut,
+    head: &[u8],
+    cid: u64,
+    bins: &[usize],
+    rest: usize,
+    max_frame: usize,
+) -> Result<(), FrameError> {
     let start = dst.len();
     dst.put_u32(0);
     dst.extend_from_slice(head);
     put_uint(dst, cid);
-    // Longer than 4 GiB fails the frame limit below, which is far smaller.
-    let bin = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    put_bin_len(dst, bin);
-    let len = dst.len() - start - HEAD + payload.len();
+    for &bin in bins {
+        // Longer than 4 GiB fails the frame limit below, which is far smaller.
+        put_bin_len(dst, u32::try_from(bin).unwrap_or(u32::MAX));
+    }
+    let len = dst.len() - start - HEAD + rest;
     if len > max_frame {
         dst.truncate(start);
         return Err(FrameError::TooLarge { len, max: max_frame });
     }
     let prefix = u32::try_from(len).map_err(|_| FrameError::TooLarge { len, max: max_frame })?;
     dst[start..start + HEAD].copy_from_slice(&prefix.to_be_bytes());
-    Ok(Some(payload.clone()))
+    Ok(())
 }
 
 /// Appends `n` as msgpack writes an unsigned integer: in as few bytes as hold it.
@@ -558,6 +589,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_item_from_its_own_buffer_frames_exactly_as_the_yield_of_its_bin() {
+        for len in [0, 1, 253, 254, 255, 256, 1024, 65_531, 65_532, 65_535, 65_536, 70_000] {
+            let data = Bytes::from(vec![9u8; len]);
+            for cid in [0, 127, 128, 65_536, u64::MAX] {
+                let doc = rmp_serde::to_vec(&serde_bytes::Bytes::new(&data)).unwrap();
+                assert_eq!(doc.len(), BytesItem::doc_len(len), "document of {len} bytes");
+                let mut general = BytesMut::from(&b"before"[..]);
+                encode_frame(&Msg::Yield { cid, value: doc.into() }, DEFAULT_MAX_FRAME, &mut general)
+                    .unwrap();
+                let mut head = BytesMut::from(&b"before"[..]);
+                encode_bytes_item_head(&BytesItem::new(cid, data.clone()), DEFAULT_MAX_FRAME, &mut head)
+                    .unwrap();
+                head.extend_from_slice(&data);
+                assert_eq!(head, general, "cid {cid}, {len} bytes");
+            }
+        }
+        // The limit counts the data written behind the head.
+        let item = BytesItem::new(3, Bytes::from(vec![1u8; 4096]));
+        let mut dst = BytesMut::from(&b"kept"[..]);
+        let e = encode_bytes_item_head(&item, 4096, &mut dst).unwrap_err();
+        assert!(matches!(e, FrameError::TooLarge { max: 4096, .. }), "{e}");
+        assert_eq!(&dst[..], b"kept");
     }
 
     #[test]

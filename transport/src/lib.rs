@@ -58,7 +58,7 @@ pub use addr::{Addr, AddrParseError};
 pub use admission::{Admission, AdmissionConfig, Refusal};
 pub use batch::{BatchBuilder, next_item};
 pub use channel::{Channel, ChannelConfig, ChannelError, Receiver, Sender};
-pub use codec::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, bin_payload};
+pub use codec::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, WRITE_SHARED_AT, bin_payload};
 pub use escape::{Escaped, escape_for_log};
 pub use exposure::{ExposureError, check_exposure};
 pub use flow::{FlowControl, MIN_ITEM_COST, Unclaimed, item_cost};
@@ -75,4 +75,4 @@ pub use session::{
 pub use stream::Stream;
 pub use tls::{ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, TlsConfig, TlsError};
 pub use trace::{SpanId, TraceContext, TraceId, TraceParseError};
-pub use wire::{CallId, CallKind, ErrorKind, Msg, PROTOCOL_VERSION, RemoteError, Uid};
+pub use wire::{BytesItem, CallId, CallKind, ErrorKind, Msg, PROTOCOL_VERSION, RemoteError, Uid};

@@ -22,7 +22,7 @@ use thiserror::Error;
 
 use crate::flow::{FlowControl, FlowError};
 use crate::trace::TraceContext;
-use crate::wire::{CallId, CallKind, ErrorKind, Msg, RemoteError, Uid};
+use crate::wire::{BytesItem, CallId, CallKind, ErrorKind, Msg, RemoteError, Uid};
 
 /// Which end of the channel this session is: decides the parity of its ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -580,6 +580,21 @@ impl<A: CallApp> Session<A> {
             }
             _ => Ok(Msg::YieldBatch { cid, items }),
         }
+    }
+
+    /// Hands on one item whose document is a msgpack `bin` holding `data`,
+    /// paid for with credit from [`Session::withdraw_credit`] (its cost is
+    /// that of [`BytesItem::doc_len`]): returns it for
+    /// [`Sender::send_bytes_item`](crate::Sender::send_bytes_item), which
+    /// writes `data` without copying it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::send_item`], but never [`SessionError::NoCredit`].
+    pub fn send_bytes_item(&mut self, cid: CallId, data: Bytes) -> Result<BytesItem, SessionError> {
+        let call = self.call_mut(cid)?;
+        call.we_may_send().map_err(|why| SessionError::Invalid { cid, why })?;
+        Ok(BytesItem::new(cid, data))
     }
 
     /// Ends our direction of items on call `cid`: returns the `Stop` to send.

@@ -539,6 +539,21 @@ fn a_batch_is_delivered_in_order_and_charged_per_item() {
 }
 
 #[test]
+fn a_bytes_item_is_checked_like_any_item() {
+    let mut p = Pair::new();
+    let single = p.open(true, CallKind::Single);
+    let stream = p.open(true, CallKind::Stream);
+    p.drive();
+    let data = Bytes::from(vec![3u8; 2000]);
+    let item = p.b.s.send_bytes_item(stream, data.clone()).expect("open");
+    assert_eq!((item.cid(), item.data()), (stream, &data));
+    assert!(matches!(p.b.s.send_bytes_item(single, data.clone()), Err(SessionError::Invalid { .. })));
+    assert!(matches!(p.b.s.send_bytes_item(99, data.clone()), Err(SessionError::NotOpen(99))));
+    p.b.s.send_stop(stream).expect("open");
+    assert!(matches!(p.b.s.send_bytes_item(stream, data), Err(SessionError::Invalid { .. })), "after Stop");
+}
+
+#[test]
 fn a_batch_beyond_credit_is_refused_whole() {
     let limits = Limits { window: 1024, ..Limits::default() };
     let mut p = Pair::with_limits(limits);

@@ -322,6 +322,49 @@ fn start_fields<S: serde::Serializer>(
     t.end()
 }
 
+/// A [`Msg::Yield`] whose item is a msgpack `bin` holding `data`, kept
+/// apart from its header so that a [`Sender`](crate::Sender) writes `data`
+/// from where it is instead of copying it into a document first. On the wire
+/// it is the `Yield` of that document, byte for byte.
+///
+/// Sent with [`Sender::send_bytes_item`](crate::Sender::send_bytes_item).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BytesItem {
+    cid: CallId,
+    data: Bytes,
+}
+
+impl BytesItem {
+    /// The item `data` on call `cid`. Prefer
+    /// [`Session::send_bytes_item`](crate::Session::send_bytes_item), which
+    /// checks that the call may carry it.
+    pub fn new(cid: CallId, data: Bytes) -> Self {
+        BytesItem { cid, data }
+    }
+
+    /// The length of the msgpack document an item of `data_len` bytes is on
+    /// the wire (its `bin` header and the bytes): what it costs in flow
+    /// control, as the receiver counts it.
+    pub fn doc_len(data_len: usize) -> usize {
+        let head = match data_len {
+            0..=0xff => 2,
+            0x100..=0xffff => 3,
+            _ => 5,
+        };
+        head + data_len
+    }
+
+    /// The call it belongs to.
+    pub fn cid(&self) -> CallId {
+        self.cid
+    }
+
+    /// The item's bytes.
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+}
+
 impl Msg {
     /// The call this message belongs to, if it belongs to one.
     pub fn cid(&self) -> Option<CallId> {

@@ -7,24 +7,54 @@
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use actor_transport::{Addr, Channel, ChannelConfig, Listener, Msg, Stream};
+use actor_transport::{Addr, BytesItem, Channel, ChannelConfig, Listener, Msg, Stream};
 use bytes::Bytes;
 
 const BOUND: Duration = Duration::from_secs(30);
 
 /// Sizes on both sides of where payloads start to be shared (1 KiB), and of
 /// msgpack's 8-, 16- and 32-bit length headers.
-const SIZES: [usize; 9] = [0, 10, 255, 1023, 1024, 4096, 65_535, 65_536, 300_000];
+const SIZES: [usize; 11] = [0, 10, 253, 255, 1023, 1024, 4096, 65_532, 65_535, 65_536, 300_000];
 
-/// The `i`th message: stream items and batches of every size, with a
-/// message that is never shared between them.
-fn message(i: usize) -> Msg {
+/// The `i`th message: stream items, batches and items sent from their own
+/// buffer ([`BytesItem`]) of every size, with a message that is never
+/// shared between them.
+fn message(i: usize) -> Sent {
     let cid = (i as u64) * 7919;
     let payload = || Bytes::from((0..SIZES[i % SIZES.len()]).map(|b| (b + i) as u8).collect::<Vec<u8>>());
-    match i % 3 {
-        0 => Msg::Yield { cid, value: payload() },
-        1 => Msg::YieldBatch { cid, items: payload() },
-        _ => Msg::Stop { cid },
+    match i % 4 {
+        0 => Sent::Msg(Msg::Yield { cid, value: payload() }),
+        1 => Sent::Msg(Msg::YieldBatch { cid, items: payload() }),
+        2 => Sent::Msg(Msg::Stop { cid }),
+        _ => Sent::Item(BytesItem::new(cid, payload())),
+    }
+}
+
+/// What the test sends.
+enum Sent {
+    Msg(Msg),
+    Item(BytesItem),
+}
+
+impl Sent {
+    async fn send(&self, tx: &actor_transport::Sender) {
+        match self {
+            Sent::Msg(msg) => tx.send(msg).await.expect("queued"),
+            Sent::Item(item) => tx.send_bytes_item(item).await.expect("queued"),
+        }
+    }
+
+    /// What the receiver gets: an item comes as the `Yield` of its data's
+    /// msgpack `bin`, encoded the ordinary way.
+    fn received(self) -> Msg {
+        match self {
+            Sent::Msg(msg) => msg,
+            Sent::Item(item) => {
+                let doc = rmp_serde::to_vec(&serde_bytes::Bytes::new(item.data())).expect("encodes");
+                assert_eq!(doc.len(), BytesItem::doc_len(item.data().len()));
+                Msg::Yield { cid: item.cid(), value: doc.into() }
+            }
+        }
     }
 }
 
@@ -62,7 +92,7 @@ async fn arrive_in_order(tx: actor_transport::Sender, mut rx: actor_transport::R
     let count = 600;
     let sending = tokio::spawn(async move {
         for i in 0..count {
-            tx.send(&message(i)).await.expect("queued");
+            message(i).send(&tx).await;
         }
         tx.close().await;
     });
@@ -70,7 +100,7 @@ async fn arrive_in_order(tx: actor_transport::Sender, mut rx: actor_transport::R
     tokio::time::sleep(Duration::from_millis(200)).await;
     for i in 0..count {
         let got = tokio::time::timeout(BOUND, rx.recv()).await.expect("in time").expect("readable");
-        assert_eq!(got.as_ref(), Some(&message(i)), "message {i}");
+        assert_eq!(got, Some(message(i).received()), "message {i}");
     }
     let end = tokio::time::timeout(BOUND, rx.recv()).await.expect("in time").expect("a clean end");
     assert!(end.is_none(), "nothing after the last message: {end:?}");
