@@ -69,7 +69,33 @@ fn a_callee_error_tears_down_both_halves_of_a_bidirectional_stream() {
 
 #[test]
 fn a_fast_producer_stops_one_window_ahead_of_a_slow_consumer() {
-    let out = scenario("bounded");
+    stops_one_window_ahead("bounded");
+}
+
+/// Items of 1 KiB and more are written from their own buffers, not packed:
+/// the same credit holds them back.
+#[test]
+fn a_fast_producer_of_large_items_stops_one_window_ahead_of_a_slow_consumer() {
+    stops_one_window_ahead("bounded_large");
+}
+
+#[test]
+fn byte_items_of_every_size_arrive_whole_and_in_order() {
+    let out = scenario("mixed");
+    assert!(out.contains("MIXED 1600 of 1600"), "{out}");
+}
+
+#[test]
+fn a_byte_item_past_the_frame_limit_is_refused_and_the_stream_goes_on() {
+    let out = scenario("oversized");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert_eq!((lines[0], lines[2], lines[3]), ("ITEM true", "ITEM true", "END"), "{out}");
+    assert!(lines[1].contains("does not fit in a frame of 16777216 bytes"), "{out}");
+}
+
+fn stops_one_window_ahead(name: &str) {
+    let out = scenario(name);
     // Nothing read: exactly one window of items sent, and no more later.
     let [filled, later, window] = numbers(&out, "FILLED");
     assert_eq!((filled, later), (window, window), "{out}");

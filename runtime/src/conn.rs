@@ -12,8 +12,8 @@ use actor_transport::batch::FRAME_OVERHEAD;
 use actor_transport::item_cost;
 use actor_transport::session::Incoming as Arrival;
 use actor_transport::{
-    CallApp, CallId, CallKind, ChannelError, Completion, End, Limits, Msg, RemoteError, Sender, Session,
-    SessionError, Side, StartOptions, Uid, Violation,
+    BytesItem, CallApp, CallId, CallKind, ChannelError, Completion, End, Limits, Msg, RemoteError, Sender,
+    Session, SessionError, Side, StartOptions, Uid, Violation,
 };
 use bytes::Bytes;
 use serde::Serialize;
@@ -487,6 +487,64 @@ impl Conn {
             self.flush(cid, shared).await?;
             notified.await;
         }
+    }
+
+    /// Sends one item on call `cid` that is a [`Bytes`] of at least
+    /// [`WRITE_SHARED_AT`](actor_transport::WRITE_SHARED_AT) bytes: as [`Conn::send_item`], but `data` is
+    /// written from where it is, never copied into a batch. The items packed
+    /// before it go first.
+    pub(crate) async fn send_bytes_item(
+        self: &Arc<Self>,
+        cid: CallId,
+        shared: &Arc<Shared>,
+        data: Bytes,
+        what: impl Fn() -> String,
+    ) -> Result<()> {
+        let doc = BytesItem::doc_len(data.len());
+        let max = self.sender.max_frame();
+        if doc + FRAME_OVERHEAD > max {
+            return Err(Error::codec(
+                what(),
+                format!("an item of {doc} bytes does not fit in a frame of {max} bytes"),
+            ));
+        }
+        let cost = u64::from(item_cost(doc, shared.window));
+        // Held until the item is queued: items packed meanwhile (by clones
+        // of this sender) wait for it, as they would behind a batch.
+        let _gate = shared.outbox.gate.lock().await;
+        self.flush_gated(cid, shared).await?;
+        loop {
+            if shared.ended.get().is_some() {
+                return Err(self.ended(shared));
+            }
+            {
+                let mut packed = shared.outbox.lock();
+                if packed.allowance >= cost {
+                    packed.allowance -= cost;
+                    break;
+                }
+            }
+            // Registered for the next grant before taking what the session
+            // has, so one in between is not missed.
+            let notified = shared.credit.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let got = self.session().withdraw_credit(cid).map_err(|e| self.item_refused(shared, e))?;
+            if got > 0 {
+                shared.outbox.lock().allowance += got;
+                continue;
+            }
+            // The peer is a window behind. What clones packed since the
+            // flush above is paid for: it must reach the peer, which grants
+            // only for what it consumes.
+            self.flush_gated(cid, shared).await?;
+            notified.await;
+        }
+        let item = match self.session().send_bytes_item(cid, data) {
+            Ok(item) => item,
+            Err(e) => return Err(self.item_refused(shared, e)),
+        };
+        self.sender.send_bytes_item(&item).await.map_err(|e| self.send_error("a stream item", e))
     }
 
     /// Hands call `cid`'s packed items to the channel, waiting for room.

@@ -28,7 +28,7 @@ pub struct Context<S, Out, In> {
     _types: PhantomData<fn(S, Out) -> In>,
 }
 
-impl<S: Serialize, Out: Serialize, In: DeserializeOwned + 'static> Context<S, Out, In> {
+impl<S: Serialize, Out: Serialize + 'static, In: DeserializeOwned + 'static> Context<S, Out, In> {
     pub(crate) fn new(io: ServedIo) -> Self {
         Context {
             conn: io.conn,
@@ -105,7 +105,7 @@ impl Ending {
     }
 }
 
-impl<Tx: Serialize, Rx: DeserializeOwned + 'static, R: DeserializeOwned> ContextHandle<Tx, Rx, R> {
+impl<Tx: Serialize + 'static, Rx: DeserializeOwned + 'static, R: DeserializeOwned> ContextHandle<Tx, Rx, R> {
     pub(crate) fn new(
         func: &'static str,
         cid: CallId,

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
-use actor_transport::CallId;
+use actor_transport::{CallId, WRITE_SHARED_AT};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::Serialize;
@@ -42,12 +42,17 @@ impl<T> Clone for StreamSender<T> {
     }
 }
 
-impl<T: Serialize> StreamSender<T> {
+impl<T: Serialize + 'static> StreamSender<T> {
     pub(crate) fn new(conn: Arc<Conn>, cid: CallId, shared: Arc<Shared>) -> Self {
         StreamSender { conn, cid, shared, _item: PhantomData }
     }
 
     /// Sends one item, waiting while the receiver is a full window behind.
+    ///
+    /// Items are encoded into batches, except a [`Bytes`] item of 1 KiB or
+    /// more, which is written from its own buffer: until it is written it
+    /// keeps alive the whole buffer it points into. Send a copy
+    /// (`Bytes::copy_from_slice`) of a small slice of a large buffer.
     ///
     /// # Errors
     ///
@@ -62,6 +67,15 @@ impl<T: Serialize> StreamSender<T> {
     /// in order.
     pub async fn send(&self, item: T) -> Result<()> {
         let what = || format!("an item of type {}", std::any::type_name::<T>());
+        // `T` is `Bytes` exactly when this slot is an `Option<Bytes>`: a
+        // large one is written from its own buffer rather than copied.
+        let mut slot = Some(item);
+        if let Some(bytes) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Bytes>>() {
+            if let Some(data) = bytes.take_if(|b| b.len() >= WRITE_SHARED_AT) {
+                return self.conn.send_bytes_item(self.cid, &self.shared, data, what).await;
+            }
+        }
+        let Some(item) = slot else { return Ok(()) };
         self.conn.send_item(self.cid, &self.shared, &item, what).await
     }
 
@@ -76,7 +90,7 @@ impl<T: Serialize> StreamSender<T> {
 }
 
 /// Both halves of a context's bidirectional stream on call `cid`.
-pub(crate) fn halves<Tx: Serialize, Rx: DeserializeOwned + 'static>(
+pub(crate) fn halves<Tx: Serialize + 'static, Rx: DeserializeOwned + 'static>(
     conn: &Arc<Conn>,
     cid: CallId,
     shared: &Arc<Shared>,
@@ -213,7 +227,7 @@ fn decode_item<T: DeserializeOwned + 'static>(bytes: Bytes, what: impl FnOnce() 
 /// ```
 pub struct Yielder<T>(StreamSender<T>);
 
-impl<T: Serialize> Yielder<T> {
+impl<T: Serialize + 'static> Yielder<T> {
     pub(crate) fn new(io: ServedIo) -> Self {
         Yielder(StreamSender::new(io.conn, io.cid, io.shared))
     }
