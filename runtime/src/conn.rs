@@ -124,6 +124,26 @@ pub(crate) enum Done {
     Closed(String),
 }
 
+/// Credit paid for an item not queued yet; dropped, it goes back to the
+/// call's allowance.
+struct Refund<'a> {
+    shared: &'a Shared,
+    cost: u64,
+}
+
+impl Refund<'_> {
+    /// The item was queued (or refused for good): the credit stays spent.
+    fn spent(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Refund<'_> {
+    fn drop(&mut self) {
+        self.shared.outbox.lock().allowance += self.cost;
+    }
+}
+
 /// Per-call state shared by the call's stream halves.
 pub(crate) struct Shared {
     /// Why the call ended, once it has (read by halves that find it closed).
@@ -540,11 +560,17 @@ impl Conn {
             self.flush_gated(cid, shared).await?;
             notified.await;
         }
+        // Paid for: if this send is cancelled before the item is queued,
+        // the credit goes back, or each cancelled send would shrink the
+        // window for good.
+        let refund = Refund { shared, cost };
         let item = match self.session().send_bytes_item(cid, data) {
             Ok(item) => item,
             Err(e) => return Err(self.item_refused(shared, e)),
         };
-        self.sender.send_bytes_item(&item).await.map_err(|e| self.send_error("a stream item", e))
+        let queued = self.sender.send_bytes_item(&item).await;
+        refund.spent();
+        queued.map_err(|e| self.send_error("a stream item", e))
     }
 
     /// Hands call `cid`'s packed items to the channel, waiting for room.
