@@ -98,9 +98,14 @@ async fn round_trips(n: &actor::Nursery, calls: usize) -> actor::Result<()> {
 
 async fn throughput(n: &actor::Nursery, size: usize, count: u64) -> actor::Result<()> {
     let p = n.start_actor(format!("producer_{size}")).await?;
-    // Streams, best of three.
-    let mut best_stream = f64::MAX;
+    let pids = [std::process::id(), p.run(own_pid, ()).await?];
+    let used = || pids.iter().map(|&pid| cpu_time(pid)).sum::<Duration>();
+    // Best of three each, stream and raw in turn so that both see the
+    // same phases of the machine; CPU of both processes over all three.
+    let (mut best_stream, mut best_raw) = (f64::MAX, f64::MAX);
+    let (mut cpu_stream, mut cpu_raw) = (Duration::ZERO, Duration::ZERO);
     for _ in 0..3 {
+        let before = used();
         let t = Instant::now();
         let mut s = p.open_stream_from(produce, (count, size)).await?;
         let mut got = 0u64;
@@ -109,10 +114,9 @@ async fn throughput(n: &actor::Nursery, size: usize, count: u64) -> actor::Resul
         }
         assert_eq!(got, count * size as u64);
         best_stream = best_stream.min(t.elapsed().as_secs_f64());
-    }
-    // Raw length-prefixed frames, best of three.
-    let mut best_raw = f64::MAX;
-    for _ in 0..3 {
+        cpu_stream += used() - before;
+        // Raw length-prefixed frames.
+        let before = used();
         let listener = TcpListener::bind("127.0.0.1:0").await.map_err(actor::Error::app)?;
         let port = listener.local_addr().map_err(actor::Error::app)?.port();
         let t = Instant::now();
@@ -131,6 +135,7 @@ async fn throughput(n: &actor::Nursery, size: usize, count: u64) -> actor::Resul
         a?;
         b?;
         best_raw = best_raw.min(t.elapsed().as_secs_f64());
+        cpu_raw += used() - before;
     }
     let rate = |secs: f64| count as f64 / secs;
     let mbps = |secs: f64| count as f64 * size as f64 / secs / 1e6;
@@ -141,6 +146,13 @@ async fn throughput(n: &actor::Nursery, size: usize, count: u64) -> actor::Resul
     );
     println!("raw TCP {size:>5} B frames: {:>10.0} items/s {:>8.1} MB/s", rate(best_raw), mbps(best_raw));
     println!("  stream / raw: {:.0}%", 100.0 * best_raw / best_stream);
+    let per_item = |cpu: Duration| cpu.as_secs_f64() * 1e6 / (3 * count) as f64;
+    println!(
+        "  CPU per item, both processes: stream {:.3} us, raw {:.3} us ({:.2}x raw)",
+        per_item(cpu_stream),
+        per_item(cpu_raw),
+        cpu_stream.as_secs_f64() / cpu_raw.as_secs_f64()
+    );
     p.cancel_actor().await
 }
 
