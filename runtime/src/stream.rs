@@ -173,7 +173,12 @@ impl<T: DeserializeOwned + 'static> Stream for StreamReceiver<T> {
             Some(item) => item,
             None => loop {
                 match this.items.poll_recv(cx) {
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Pending => {
+                        if let Some(credit) = this.unclaimed.drained() {
+                            this.conn.grant(this.cid, credit);
+                        }
+                        return Poll::Pending;
+                    }
                     Poll::Ready(Some(Incoming::Item(bytes))) => break bytes,
                     Poll::Ready(Some(Incoming::Batch(items))) => {
                         this.batch = items;

@@ -5,8 +5,10 @@
 //! least [`MIN_ITEM_COST`] and at most the whole window, so an item larger
 //! than the window still passes, alone. The receiver grants credit as its application
 //! *consumes* items, not as they arrive, and only once at least half a window
-//! is unclaimed (h2's and quinn's rule): few `Credit` messages, and a stream
-//! nobody reads holds at most one window of memory.
+//! is unclaimed (h2's and quinn's rule), or when its application has read
+//! everything and waits ([`Unclaimed::drained`]; otherwise a sender with an
+//! item over half a window could wait for good): few `Credit` messages, and
+//! a stream nobody reads holds at most one window of memory.
 
 use thiserror::Error;
 
@@ -169,6 +171,14 @@ impl Unclaimed {
         self.consumed = self.consumed.saturating_add(item_cost(len, self.window));
         if self.consumed >= self.window / 2 { Some(std::mem::take(&mut self.consumed)) } else { None }
     }
+
+    /// The application has consumed every item received and waits for more:
+    /// returns the credit still unclaimed, if any. Without it a sender whose
+    /// next item costs more than it has left (an item over half a window)
+    /// would wait for a grant that never comes.
+    pub fn drained(&mut self) -> Option<u32> {
+        (self.consumed > 0).then(|| std::mem::take(&mut self.consumed))
+    }
 }
 
 #[cfg(test)]
@@ -242,5 +252,16 @@ mod tests {
         assert_eq!(u.consumed(300), Some(600));
         assert_eq!(u.consumed(436), None);
         assert_eq!(u.consumed(1), Some(500), "a one-byte item counts the minimum");
+    }
+
+    #[test]
+    fn a_drained_receiver_grants_what_is_unclaimed_once() {
+        let mut u = Unclaimed::new(1000);
+        assert_eq!(u.drained(), None, "nothing consumed");
+        assert_eq!(u.consumed(300), None);
+        assert_eq!(u.drained(), Some(300));
+        assert_eq!(u.drained(), None, "granted already");
+        assert_eq!(u.consumed(300), None, "counting starts again");
+        assert_eq!(u.consumed(200), Some(500));
     }
 }
