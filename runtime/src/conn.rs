@@ -132,7 +132,8 @@ struct Refund<'a> {
 }
 
 impl Refund<'_> {
-    /// The item was queued (or refused for good): the credit stays spent.
+    /// The item was queued, or the channel refused it for good: the credit
+    /// stays spent.
     fn spent(self) {
         std::mem::forget(self);
     }
@@ -141,6 +142,8 @@ impl Refund<'_> {
 impl Drop for Refund<'_> {
     fn drop(&mut self) {
         self.shared.outbox.lock().allowance += self.cost;
+        // A clone of the sender may be waiting for credit meanwhile.
+        self.shared.credit.notify_waiters();
     }
 }
 
