@@ -117,3 +117,34 @@ fn a_broadcast_stream_reaches_every_local_subscriber() {
     let sum: u64 = (0..2_000).sum();
     assert!(out.contains(&format!("BROADCAST [(2000, {sum}), (2000, {sum}), (2000, {sum})]")), "{out}");
 }
+
+/// A large `Bytes` send cancelled after paying for its item gives the credit
+/// back to a clone of its sender that waits for credit meanwhile.
+#[test]
+fn a_cancelled_large_send_does_not_stall_a_clone_of_its_sender() {
+    let out = scenario("refund_stall");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["ITEM 300000", "ITEM 500", "ITEM 3", "END"], "{out}");
+}
+
+/// Items each under the window, the second over what is left of it once
+/// the first (under half a window, so earning no grant of its own) is read.
+#[test]
+fn an_item_over_half_a_window_after_a_smaller_one_arrives() {
+    let out = scenario("over_half");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["ITEM 500000", "ITEM 600000", "ITEM 3", "END"], "{out}");
+}
+
+/// An item larger than the whole window passes, alone.
+#[test]
+fn an_item_over_the_window_after_a_small_one_arrives() {
+    let out = scenario("over_window");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["ITEM 100", "ITEM 2097152", "ITEM 3", "END"], "{out}");
+}
+
+/// Every third send under a 1 ms timeout: what was sent arrives once and in
+/// order, and no large item whose send was cancelled arrives at all.
+#[test]
+fn cancelled_sends_lose_reorder_or_duplicate_nothing() {
+    let out = scenario("cancelling");
+    assert!(out.contains("in_order=true missing=[] extra_large=[]"), "{out}");
+}

@@ -338,9 +338,10 @@ impl Sender {
     }
 
     /// As [`Sender::send`] for the `Yield` of `item`. Data of 1 KiB or more
-    /// ([`WRITE_SHARED_AT`]) is queued as it is, not copied, as
-    /// [`Sender::send`] does with stream item payloads: until it is written
-    /// it keeps the whole buffer its [`Bytes`] points into alive.
+    /// ([`WRITE_SHARED_AT`]) is queued as it is, not copied, on a writer
+    /// that takes vectored writes, as [`Sender::send`] does with stream item
+    /// payloads: until it is written it keeps the whole buffer its [`Bytes`]
+    /// points into alive.
     ///
     /// # Errors
     ///
