@@ -500,9 +500,7 @@ impl Conn {
                     notified
                 }
             };
-            let got = self.session().withdraw_credit(cid).map_err(|e| self.item_refused(shared, e))?;
-            if got > 0 {
-                shared.outbox.lock().allowance += got;
+            if self.withdraw_credit(cid, shared)? {
                 continue;
             }
             // The peer is a window behind: it gets what is packed, so that
@@ -552,9 +550,7 @@ impl Conn {
             let notified = shared.credit.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let got = self.session().withdraw_credit(cid).map_err(|e| self.item_refused(shared, e))?;
-            if got > 0 {
-                shared.outbox.lock().allowance += got;
+            if self.withdraw_credit(cid, shared)? {
                 continue;
             }
             // The peer is a window behind. What clones packed since the
@@ -574,6 +570,16 @@ impl Conn {
         let queued = self.sender.send_bytes_item(&item).await;
         refund.spent();
         queued.map_err(|e| self.send_error("a stream item", e))
+    }
+
+    /// Moves the credit the session holds for call `cid` into its
+    /// allowance; whether there was any.
+    fn withdraw_credit(&self, cid: CallId, shared: &Shared) -> Result<bool> {
+        let got = self.session().withdraw_credit(cid).map_err(|e| self.item_refused(shared, e))?;
+        if got > 0 {
+            shared.outbox.lock().allowance += got;
+        }
+        Ok(got > 0)
     }
 
     /// Hands call `cid`'s packed items to the channel, waiting for room.
