@@ -124,6 +124,12 @@ pub(crate) enum Done {
     Closed(String),
 }
 
+/// The error for a stream item of `len` bytes that no frame of `max` bytes
+/// holds.
+fn too_large(what: String, len: usize, max: usize) -> Error {
+    Error::codec(what, format!("an item of {len} bytes does not fit in a frame of {max} bytes"))
+}
+
 /// Credit paid for an item not queued yet; dropped, it goes back to the
 /// call's allowance.
 struct Refund<'a> {
@@ -466,10 +472,7 @@ impl Conn {
                     // items packed before it down with it.
                     packed.batch.pop();
                     if packed.batch.is_empty() {
-                        return Err(Error::codec(
-                            what(),
-                            format!("an item of {len} bytes does not fit in a frame of {max} bytes"),
-                        ));
+                        return Err(too_large(what(), len, max));
                     }
                     None
                 } else {
@@ -524,10 +527,7 @@ impl Conn {
         let doc = BytesItem::doc_len(data.len());
         let max = self.sender.max_frame();
         if doc + FRAME_OVERHEAD > max {
-            return Err(Error::codec(
-                what(),
-                format!("an item of {doc} bytes does not fit in a frame of {max} bytes"),
-            ));
+            return Err(too_large(what(), doc, max));
         }
         let cost = u64::from(item_cost(doc, shared.window));
         // Held until the item is queued: items packed meanwhile (by clones

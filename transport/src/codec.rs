@@ -610,8 +610,14 @@ mod tests {
         }
         // The limit counts the data written behind the head.
         let item = BytesItem::new(3, Bytes::from(vec![1u8; 4096]));
+        refused_whole(|dst| encode_bytes_item_head(&item, 4096, dst));
+    }
+
+    /// Encodes with `encode` and a limit of 4096 bytes into a buffer already
+    /// holding something: refused as too large, and nothing of it is left.
+    fn refused_whole<T: std::fmt::Debug>(encode: impl FnOnce(&mut BytesMut) -> Result<T, FrameError>) {
         let mut dst = BytesMut::from(&b"kept"[..]);
-        let e = encode_bytes_item_head(&item, 4096, &mut dst).unwrap_err();
+        let e = encode(&mut dst).unwrap_err();
         assert!(matches!(e, FrameError::TooLarge { max: 4096, .. }), "{e}");
         assert_eq!(&dst[..], b"kept");
     }
@@ -626,10 +632,7 @@ mod tests {
         }
         // Over the limit: refused, and nothing of it is left in the buffer.
         let big = Msg::Yield { cid: 3, value: Bytes::from(vec![1u8; 4096]) };
-        let mut dst = BytesMut::from(&b"kept"[..]);
-        let e = encode_frame_sharing(&big, 4096, &mut dst).unwrap_err();
-        assert!(matches!(e, FrameError::TooLarge { max: 4096, .. }), "{e}");
-        assert_eq!(&dst[..], b"kept");
+        refused_whole(|dst| encode_frame_sharing(&big, 4096, dst));
     }
 
     #[test]
