@@ -28,6 +28,7 @@ use crate::codec::{
     DEFAULT_MAX_FRAME, FrameCodec, FrameError, WRITE_SHARED_AT, encode_bytes_item_head, encode_frame,
     encode_frame_sharing,
 };
+use crate::read_pool;
 use crate::stream::Stream;
 use crate::wire::{BytesItem, Msg};
 
@@ -130,14 +131,10 @@ impl Channel {
         let writer = tokio::spawn(write_loop(shared.clone(), Box::pin(writer), config.write_stall));
         let _ = shared.writer.set(writer.abort_handle());
         let sender = Sender { guard: Arc::new(SenderGuard(shared.clone())), shared };
-        let receiver = Receiver {
-            frames: FramedRead::with_capacity(
-                Box::pin(reader) as BoxRead,
-                FrameCodec::new(config.max_frame),
-                64 * 1024,
-            ),
-            ended: false,
-        };
+        let mut frames =
+            FramedRead::with_capacity(Box::pin(reader) as BoxRead, FrameCodec::new(config.max_frame), 0);
+        *frames.read_buffer_mut() = read_pool::take();
+        let receiver = Receiver { frames, ended: false };
         Channel { sender, receiver }
     }
 
@@ -649,6 +646,7 @@ impl Receiver {
         if self.ended {
             return Ok(None);
         }
+        read_pool::make_room(self.frames.read_buffer_mut());
         match self.frames.next().await {
             Some(Ok(m)) => Ok(Some(m)),
             None => {
@@ -660,5 +658,11 @@ impl Receiver {
                 Err(e.into())
             }
         }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        read_pool::retire(std::mem::take(self.frames.read_buffer_mut()));
     }
 }

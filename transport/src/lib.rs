@@ -43,6 +43,7 @@ pub mod flow;
 pub mod handshake;
 pub mod listener;
 pub mod liveness;
+mod read_pool;
 pub mod secret_file;
 pub mod session;
 pub mod spin;

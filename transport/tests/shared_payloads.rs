@@ -206,3 +206,58 @@ async fn a_written_payload_is_released_before_the_rest_is_written() {
     assert_eq!(ALIVE.load(SeqCst), 1, "the huge payload is still queued");
     tx.abort("done");
 }
+
+/// Sizes around where a reader moves on to another buffer (less than 8 KiB of
+/// room left, at most 8 KiB of unread bytes carried over) and around the size
+/// of a read buffer (64 KiB).
+const KEPT_SIZES: [usize; 10] = [1024, 4000, 4096, 8170, 8192, 8200, 20_000, 65_520, 65_536, 70_000];
+
+fn kept_payload(i: usize) -> Bytes {
+    let len = KEPT_SIZES[i % KEPT_SIZES.len()] + i % 7;
+    Bytes::from((0..len).map(|b| (b * 31 + i) as u8).collect::<Vec<u8>>())
+}
+
+/// A received payload of 1 KiB or more shares the buffer it was read into, so
+/// a consumer that keeps payloads makes the reader move on to other buffers,
+/// and buffers whose payloads are all dropped are reused. Kept payloads must
+/// never be overwritten by a later read, whichever of them are dropped when.
+#[tokio::test]
+async fn kept_payloads_are_never_overwritten() {
+    let (a, b) = tokio::net::UnixStream::pair().expect("pair");
+    let config = ChannelConfig::default();
+    let tx = Channel::from_stream(Stream::Unix(a), &config).split().0;
+    let mut rx = Channel::from_stream(Stream::Unix(b), &config).split().1;
+    let count = 1500;
+    let sending = tokio::spawn(async move {
+        for i in 0..count {
+            let msg = Msg::Yield { cid: i as u64, value: kept_payload(i) };
+            tx.send(&msg).await.expect("queued");
+        }
+        tx.close().await;
+    });
+    let mut kept = Vec::new();
+    for i in 0..count {
+        let got = tokio::time::timeout(BOUND, rx.recv()).await.expect("in time").expect("readable");
+        let Some(Msg::Yield { cid, value }) = got else { panic!("message {i}: {got:?}") };
+        assert_eq!((cid, &value), (i as u64, &kept_payload(i)), "message {i} as received");
+        kept.push((i, value));
+        // Now and then drop every other payload kept so far: their buffers
+        // free up unevenly while the rest stay held.
+        if i % 40 == 39 {
+            let mut n = 0;
+            kept.retain(|_| {
+                n += 1;
+                n % 2 == 0
+            });
+            for (j, value) in &kept {
+                assert_eq!(value, &kept_payload(*j), "kept payload {j} overwritten by message {i}");
+            }
+        }
+    }
+    for (j, value) in &kept {
+        assert_eq!(value, &kept_payload(*j), "kept payload {j} overwritten");
+    }
+    let end = tokio::time::timeout(BOUND, rx.recv()).await.expect("in time").expect("a clean end");
+    assert!(end.is_none(), "nothing after the last message: {end:?}");
+    sending.await.expect("the sender finished");
+}
