@@ -646,7 +646,10 @@ impl Receiver {
         if self.ended {
             return Ok(None);
         }
-        read_pool::make_room(self.frames.read_buffer_mut());
+        let may_have_grown = self.frames.decoder().largest() > read_pool::GROWS_AT;
+        if read_pool::make_room(self.frames.read_buffer_mut(), may_have_grown) {
+            self.frames.decoder_mut().restart_largest();
+        }
         match self.frames.next().await {
             Some(Ok(m)) => Ok(Some(m)),
             None => {
@@ -663,6 +666,8 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        read_pool::retire(std::mem::take(self.frames.read_buffer_mut()));
+        if self.frames.decoder().largest() <= read_pool::GROWS_AT {
+            read_pool::retire(std::mem::take(self.frames.read_buffer_mut()));
+        }
     }
 }

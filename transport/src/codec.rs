@@ -61,6 +61,9 @@ pub enum FrameError {
 pub struct FrameCodec<T> {
     max_frame: usize,
     state: State,
+    /// The largest payload announced since [`FrameCodec::restart_largest`]:
+    /// tells a reader whether its buffer may have grown.
+    largest: usize,
     _marker: PhantomData<fn() -> T>,
 }
 
@@ -73,7 +76,7 @@ enum State {
 impl<T> FrameCodec<T> {
     /// A codec refusing payloads larger than `max_frame` bytes.
     pub fn new(max_frame: usize) -> Self {
-        FrameCodec { max_frame, state: State::Head, _marker: PhantomData }
+        FrameCodec { max_frame, state: State::Head, largest: 0, _marker: PhantomData }
     }
 
     /// The configured maximum payload size.
@@ -85,6 +88,21 @@ impl<T> FrameCodec<T> {
     /// been read yet (a frame already announced keeps the limit it passed).
     pub fn set_max_frame(&mut self, max_frame: usize) {
         self.max_frame = max_frame;
+    }
+
+    /// The largest payload announced since the last
+    /// [`restart_largest`](Self::restart_largest).
+    pub(crate) fn largest(&self) -> usize {
+        self.largest
+    }
+
+    /// Starts a new tally of [`largest`](Self::largest), counting the frame
+    /// being read now: its bytes go on into the next buffer.
+    pub(crate) fn restart_largest(&mut self) {
+        self.largest = match self.state {
+            State::Data(n) => n,
+            State::Head => 0,
+        };
     }
 }
 
@@ -346,6 +364,7 @@ impl<T: DeserializeOwned + 'static> Decoder for FrameCodec<T> {
                     return Err(FrameError::TooLarge { len: n, max: self.max_frame });
                 }
                 self.state = State::Data(n);
+                self.largest = self.largest.max(n);
                 n
             }
             State::Data(n) => n,
@@ -435,6 +454,26 @@ mod tests {
             }
             assert_eq!(out, msgs, "split at {split}");
         }
+    }
+
+    #[test]
+    fn the_largest_announced_frame_is_tallied_until_restarted() {
+        let mut codec = FrameCodec::<Msg>::new(1 << 20);
+        let big = frame(&Msg::Yield { cid: 1, value: vec![1u8; 5000].into() });
+        let small = frame(&Msg::Stop { cid: 2 });
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&big);
+        buf.extend_from_slice(&small);
+        assert!(codec.decode(&mut buf).expect("decodes").is_some());
+        assert!(codec.decode(&mut buf).expect("decodes").is_some());
+        assert_eq!(codec.largest(), big.len() - 4);
+        codec.restart_largest();
+        assert_eq!(codec.largest(), 0);
+        // Restarted halfway through a frame: that frame still counts.
+        buf.extend_from_slice(&big[..100]);
+        assert!(codec.decode(&mut buf).expect("waits").is_none());
+        codec.restart_largest();
+        assert_eq!(codec.largest(), big.len() - 4);
     }
 
     #[test]

@@ -23,6 +23,14 @@ pub(crate) const BUF: usize = 64 * 1024;
 /// The most buffers the pool holds, in use by frames or free.
 const KEEP: usize = 32;
 
+/// A buffer that has read no frame larger than this is still [`BUF`] bytes:
+/// when it fills up with part of a frame shorter than half a buffer, that
+/// part moves to the front of the same buffer (or, if frames still share it,
+/// to a new buffer of [`BUF`] bytes), and only a longer one makes the buffer
+/// grow. A grown buffer is never pooled, so the pool never keeps memory
+/// beyond `KEEP * BUF` alive after the frames in it are gone.
+pub(crate) const GROWS_AT: usize = BUF / 2 - 8;
+
 /// A read is worth a syscall when at least this much room is free; with less,
 /// the reader moves to another buffer first.
 const MIN_SPARE: usize = 8 * 1024;
@@ -40,8 +48,11 @@ static SHARED: Pool = Pool::new();
 
 /// Makes sure `buf` has room for a worthwhile read, moving its unread bytes to
 /// a pooled buffer when its own room is used up and frames still share it.
-pub(crate) fn make_room(buf: &mut BytesMut) {
-    SHARED.make_room(buf);
+/// The old buffer goes to the pool unless it `may_have_grown` (a frame of
+/// more than [`GROWS_AT`] bytes was read into it). Returns whether `buf` is
+/// a new buffer.
+pub(crate) fn make_room(buf: &mut BytesMut, may_have_grown: bool) -> bool {
+    SHARED.make_room(buf, may_have_grown)
 }
 
 /// A buffer of [`BUF`] bytes for a new channel: a pooled one whose frames are
@@ -66,17 +77,21 @@ impl Pool {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn make_room(&self, buf: &mut BytesMut) {
+    fn make_room(&self, buf: &mut BytesMut, may_have_grown: bool) -> bool {
         if buf.capacity() - buf.len() >= MIN_SPARE || buf.len() > MAX_CARRY {
-            return;
+            return false;
         }
         // No frame shares it any more: its unread bytes move to its front.
         if buf.try_reclaim(MIN_SPARE) {
-            return;
+            return false;
         }
         let mut fresh = self.take();
         fresh.extend_from_slice(buf);
-        self.retire(std::mem::replace(buf, fresh));
+        let old = std::mem::replace(buf, fresh);
+        if !may_have_grown {
+            self.retire(old);
+        }
+        true
     }
 
     /// A buffer of [`BUF`] bytes: a pooled one whose frames are all gone, or a
@@ -135,7 +150,7 @@ mod tests {
         let (mut buf, frame) = filled_and_shared();
         let unread = buf.to_vec();
         let base = frame.as_ptr();
-        pool.make_room(&mut buf);
+        assert!(pool.make_room(&mut buf, false));
         assert_eq!(&buf[..], &unread[..], "unread bytes carried over");
         assert!(buf.capacity() >= MIN_SPARE);
         assert_ne!(buf.as_ptr(), base);
@@ -174,7 +189,7 @@ mod tests {
         let mut roomy = BytesMut::with_capacity(BUF);
         roomy.extend_from_slice(&[1; 100]);
         let at = roomy.as_ptr();
-        pool.make_room(&mut roomy);
+        assert!(!pool.make_room(&mut roomy, false));
         assert_eq!(roomy.as_ptr(), at);
 
         // Read to the end, nothing shared: the tail moves to the front in place.
@@ -182,11 +197,20 @@ mod tests {
         full.resize(BUF, 3);
         let base = full.as_ptr();
         full.advance(BUF - 10);
-        pool.make_room(&mut full);
+        assert!(!pool.make_room(&mut full, false));
         assert_eq!(full.as_ptr(), base);
         assert_eq!(&full[..], &[3; 10]);
         assert!(full.capacity() >= MIN_SPARE);
         assert!(pool.bufs().is_empty());
+    }
+
+    #[test]
+    fn a_buffer_that_may_have_grown_is_left_to_the_allocator() {
+        let pool = Pool::new();
+        let (mut buf, frame) = filled_and_shared();
+        assert!(pool.make_room(&mut buf, true));
+        assert!(pool.bufs().is_empty(), "a buffer of unknown size was pooled");
+        drop(frame);
     }
 
     #[test]
@@ -196,7 +220,7 @@ mod tests {
         buf.resize(BUF, 1);
         let _frame = buf.split_to(100).freeze();
         let at = buf.as_ptr();
-        pool.make_room(&mut buf);
+        assert!(!pool.make_room(&mut buf, false));
         assert_eq!(buf.as_ptr(), at, "whole frames wait here: no copy");
         assert!(pool.bufs().is_empty());
     }
