@@ -646,8 +646,12 @@ impl Receiver {
         if self.ended {
             return Ok(None);
         }
-        let may_have_grown = self.frames.decoder().largest() > read_pool::GROWS_AT;
-        if read_pool::make_room(self.frames.read_buffer_mut(), may_have_grown) {
+        let codec = self.frames.decoder();
+        let unread = read_pool::Unread {
+            may_have_grown: codec.largest() > read_pool::GROWS_AT,
+            part_of_one_frame: codec.holds_part_of_one_frame(self.frames.read_buffer(), read_pool::GROWS_AT),
+        };
+        if read_pool::make_room(self.frames.read_buffer_mut(), unread) {
             self.frames.decoder_mut().restart_largest();
         }
         match self.frames.next().await {

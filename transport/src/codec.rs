@@ -96,6 +96,22 @@ impl<T> FrameCodec<T> {
         self.largest
     }
 
+    /// Whether `unread`, the bytes read but not decoded yet, are only the
+    /// start of one frame whose payload is at most `max` bytes: all a reader
+    /// must keep before it can decode again.
+    pub(crate) fn holds_part_of_one_frame(&self, unread: &[u8], max: usize) -> bool {
+        match self.state {
+            State::Data(n) => unread.len() < n && n <= max,
+            State::Head => match unread.first_chunk::<HEAD>() {
+                None => true,
+                Some(head) => {
+                    let n = u32::from_be_bytes(*head) as usize;
+                    unread.len() < HEAD + n && n <= max
+                }
+            },
+        }
+    }
+
     /// Starts a new tally of [`largest`](Self::largest), counting the frame
     /// being read now: its bytes go on into the next buffer.
     pub(crate) fn restart_largest(&mut self) {
@@ -474,6 +490,25 @@ mod tests {
         assert!(codec.decode(&mut buf).expect("waits").is_none());
         codec.restart_largest();
         assert_eq!(codec.largest(), big.len() - 4);
+    }
+
+    #[test]
+    fn a_partial_frame_is_told_from_whole_ones() {
+        let mut codec = FrameCodec::<Msg>::new(1 << 20);
+        let big = frame(&Msg::Yield { cid: 1, value: vec![1u8; 5000].into() });
+        let n = big.len() - 4;
+        assert!(codec.holds_part_of_one_frame(&[], n));
+        assert!(codec.holds_part_of_one_frame(&big[..3], n), "a head cut short");
+        assert!(codec.holds_part_of_one_frame(&big[..100], n));
+        assert!(!codec.holds_part_of_one_frame(&big[..100], n - 1), "longer than allowed");
+        assert!(!codec.holds_part_of_one_frame(&big, n), "a whole frame");
+        // The head already decoded: only payload bytes are left unread.
+        let mut buf = BytesMut::from(&big[..100]);
+        assert!(codec.decode(&mut buf).expect("waits").is_none());
+        assert!(codec.holds_part_of_one_frame(&buf, n));
+        assert!(!codec.holds_part_of_one_frame(&buf, n - 1));
+        buf.extend_from_slice(&big[100..]);
+        assert!(!codec.holds_part_of_one_frame(&buf, n), "the payload is whole");
     }
 
     #[test]

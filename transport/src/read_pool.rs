@@ -35,10 +35,24 @@ pub(crate) const GROWS_AT: usize = BUF / 2 - 8;
 /// the reader moves to another buffer first.
 const MIN_SPARE: usize = 8 * 1024;
 
-/// The most unread bytes copied into a new buffer when moving to it. More than
-/// this means whole frames are waiting to be decoded, or a frame larger than a
-/// buffer is on its way, which the buffer grows for as its bytes arrive.
+/// The most unread bytes copied into a new buffer when moving to it, unless
+/// they are part of one frame of at most [`GROWS_AT`] bytes (a copy the
+/// buffer would otherwise make of them in a new allocation). More than this
+/// of other unread bytes means whole frames are waiting to be decoded, or a
+/// frame larger than half a buffer is on its way, which the buffer grows for
+/// as its bytes arrive.
 const MAX_CARRY: usize = 8 * 1024;
+
+/// What a reader knows of its buffer, for [`make_room`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Unread {
+    /// A frame of more than [`GROWS_AT`] bytes was read into the buffer, so
+    /// it may have grown: it is not pooled.
+    pub(crate) may_have_grown: bool,
+    /// The unread bytes are only the start of one frame of at most
+    /// [`GROWS_AT`] bytes.
+    pub(crate) part_of_one_frame: bool,
+}
 
 /// Buffers retired by readers, oldest first: some still shared with frames,
 /// some free.
@@ -48,11 +62,10 @@ static SHARED: Pool = Pool::new();
 
 /// Makes sure `buf` has room for a worthwhile read, moving its unread bytes to
 /// a pooled buffer when its own room is used up and frames still share it.
-/// The old buffer goes to the pool unless it `may_have_grown` (a frame of
-/// more than [`GROWS_AT`] bytes was read into it). Returns whether `buf` is
-/// a new buffer.
-pub(crate) fn make_room(buf: &mut BytesMut, may_have_grown: bool) -> bool {
-    SHARED.make_room(buf, may_have_grown)
+/// The old buffer goes to the pool unless it [may have
+/// grown](Unread::may_have_grown). Returns whether `buf` is a new buffer.
+pub(crate) fn make_room(buf: &mut BytesMut, unread: Unread) -> bool {
+    SHARED.make_room(buf, unread)
 }
 
 /// A buffer of [`BUF`] bytes for a new channel: a pooled one whose frames are
@@ -77,8 +90,8 @@ impl Pool {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn make_room(&self, buf: &mut BytesMut, may_have_grown: bool) -> bool {
-        if buf.capacity() - buf.len() >= MIN_SPARE || buf.len() > MAX_CARRY {
+    fn make_room(&self, buf: &mut BytesMut, unread: Unread) -> bool {
+        if buf.capacity() - buf.len() >= MIN_SPARE || (buf.len() > MAX_CARRY && !unread.part_of_one_frame) {
             return false;
         }
         // No frame shares it any more: its unread bytes move to its front.
@@ -88,7 +101,7 @@ impl Pool {
         let mut fresh = self.take();
         fresh.extend_from_slice(buf);
         let old = std::mem::replace(buf, fresh);
-        if !may_have_grown {
+        if !unread.may_have_grown {
             self.retire(old);
         }
         true
@@ -97,6 +110,8 @@ impl Pool {
     /// A buffer of [`BUF`] bytes: a pooled one whose frames are all gone, or a
     /// new one.
     fn take(&self) -> BytesMut {
+        // Freed after the lock is released: a free may trim the heap.
+        let mut discarded = Vec::new();
         let mut bufs = self.bufs();
         let mut i = 0;
         while i < bufs.len() {
@@ -107,26 +122,29 @@ impl Pool {
                     if buf.capacity() == BUF {
                         return buf;
                     }
+                    // Not kept, should a grown buffer get here: the memory
+                    // the pool holds idle stays bounded by `KEEP * BUF`.
+                    discarded.push(buf);
                 }
-                // A buffer grown for a large frame is not kept: the memory the
-                // pool holds idle stays bounded by `KEEP * BUF`.
                 continue;
             }
             i += 1;
         }
         drop(bufs);
+        drop(discarded);
         BytesMut::with_capacity(BUF)
     }
 
     fn retire(&self, mut buf: BytesMut) {
         buf.clear();
         let mut bufs = self.bufs();
-        if bufs.len() == KEEP {
-            // The oldest is the likeliest to be free; dropping it returns its
-            // memory to the allocator now or when its last frame goes.
-            bufs.pop_front();
-        }
+        // The oldest is the likeliest to be free; dropping it returns its
+        // memory to the allocator now (after the lock) or when its last
+        // frame goes.
+        let evicted = if bufs.len() == KEEP { bufs.pop_front() } else { None };
         bufs.push_back(buf);
+        drop(bufs);
+        drop(evicted);
     }
 }
 
@@ -150,7 +168,7 @@ mod tests {
         let (mut buf, frame) = filled_and_shared();
         let unread = buf.to_vec();
         let base = frame.as_ptr();
-        assert!(pool.make_room(&mut buf, false));
+        assert!(pool.make_room(&mut buf, Unread::default()));
         assert_eq!(&buf[..], &unread[..], "unread bytes carried over");
         assert!(buf.capacity() >= MIN_SPARE);
         assert_ne!(buf.as_ptr(), base);
@@ -189,7 +207,7 @@ mod tests {
         let mut roomy = BytesMut::with_capacity(BUF);
         roomy.extend_from_slice(&[1; 100]);
         let at = roomy.as_ptr();
-        assert!(!pool.make_room(&mut roomy, false));
+        assert!(!pool.make_room(&mut roomy, Unread::default()));
         assert_eq!(roomy.as_ptr(), at);
 
         // Read to the end, nothing shared: the tail moves to the front in place.
@@ -197,7 +215,7 @@ mod tests {
         full.resize(BUF, 3);
         let base = full.as_ptr();
         full.advance(BUF - 10);
-        assert!(!pool.make_room(&mut full, false));
+        assert!(!pool.make_room(&mut full, Unread::default()));
         assert_eq!(full.as_ptr(), base);
         assert_eq!(&full[..], &[3; 10]);
         assert!(full.capacity() >= MIN_SPARE);
@@ -208,9 +226,21 @@ mod tests {
     fn a_buffer_that_may_have_grown_is_left_to_the_allocator() {
         let pool = Pool::new();
         let (mut buf, frame) = filled_and_shared();
-        assert!(pool.make_room(&mut buf, true));
+        assert!(pool.make_room(&mut buf, Unread { may_have_grown: true, part_of_one_frame: false }));
         assert!(pool.bufs().is_empty(), "a buffer of unknown size was pooled");
         drop(frame);
+    }
+
+    #[test]
+    fn part_of_one_frame_moves_whatever_its_length() {
+        let pool = Pool::new();
+        let mut buf = BytesMut::with_capacity(BUF);
+        buf.resize(BUF, 5);
+        let _frame = buf.split_to(BUF - 20_000).freeze();
+        let part = Unread { may_have_grown: false, part_of_one_frame: true };
+        assert!(pool.make_room(&mut buf, part));
+        assert_eq!(&buf[..], &[5; 20_000][..]);
+        assert_eq!(buf.capacity(), BUF);
     }
 
     #[test]
@@ -220,7 +250,7 @@ mod tests {
         buf.resize(BUF, 1);
         let _frame = buf.split_to(100).freeze();
         let at = buf.as_ptr();
-        assert!(!pool.make_room(&mut buf, false));
+        assert!(!pool.make_room(&mut buf, Unread::default()));
         assert_eq!(buf.as_ptr(), at, "whole frames wait here: no copy");
         assert!(pool.bufs().is_empty());
     }
