@@ -61,6 +61,7 @@ mod arbiter_link;
 mod arbiter_slot;
 mod builtin;
 mod children;
+mod clone_spawn;
 mod config;
 mod conn;
 mod context;

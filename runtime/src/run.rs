@@ -51,6 +51,9 @@ use crate::{accept, arbiter_link, discovery, introspect, logging, parent_death, 
 /// program that parses its arguments before calling `run` (with clap, say)
 /// parses them the same way in every actor; [`is_child`] tells a spawned actor
 /// apart before that, if it must skip work only the root should do.
+/// Of the parent's open files a child receives only stdout and stderr (its
+/// stdin is `/dev/null`); before Linux 5.9, also those not marked
+/// close-on-exec.
 ///
 /// # Errors
 ///

@@ -13,19 +13,26 @@
 //! The child arms its parent-death signal itself, first thing in
 //! `actor::run` ([`parent_death::arm`]), rather than in a `pre_exec` hook:
 //! a `pre_exec` closure makes the standard library fork (copying the page
-//! tables of a parent that grows with every actor it holds) where it can
-//! otherwise use `posix_spawn`, a vfork that costs the same whatever the
-//! parent's size.
+//! tables of a parent that grows with every actor it holds). A nursery's
+//! children are started by [`clone_spawn`], a vfork that also leaves the
+//! parent's descriptor table uncopied, so a spawn costs the same whatever
+//! the parent holds. A host agent's children still go through tokio's
+//! `Command` (`posix_spawn`).
 
 use std::collections::HashSet;
 use std::io;
 use std::process::ExitStatus;
 use std::sync::{Mutex, OnceLock, mpsc};
 
+use std::os::fd::OwnedFd;
+
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
 
+use crate::clone_spawn;
 use crate::error::Error;
 
 /// Environment variables of the spawn spec a parent hands its child.
@@ -155,17 +162,32 @@ impl Spawner {
     /// itself (see the module doc).
     pub(crate) async fn spawn(&self, mut cmd: tokio::process::Command) -> io::Result<ChildProcess> {
         cmd.process_group(0);
+        self.on_long_lived_thread(move || spawn_now(cmd)).await
+    }
+
+    /// Starts `program` as [`spawn`](Self::spawn) does a command, without
+    /// copying this process's descriptors into the child
+    /// ([`clone_spawn`]): a root holding many actors spawns as fast as one
+    /// holding none.
+    pub(crate) async fn start(&self, program: clone_spawn::Program) -> io::Result<ChildProcess> {
+        self.on_long_lived_thread(move || start_now(&program)).await
+    }
+
+    async fn on_long_lived_thread(
+        &self,
+        spawn: impl FnOnce() -> io::Result<ChildProcess> + Send + 'static,
+    ) -> io::Result<ChildProcess> {
         // An actor's tasks run on the main thread unless ACTOR_THREADS asks
         // for more. Spawning right here saves the two thread wake-ups of a
         // trip to the spawner thread and back (each, at worst, the wake-up
         // of a halted vCPU).
         if nix::unistd::gettid() == nix::unistd::getpid() {
-            return spawn_now(cmd);
+            return spawn();
         }
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move || {
             // The requester may have given up; the child is then killed on drop.
-            let _ = tx.send(spawn_now(cmd));
+            let _ = tx.send(spawn());
         });
         self.jobs()?
             .lock()
@@ -184,16 +206,74 @@ fn spawn_now(mut cmd: tokio::process::Command) -> io::Result<ChildProcess> {
     cmd.spawn().and_then(|child| {
         let pid = child.id().ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
         own.get_or_insert_with(HashSet::new).insert(pid as i32);
-        Ok(ChildProcess { pid: pid as i32, child, swept: false })
+        Ok(ChildProcess { pid: pid as i32, exit: Exit::Tokio(child), swept: false })
     })
+}
+
+/// Starts `program` from this thread and records the child as ours.
+/// Where this system cannot (an old kernel, a seccomp filter), the
+/// standard library's way.
+fn start_now(program: &clone_spawn::Program) -> io::Result<ChildProcess> {
+    match start_watched(program) {
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+            tracing::debug!(error = %e, "starting the child through posix_spawn");
+            spawn_now(program.command())
+        }
+        started => started,
+    }
+}
+
+fn start_watched(program: &clone_spawn::Program) -> io::Result<ChildProcess> {
+    // Held across the spawn, as in `spawn_now`.
+    let mut own = own_children();
+    let started = clone_spawn::start(program)?;
+    let pid = started.pid;
+    // SAFETY: the `OwnedFd` stays open, and the same descriptor, for as long
+    // as the `AsyncFd` that owns it.
+    match unsafe { AsyncFd::register_with_interest(started.pidfd, Interest::READABLE) } {
+        Ok(fd) => {
+            own.get_or_insert_with(HashSet::new).insert(pid);
+            Ok(ChildProcess { pid, exit: Exit::Pidfd { fd, status: None }, swept: false })
+        }
+        Err(e) => {
+            // Linux 5.2 gives pidfds that cannot be polled.
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("cannot watch the child's pidfd: {}", e.into_parts().1),
+            ))
+        }
+    }
 }
 
 /// A spawned child process. Dropping it unreaped kills its process group.
 pub(crate) struct ChildProcess {
     pid: i32,
-    child: tokio::process::Child,
+    exit: Exit,
     /// Whether the group was killed after the child was reaped.
     swept: bool,
+}
+
+/// How a child's exit is learnt and its status collected.
+enum Exit {
+    /// Spawned through tokio, which reaps it.
+    Tokio(tokio::process::Child),
+    /// Started by [`clone_spawn`]: its pidfd turns readable when it exits,
+    /// and it is reaped here.
+    Pidfd { fd: AsyncFd<OwnedFd>, status: Option<ExitStatus> },
+}
+
+/// Reaps `pid` if it has exited.
+fn try_reap(pid: i32) -> io::Result<Option<ExitStatus>> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut status = 0;
+    // SAFETY: waitpid with WNOHANG writes only `status`.
+    match unsafe { nix::libc::waitpid(pid, &mut status, nix::libc::WNOHANG) } {
+        0 => Ok(None),
+        p if p == pid => Ok(Some(ExitStatus::from_raw(status))),
+        _ => Err(io::Error::last_os_error()),
+    }
 }
 
 impl ChildProcess {
@@ -222,7 +302,17 @@ impl ChildProcess {
     ///
     /// Cancel-safe.
     pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
-        let status = self.child.wait().await?;
+        let status = match &mut self.exit {
+            Exit::Tokio(child) => child.wait().await?,
+            Exit::Pidfd { fd, status } => match status {
+                Some(done) => *done,
+                None => {
+                    let done = wait_pidfd(self.pid, fd).await?;
+                    *status = Some(done);
+                    done
+                }
+            },
+        };
         if let Some(set) = own_children().as_mut() {
             set.remove(&self.pid);
         }
@@ -244,10 +334,65 @@ impl ChildProcess {
     }
 }
 
+/// Waits for `pid`, whose pidfd is `fd`, to exit, and reaps it.
+async fn wait_pidfd(pid: i32, fd: &AsyncFd<OwnedFd>) -> io::Result<ExitStatus> {
+    loop {
+        if let Some(status) = try_reap(pid)? {
+            return Ok(status);
+        }
+        fd.readable().await?.clear_ready();
+    }
+}
+
+/// Forgets `pid`: reaped, or to be reaped by the orphan reaper.
+fn forget(pid: i32) {
+    if let Some(set) = own_children().as_mut() {
+        set.remove(&pid);
+    }
+}
+
+/// Reaps `pid`, just killed, on a thread of its own that lives as long as
+/// the process: a task could be dropped unpolled by a runtime shutting down.
+fn reap_later(pid: i32) {
+    static REAPER: OnceLock<Option<Mutex<mpsc::Sender<i32>>>> = OnceLock::new();
+    let reaper = REAPER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<i32>();
+        let thread = std::thread::Builder::new().name("actor-reaper".into()).spawn(move || {
+            for pid in rx {
+                // A killed child exits at once; blocking here holds up only
+                // the next of these.
+                let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+                forget(pid);
+            }
+        });
+        thread.ok().map(|_| Mutex::new(tx))
+    });
+    let sent =
+        reaper.as_ref().is_some_and(|tx| tx.lock().unwrap_or_else(|p| p.into_inner()).send(pid).is_ok());
+    if !sent {
+        // The SIGCHLD reaper takes it once it no longer counts as ours.
+        forget(pid);
+    }
+}
+
 impl Drop for ChildProcess {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.signal_group(Signal::SIGKILL);
+        match &mut self.exit {
+            Exit::Tokio(child) => {
+                if let Ok(None) = child.try_wait() {
+                    self.signal_group(Signal::SIGKILL);
+                }
+            }
+            Exit::Pidfd { status: Some(_), .. } => {}
+            Exit::Pidfd { status: None, .. } => match try_reap(self.pid) {
+                Ok(None) => {
+                    self.signal_group(Signal::SIGKILL);
+                    reap_later(self.pid);
+                }
+                // Reaped now, or by someone else already (whose pid may
+                // since name another process: no signal).
+                Ok(Some(_)) | Err(_) => forget(self.pid),
+            },
         }
     }
 }
@@ -388,6 +533,44 @@ mod tests {
         let nul = actor_transport::Uid { name: "a\0b".into(), id: "00000000000000a1".into() };
         let colon_id = actor_transport::Uid { name: "a".into(), id: "00:a1".into() };
         assert!(!arrangeable(&nul) && !arrangeable(&colon_id));
+    }
+
+    fn state(pid: i32) -> Option<String> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        Some(stat.rsplit_once(')')?.1.split_whitespace().next()?.to_owned())
+    }
+
+    /// A child dropped while its runtime shuts down (the task holding it is
+    /// dropped unpolled) is still killed, reaped and forgotten. From the
+    /// review of the clone spawn.
+    #[test]
+    fn a_child_dropped_by_a_runtime_shutting_down_is_reaped() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let pid = rt.block_on(async {
+            let args = ["sleep", "30"].map(std::ffi::OsString::from);
+            let sleeper =
+                clone_spawn::Program::new(std::ffi::OsStr::new("/bin/sleep"), args, std::env::vars_os())
+                    .expect("valid");
+            let child = start_now(&sleeper).expect("started");
+            let pid = child.pid();
+            tokio::spawn(async move {
+                let _child = child;
+                std::future::pending::<()>().await
+            });
+            tokio::task::yield_now().await;
+            pid
+        });
+        drop(rt);
+        let tracked = || own_children().as_ref().is_some_and(|s| s.contains(&pid));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while (state(pid).is_some() || tracked()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let left = state(pid);
+        if left.is_some() {
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+        }
+        assert!(left.is_none() && !tracked(), "pid {pid} left in state {left:?}, still ours: {}", tracked());
     }
 
     #[test]

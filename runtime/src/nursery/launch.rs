@@ -222,32 +222,47 @@ async fn start(
         let child = agent::spawn(placement, req, actor.config.spawn_timeout).await.map_err(&spawn_err)?;
         return Ok(Process::Remote(child));
     }
-    let mut cmd = tokio::process::Command::new("/proc/self/exe");
-    if let Some(arg0) = std::env::args_os().next() {
-        cmd.arg0(arg0);
+    // The environment the child starts with: ours, then the builder's
+    // variables, then the spawn spec and the tree's TLS files, which are
+    // this parent's to set whatever the builder was handed (say, an
+    // environment copied from an actor).
+    let mut env: std::collections::BTreeMap<std::ffi::OsString, std::ffi::OsString> =
+        std::env::vars_os().collect();
+    let mut set = |name: &str, value: std::ffi::OsString| {
+        env.insert(name.into(), value);
+    };
+    if let Some((name, value)) = crate::low_latency::child_env(actor.config.low_latency) {
+        set(name, value.into());
     }
-    // The parent's arguments, so a program that parses them before
-    // `actor::run` parses them alike in every actor.
-    cmd.args(spawn::child_args());
-    // The builder's variables first: the spawn spec and the tree's TLS
-    // files after them are this parent's to set, whatever the builder was
-    // handed (say, an environment copied from an actor).
-    cmd.envs(crate::low_latency::child_env(actor.config.low_latency))
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .env(spawn::ENV_PARENT, actor.listen.to_string())
-        .env(spawn::ENV_NAME, &uid.name)
-        .env(spawn::ENV_ID, &uid.id)
-        .env(spawn::ENV_TOKEN, token.to_hex())
-        .env(spawn::ENV_PPID, std::process::id().to_string())
-        .envs(spawn::tls_env(actor.config.tls.as_ref()).map_err(&spawn_err)?)
-        .stdin(std::process::Stdio::null());
+    for (name, value) in &spec.env {
+        set(name, value.into());
+    }
+    set(spawn::ENV_PARENT, actor.listen.to_string().into());
+    set(spawn::ENV_NAME, uid.name.clone().into());
+    set(spawn::ENV_ID, uid.id.clone().into());
+    set(spawn::ENV_TOKEN, token.to_hex().into());
+    set(spawn::ENV_PPID, std::process::id().to_string().into());
+    for (name, path) in spawn::tls_env(actor.config.tls.as_ref()).map_err(&spawn_err)? {
+        set(name, path.into_os_string());
+    }
     // Without an arrangement, none this process inherited or was handed
     // may reach the child: it would prove over a nonce we do not use.
     match nonce {
-        Some(n) => cmd.env(spawn::ENV_ARRANGED, spawn::arranged_env(n, &actor.uid)),
-        None => cmd.env_remove(spawn::ENV_ARRANGED),
-    };
-    match actor.spawner.spawn(cmd).await {
+        Some(n) => set(spawn::ENV_ARRANGED, spawn::arranged_env(n, &actor.uid).into()),
+        None => {
+            env.remove(std::ffi::OsStr::new(spawn::ENV_ARRANGED));
+        }
+    }
+    // Named as this program was; given the parent's arguments, so a program
+    // that parses them before `actor::run` parses them alike in every actor.
+    let arg0 = std::env::args_os().next().unwrap_or_else(|| "/proc/self/exe".into());
+    let program = crate::clone_spawn::Program::new(
+        std::ffi::OsStr::new("/proc/self/exe"),
+        std::iter::once(arg0).chain(spawn::child_args()),
+        env,
+    )
+    .map_err(|e| spawn_err(format!("cannot start the process: {e}")))?;
+    match actor.spawner.start(program).await {
         Ok(p) => Ok(Process::Local(p)),
         Err(e) => Err(spawn_err(match fd_limit::note_exhausted(&e) {
             Some(limit) => format!("cannot start the process: {e}: {limit}"),
