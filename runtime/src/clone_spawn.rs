@@ -67,9 +67,7 @@ impl Program {
             .collect::<io::Result<_>>()?;
         Ok(Program { path: c_string(path, "the program path")?, args, env })
     }
-}
 
-impl Program {
     /// The same program as a tokio `Command` (its own process group, stdin
     /// from `/dev/null`), for where [`start`] is
     /// [unsupported](io::ErrorKind::Unsupported).
@@ -402,6 +400,33 @@ mod tests {
         pelter.join().expect("pelter");
         let ran = RAN_IN_CHILD.load(Ordering::Relaxed);
         assert_eq!(ran, 0, "our SIGUSR1 handler ran in child {ran}, in our memory");
+    }
+
+    /// The fallback for systems that refuse the clone: the same name,
+    /// arguments and exact environment, names holding `=` included.
+    #[test]
+    fn the_fallback_command_runs_the_same_program() {
+        let dir = std::env::temp_dir().join(format!("actor-clone-fallback-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let out = dir.join("out");
+        let args = ["named-so", "-c", r#"echo "$0|$V|$(head -c 8 /proc/$$/cmdline)" > "$OUT""#, "first"]
+            .map(OsString::from);
+        let env = [("V", "a=b".into()), ("=odd", "x".into()), ("OUT", out.clone().into_os_string())]
+            .map(|(k, v): (&str, OsString)| (OsString::from(k), v));
+        let program = Program::new(OsStr::new("/bin/sh"), args, env).expect("valid");
+        let mut cmd = program.command();
+        let envs: Vec<_> =
+            cmd.as_std().get_envs().map(|(k, v)| (k.to_owned(), v.map(OsStr::to_owned))).collect();
+        assert_eq!(
+            envs,
+            [("=odd", "x"), ("OUT", out.to_str().expect("utf-8")), ("V", "a=b")]
+                .map(|(k, v)| (OsString::from(k), Some(OsString::from(v))))
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let status = runtime.block_on(async { cmd.spawn().expect("spawned").wait().await.expect("waited") });
+        assert!(status.success(), "{status}");
+        assert_eq!(std::fs::read_to_string(&out).expect("written"), "first|a=b|named-so\n");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -21,10 +21,9 @@
 
 use std::collections::HashSet;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::process::ExitStatus;
 use std::sync::{Mutex, OnceLock, mpsc};
-
-use std::os::fd::OwnedFd;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -313,9 +312,7 @@ impl ChildProcess {
                 }
             },
         };
-        if let Some(set) = own_children().as_mut() {
-            set.remove(&self.pid);
-        }
+        forget(self.pid);
         if !self.swept {
             self.swept = true;
             // The group id stays allocated while any member lives, so this

@@ -646,11 +646,7 @@ impl Receiver {
         if self.ended {
             return Ok(None);
         }
-        let codec = self.frames.decoder();
-        let unread = read_pool::Unread {
-            may_have_grown: codec.largest() > read_pool::GROWS_AT,
-            part_of_one_frame: codec.holds_part_of_one_frame(self.frames.read_buffer(), read_pool::GROWS_AT),
-        };
+        let unread = self.unread();
         if read_pool::make_room(self.frames.read_buffer_mut(), unread) {
             self.frames.decoder_mut().restart_largest();
         }
@@ -668,9 +664,20 @@ impl Receiver {
     }
 }
 
+impl Receiver {
+    /// What the read pool needs to know of the bytes in the read buffer.
+    fn unread(&self) -> read_pool::Unread {
+        let codec = self.frames.decoder();
+        read_pool::Unread {
+            may_have_grown: codec.largest() > read_pool::GROWS_AT,
+            part_of_one_frame: codec.holds_part_of_one_frame(self.frames.read_buffer(), read_pool::GROWS_AT),
+        }
+    }
+}
+
 impl Drop for Receiver {
     fn drop(&mut self) {
-        if self.frames.decoder().largest() <= read_pool::GROWS_AT {
+        if !self.unread().may_have_grown {
             read_pool::retire(std::mem::take(self.frames.read_buffer_mut()));
         }
     }
