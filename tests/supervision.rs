@@ -136,8 +136,8 @@ fn sigkill_of_the_root_takes_every_descendant_down() {
         tree.wait_for_line("SUBTREE UP", BOUND);
     }
     // Root, its watcher (which outlives it by a sweep), three branches, six
-    // grandchildren.
-    assert_eq!(common::tagged(&tree.tag).len(), 11, "{:?}", common::tagged(&tree.tag));
+    // grandchildren, and the fork servers of the four that spawn.
+    assert_eq!(common::tagged(&tree.tag).len(), 15, "{:?}", common::tagged(&tree.tag));
     tree.signal(Signal::SIGKILL);
     let tag = tree.tag.clone();
     common::assert_gone(&tag, Duration::from_secs(2));

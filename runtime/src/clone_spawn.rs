@@ -16,7 +16,7 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
@@ -27,6 +27,8 @@ pub(crate) struct Program {
     path: CString,
     args: Vec<CString>,
     env: Vec<CString>,
+    /// One more descriptor the child keeps open, at the same number.
+    keep: Option<RawFd>,
 }
 
 fn c_string(s: &OsStr, what: &str) -> io::Result<CString> {
@@ -65,7 +67,38 @@ impl Program {
                 c_string(&pair, "the environment variable")
             })
             .collect::<io::Result<_>>()?;
-        Ok(Program { path: c_string(path, "the program path")?, args, env })
+        Ok(Program { path: c_string(path, "the program path")?, args, env, keep: None })
+    }
+
+    /// The same program, keeping `fd` open in the child at its number (not
+    /// close-on-exec there), for a process that talks to us over it.
+    pub(crate) fn keeping(mut self, fd: RawFd) -> Program {
+        self.keep = Some(fd);
+        self
+    }
+
+    /// The same program and arguments in the environment `env`.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new), for the variables.
+    pub(crate) fn with_env(
+        &self,
+        env: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> io::Result<Program> {
+        let path = OsStr::from_bytes(self.path.as_bytes());
+        let args = self.args.iter().map(|a| OsStr::from_bytes(a.as_bytes()).to_owned());
+        Program::new(path, args, env)
+    }
+
+    /// Whether `other` runs the same file with the same arguments.
+    pub(crate) fn same_command(&self, other: &Program) -> bool {
+        self.path == other.path && self.args == other.args
+    }
+
+    /// The environment, each variable as `NAME=VALUE`.
+    pub(crate) fn env(&self) -> &[CString] {
+        &self.env
     }
 
     /// The same program as a tokio `Command` (its own process group, stdin
@@ -106,6 +139,8 @@ struct ChildArgs {
     failed: *const AtomicI32,
     /// Set when the child could not get a descriptor table of its own.
     no_table: *const AtomicBool,
+    /// The descriptor to keep, or -1.
+    keep: libc::c_int,
 }
 
 /// The child's stack: it only makes a few system calls before `exec`.
@@ -137,6 +172,7 @@ pub(crate) fn start(program: &Program) -> io::Result<Started> {
         envp: envp.as_ptr(),
         failed: &failed,
         no_table: &no_table,
+        keep: program.keep.unwrap_or(-1),
     };
     let mut stack = vec![0u8; STACK];
     // The stack grows down from its end, which the ABI wants 16-byte aligned.
@@ -197,6 +233,16 @@ pub(crate) fn start(program: &Program) -> io::Result<Started> {
     Ok(Started { pid, pidfd })
 }
 
+/// `close_range(2)`; whether it succeeded.
+///
+/// # Safety
+///
+/// Closes descriptors others may own: only for the child before `exec`.
+unsafe fn close_range(first: libc::c_uint, last: libc::c_uint, flags: libc::c_uint) -> bool {
+    // SAFETY: a plain system call on integers.
+    unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) == 0 }
+}
+
 /// The child, from `clone` to `exec`.
 extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is `start`'s `ChildArgs`, alive until we exec or exit.
@@ -211,20 +257,32 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
     };
     // SAFETY: plain system calls on descriptors and C strings we own.
     unsafe {
-        // A table of our own with only 0, 1 and 2; the parent's is untouched.
-        if libc::syscall(
-            libc::SYS_close_range,
-            3 as libc::c_uint,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_UNSHARE,
-        ) != 0
-        {
+        // A table of our own with only 0, 1 and 2 (and the one to keep);
+        // the parent's is untouched.
+        let keep = args.keep;
+        let (first, rest) = match keep {
+            3 => (4, None),
+            k if k > 3 => (3, Some(k)),
+            _ => (3, None),
+        };
+        let unshared = match rest {
+            Some(k) => {
+                close_range(3, k as libc::c_uint - 1, libc::CLOSE_RANGE_UNSHARE)
+                    && close_range(k as libc::c_uint + 1, libc::c_uint::MAX, 0)
+            }
+            None => close_range(first, libc::c_uint::MAX, libc::CLOSE_RANGE_UNSHARE),
+        };
+        if !unshared {
             // Before Linux 5.9: a whole copy, whose descriptors are all
             // close-on-exec (the standard library opens them so).
             if libc::unshare(libc::CLONE_FILES) != 0 {
                 (*args.no_table).store(true, Ordering::Release);
                 fail();
             }
+        }
+        // The table is ours now: clearing close-on-exec leaves the parent's alone.
+        if keep >= 0 && libc::fcntl(keep, libc::F_SETFD, 0) != 0 {
+            fail();
         }
         if libc::setpgid(0, 0) != 0 {
             fail();

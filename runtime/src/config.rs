@@ -45,6 +45,13 @@ pub const ENV_HOST: &str = "ACTOR_HOST";
 /// Environment variable that, set to `1`, allows listening on a non-loopback
 /// address without TLS.
 pub const ENV_INSECURE: &str = "ACTOR_INSECURE";
+/// Environment variable that, set to `1` in the root's environment (which
+/// the whole tree inherits), makes every actor execute its children anew
+/// instead of forking them from its fork server (see the README's
+/// "Spawning"): slower by about the cost of an `exec`, for debugging, or
+/// where siblings must not share the start-up state (stack-protector
+/// canary included) that forking from one image gives them.
+pub const ENV_NO_FORK_SERVER: &str = "ACTOR_NO_FORK_SERVER";
 
 /// How the root actor runs, and what it hands down to every actor it spawns.
 ///

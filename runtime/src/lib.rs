@@ -76,6 +76,7 @@ mod etcd_keys;
 mod etcd_link;
 #[cfg(feature = "etcd")]
 mod etcd_registry;
+mod fork_server;
 mod heartbeat;
 mod introspect;
 pub mod jobs;
@@ -114,7 +115,7 @@ pub use agent::HostSelector;
 pub use config::default_token;
 pub use config::{
     ARBITER_PRIVATE, Config, ENV_ARBITER, ENV_BIND, ENV_HOST, ENV_INSECURE, ENV_LOG, ENV_NAME,
-    ENV_PEER_TIMEOUT, ENV_THREADS, ENV_TOKEN, MIN_PEER_TIMEOUT,
+    ENV_NO_FORK_SERVER, ENV_PEER_TIMEOUT, ENV_THREADS, ENV_TOKEN, MIN_PEER_TIMEOUT,
 };
 pub use conn::{RESULT_BUDGET, STREAM_WINDOW};
 pub use context::{Context, ContextHandle};

@@ -15,7 +15,9 @@ use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::link::{self, Peer};
 use crate::local::{Actor, ChildRole};
-use crate::{accept, arbiter_link, discovery, introspect, logging, parent_death, spawn, tree_watch};
+use crate::{
+    accept, arbiter_link, discovery, fork_server, introspect, logging, parent_death, spawn, tree_watch,
+};
 
 /// Runs `main` as the root actor of a new tree, with [`Config::from_env`].
 ///
@@ -69,6 +71,7 @@ where
 {
     outside_runtime()?;
     tree_watch::run_if_watcher();
+    fork_server::serve_if_asked();
     if let Some(spec) = SpawnSpec::from_env() {
         run_child(spec)
     }
@@ -86,6 +89,7 @@ where
 {
     outside_runtime()?;
     tree_watch::run_if_watcher();
+    fork_server::serve_if_asked();
     if let Some(spec) = SpawnSpec::from_env() {
         run_child(spec)
     }
@@ -201,6 +205,7 @@ where
     if tokio::time::timeout(bound, actor.wait_tasks()).await.is_err() {
         tracing::warn!("some actors were still being torn down at exit");
     }
+    actor.spawner.stop_fork_server().await;
     #[cfg(feature = "otel")]
     crate::otel::flush(crate::otel::FLUSH_BOUND).await;
     let _ = bounded(actor.config.cancel_grace, actor.answer_cancel_requests()).await;
@@ -395,6 +400,7 @@ async fn serve_until_cancelled(actor: &Actor, parent: &Conn) {
     if tokio::time::timeout(actor.config.teardown_bound(), actor.wait_tasks()).await.is_err() {
         tracing::warn!("some tasks did not finish in time");
     }
+    actor.spawner.stop_fork_server().await;
     // Before the parent hears this actor is done: its last spans, within
     // the time its parent leaves it before SIGTERM.
     #[cfg(feature = "otel")]

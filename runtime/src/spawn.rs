@@ -22,8 +22,9 @@
 use std::collections::HashSet;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::process::ExitStatus;
-use std::sync::{Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -31,8 +32,8 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
 
-use crate::clone_spawn;
 use crate::error::Error;
+use crate::{clone_spawn, fork_server};
 
 /// Environment variables of the spawn spec a parent hands its child.
 pub(crate) const ENV_PARENT: &str = "ACTOR_SPAWN_PARENT";
@@ -45,6 +46,8 @@ pub(crate) const ENV_PPID: &str = "ACTOR_SPAWN_PPID";
 /// (see [`actor_transport::Arranged`]). Set for children spawned here, not
 /// through an agent; a child without it handshakes the long way.
 pub(crate) const ENV_ARRANGED: &str = "ACTOR_SPAWN_ARRANGED";
+/// What the names of the spawn spec's variables begin with.
+const SPEC_PREFIX: &str = "ACTOR_SPAWN_";
 
 /// The value of [`ENV_ARRANGED`].
 pub(crate) fn arranged_env(nonce: &actor_transport::Nonce, parent: &actor_transport::Uid) -> String {
@@ -120,6 +123,26 @@ type Job = Box<dyn FnOnce() + Send>;
 pub(crate) struct Spawner {
     runtime: tokio::runtime::Handle,
     jobs: OnceLock<Mutex<mpsc::Sender<Job>>>,
+    forks: Arc<Mutex<Forks>>,
+}
+
+/// This process's fork server (see [`fork_server`]).
+enum Forks {
+    /// None started yet: the first spawn starts one.
+    Unstarted,
+    Running(Box<ForkServer>),
+    /// Stopped, refused or failed: children are executed.
+    Off,
+}
+
+/// A fork server and its process.
+struct ForkServer {
+    client: fork_server::Client,
+    process: ChildProcess,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Pids we spawned and have not reaped yet; the orphan reaper leaves them alone.
@@ -133,7 +156,11 @@ impl Spawner {
     /// A spawner whose thread, once started, enters `runtime` so tokio can
     /// register the children for reaping.
     pub(crate) fn new(runtime: tokio::runtime::Handle) -> Spawner {
-        Spawner { runtime, jobs: OnceLock::new() }
+        let forks = match std::env::var_os(crate::config::ENV_NO_FORK_SERVER) {
+            Some(v) if v == "1" => Forks::Off,
+            _ => Forks::Unstarted,
+        };
+        Spawner { runtime, jobs: OnceLock::new(), forks: Arc::new(Mutex::new(forks)) }
     }
 
     /// The spawner thread's queue, starting the thread on first use.
@@ -168,8 +195,25 @@ impl Spawner {
     /// copying this process's descriptors into the child
     /// ([`clone_spawn`]): a root holding many actors spawns as fast as one
     /// holding none.
+    /// Once this process's fork server is ready, the child is forked
+    /// from it instead ([`fork_server`]).
     pub(crate) async fn start(&self, program: clone_spawn::Program) -> io::Result<ChildProcess> {
-        self.on_long_lived_thread(move || start_now(&program)).await
+        let forks = self.forks.clone();
+        self.on_long_lived_thread(move || fork_or_start(&forks, &program)).await
+    }
+
+    /// Stops the fork server, if one runs, and reaps it (bounded). For the
+    /// end of the actor: a spawn after this executes its child.
+    pub(crate) async fn stop_fork_server(&self) {
+        let stopped = std::mem::replace(&mut *lock(&self.forks), Forks::Off);
+        if let Forks::Running(server) = stopped {
+            let ForkServer { client, mut process } = *server;
+            // Its end of the pair reads end-of-file: it exits on its own.
+            drop(client);
+            if tokio::time::timeout(FORK_SERVER_EXIT_BOUND, process.wait()).await.is_err() {
+                let _ = process.kill().await;
+            }
+        }
     }
 
     async fn on_long_lived_thread(
@@ -209,6 +253,83 @@ fn spawn_now(mut cmd: tokio::process::Command) -> io::Result<ChildProcess> {
     })
 }
 
+/// How long a fork server told to stop has to exit before it is killed.
+const FORK_SERVER_EXIT_BOUND: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Forks `program` from the fork server if it is ready, else starts it
+/// from this thread (and starts the fork server after the first such
+/// child, so that child is not delayed by it).
+fn fork_or_start(forks: &Mutex<Forks>, program: &clone_spawn::Program) -> io::Result<ChildProcess> {
+    let mut forks = lock(forks);
+    if let Forks::Running(server) = &mut *forks {
+        match try_fork(&mut server.client, program) {
+            Ok(Some(child)) => return Ok(child),
+            Ok(None) => {}
+            Err(Gone::Unused(why)) => {
+                tracing::debug!(%why, "the fork server is gone; children are executed");
+                *forks = Forks::Off;
+            }
+            Err(Gone::Failed(e)) => {
+                *forks = Forks::Off;
+                return Err(e);
+            }
+        }
+    }
+    let started = start_now(program);
+    if started.is_ok() && matches!(*forks, Forks::Unstarted) {
+        *forks = start_fork_server(program);
+    }
+    started
+}
+
+/// Why a fork server is dropped.
+enum Gone {
+    /// It never took the request: the child can be executed instead.
+    Unused(String),
+    /// It took the request and failed it.
+    Failed(io::Error),
+}
+
+/// The child forked by a ready server; `None` if the server is not ready
+/// yet or declines this request.
+fn try_fork(
+    client: &mut fork_server::Client,
+    program: &clone_spawn::Program,
+) -> Result<Option<ChildProcess>, Gone> {
+    match client.readiness() {
+        fork_server::Readiness::Ready => {}
+        fork_server::Readiness::Starting => return Ok(None),
+        fork_server::Readiness::Gone(why) => return Err(Gone::Unused(why)),
+    }
+    // Held across the request, as in `spawn_now`: the child is our own.
+    let mut own = own_children();
+    match client.fork(program) {
+        Ok(fork_server::Forked::Child { pid, pidfd }) => {
+            watch(pid, pidfd, &mut own).map(Some).map_err(Gone::Failed)
+        }
+        Ok(fork_server::Forked::Declined) => Ok(None),
+        Ok(fork_server::Forked::Unreachable) => Err(Gone::Unused("it stopped taking requests".into())),
+        Err(e) => Err(Gone::Failed(e)),
+    }
+}
+
+/// Starts a fork server for children run as `like`, in this process's
+/// environment without its own spawn spec.
+fn start_fork_server(like: &clone_spawn::Program) -> Forks {
+    let env = std::env::vars_os().filter(|(name, _)| !name.as_bytes().starts_with(SPEC_PREFIX.as_bytes()));
+    let started = fork_server::Client::start(like, env, |server| {
+        let started = clone_spawn::start(server)?;
+        watch(started.pid, started.pidfd, &mut own_children())
+    });
+    match started {
+        Ok((client, process)) => Forks::Running(Box::new(ForkServer { client, process })),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot start a fork server; children are executed");
+            Forks::Off
+        }
+    }
+}
+
 /// Starts `program` from this thread and records the child as ours.
 /// Where this system cannot (an old kernel, a seccomp filter), the
 /// standard library's way.
@@ -226,16 +347,23 @@ fn start_watched(program: &clone_spawn::Program) -> io::Result<ChildProcess> {
     // Held across the spawn, as in `spawn_now`.
     let mut own = own_children();
     let started = clone_spawn::start(program)?;
-    let pid = started.pid;
+    watch(started.pid, started.pidfd, &mut own)
+}
+
+/// Our child `pid`, watched through its pidfd, and recorded as ours in
+/// `own` (held since before it was started).
+fn watch(pid: i32, pidfd: OwnedFd, own: &mut Option<HashSet<i32>>) -> io::Result<ChildProcess> {
     // SAFETY: the `OwnedFd` stays open, and the same descriptor, for as long
     // as the `AsyncFd` that owns it.
-    match unsafe { AsyncFd::register_with_interest(started.pidfd, Interest::READABLE) } {
+    match unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) } {
         Ok(fd) => {
             own.get_or_insert_with(HashSet::new).insert(pid);
             Ok(ChildProcess { pid, exit: Exit::Pidfd { fd, status: None }, swept: false })
         }
         Err(e) => {
-            // Linux 5.2 gives pidfds that cannot be polled.
+            // Linux 5.2 gives pidfds that cannot be polled. A forked child
+            // may not lead its group yet.
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
             let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
             Err(io::Error::new(
