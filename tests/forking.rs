@@ -55,6 +55,48 @@ fn a_forked_child_starts_as_an_executed_one_does() {
         assert_eq!(child["seqpacket"], 0, "the server's socket stays out: {out:?}");
         assert_eq!(child["leads_group"], true);
         assert_eq!(child["ppid"].to_string(), root_pid, "the parent's own child");
+        assert_eq!(child["libc_tid_right"], true, "the C library knows its thread id: {out:?}");
+    }
+    assert_eq!(first["libc_tid_right"], true);
+}
+
+/// `IMAGE name image open-files-limit` lines, by name.
+fn images(out: &common::Finished) -> std::collections::HashMap<String, (String, String)> {
+    out.stdout
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.strip_prefix("IMAGE ")?.split_whitespace();
+            Some((w.next()?.to_owned(), (w.next()?.to_owned(), w.next()?.to_owned())))
+        })
+        .collect()
+}
+
+/// A child that sets a variable only `exec` applies (`MALLOC_*`, `LD_*`,
+/// `GLIBC_TUNABLES`) is executed; the server goes on forking the others.
+#[test]
+fn a_child_with_loader_variables_of_its_own_is_executed() {
+    let out = run("loader", &[]);
+    let i = images(&out);
+    assert_eq!(i.len(), 4, "{out:?}");
+    assert_eq!(i["b"].0, i["d"].0, "b and d forked from one server: {out:?}");
+    assert_ne!(i["c"].0, i["b"].0, "c executed: {out:?}");
+}
+
+/// A parent whose process state changed after its server started (here its
+/// limit on open files) executes the next child with the new state, then
+/// forks from a new server that has it.
+#[test]
+fn a_changed_parent_gets_a_new_fork_server() {
+    let out = run("stale", &[]);
+    let i = images(&out);
+    assert_eq!(i.len(), 5, "{out:?}");
+    assert_ne!(i["c"].0, i["b"].0, "c executed: {out:?}");
+    assert_eq!(i["d"].0, i["e"].0, "d and e forked from the new server: {out:?}");
+    assert_ne!(i["d"].0, i["b"].0, "{out:?}");
+    let lowered = out.stdout.lines().find_map(|l| l.strip_prefix("LOWERED ")).expect("lowered");
+    assert_ne!(i["b"].1, lowered, "{out:?}");
+    for name in ["c", "d", "e"] {
+        assert_eq!(i[name].1, lowered, "{name} has the parent's new limit: {out:?}");
     }
 }
 

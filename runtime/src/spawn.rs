@@ -265,6 +265,7 @@ fn fork_or_start(forks: &Mutex<Forks>, program: &clone_spawn::Program) -> io::Re
         match try_fork(&mut server.client, program) {
             Ok(Some(child)) => return Ok(child),
             Ok(None) => {}
+            Err(Gone::Stale) => *forks = Forks::Unstarted,
             Err(Gone::Unused(why)) => {
                 tracing::debug!(%why, "the fork server is gone; children are executed");
                 *forks = Forks::Off;
@@ -284,7 +285,10 @@ fn fork_or_start(forks: &Mutex<Forks>, program: &clone_spawn::Program) -> io::Re
 
 /// Why a fork server is dropped.
 enum Gone {
-    /// It never took the request: the child can be executed instead.
+    /// Its children would no longer start as executed ones: replace it.
+    Stale,
+    /// It never took the request, or forked nothing: the child can be
+    /// executed instead.
     Unused(String),
     /// It took the request and failed it.
     Failed(io::Error),
@@ -305,10 +309,16 @@ fn try_fork(
     let mut own = own_children();
     match client.fork(program) {
         Ok(fork_server::Forked::Child { pid, pidfd }) => {
+            // The child puts itself in a group of its own too; doing it here
+            // as well means the group exists before the spawn returns, for
+            // a kill that follows at once (a child never executes, so this
+            // cannot fail with EACCES).
+            let _ = nix::unistd::setpgid(Pid::from_raw(pid), Pid::from_raw(pid));
             watch(pid, pidfd, &mut own).map(Some).map_err(Gone::Failed)
         }
         Ok(fork_server::Forked::Declined) => Ok(None),
-        Ok(fork_server::Forked::Unreachable) => Err(Gone::Unused("it stopped taking requests".into())),
+        Ok(fork_server::Forked::Stale) => Err(Gone::Stale),
+        Ok(fork_server::Forked::Useless(why)) => Err(Gone::Unused(why)),
         Err(e) => Err(Gone::Failed(e)),
     }
 }

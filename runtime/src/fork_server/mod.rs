@@ -10,17 +10,19 @@
 //! on asks it for each child; until it says it is ready, and if it ever
 //! fails, children are executed.
 
+mod state;
 mod wire;
 mod zygote;
 
 use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStringExt;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, socketpair};
+use nix::sys::stat::Mode;
 
 use crate::clone_spawn::Program;
 
@@ -36,6 +38,12 @@ pub(crate) struct Client {
     sock: OwnedFd,
     /// The command the server was started as: requests must be for it.
     command: Program,
+    /// The server's variables that only take effect when a program is
+    /// executed: a child that asks for others is executed.
+    loader_env: Vec<CString>,
+    /// This process's state when it started the server, which the server
+    /// and so every forked child inherited.
+    state: state::Fingerprint,
     ready: bool,
 }
 
@@ -43,11 +51,16 @@ pub(crate) struct Client {
 pub(crate) enum Forked {
     /// The child, its pid and its pidfd.
     Child { pid: i32, pidfd: OwnedFd },
-    /// Not a request for this server (another command, or an environment
-    /// too large): start the child the usual way.
+    /// Not a request for this server (another command, an environment too
+    /// large, loader variables of its own): execute the child.
     Declined,
-    /// The server is gone; nothing was forked.
-    Unreachable,
+    /// This process's credentials, limits, control group or standard
+    /// output changed since the server started: execute the child, and
+    /// start a new server.
+    Stale,
+    /// Nothing was forked, and the server is of no more use (gone, or
+    /// failing to fork): execute the child.
+    Useless(String),
 }
 
 /// Whether a server can take requests yet.
@@ -79,11 +92,13 @@ impl Client {
         let marker = format!("{}:{}", theirs.as_raw_fd(), std::process::id());
         let env = env.into_iter().chain(std::iter::once((zygote::ENV_FORK_SERVER.into(), marker.into())));
         let server = like.with_env(env)?.keeping(theirs.as_raw_fd());
+        let state = state::Fingerprint::now();
         let started = start(&server)?;
         // The server holds its own copy now.
         drop(theirs);
         let command = like.with_env(std::iter::empty())?;
-        Ok((Client { sock: ours, command, ready: false }, started))
+        let loader_env = loader_variables(server.env());
+        Ok((Client { sock: ours, command, loader_env, state, ready: false }, started))
     }
 
     /// Whether the server said it is ready, without waiting.
@@ -116,34 +131,59 @@ impl Client {
     /// and did not answer: the caller drops it (a child may have been
     /// forked, which finds nobody waiting for it and exits).
     pub(crate) fn fork(&mut self, program: &Program) -> io::Result<Forked> {
-        if !program.same_command(&self.command) {
+        if !program.same_command(&self.command) || loader_variables(program.env()) != self.loader_env {
             return Ok(Forked::Declined);
         }
-        let cwd = std::env::current_dir()
-            .ok()
-            .and_then(|d| CString::new(d.into_os_string().into_vec()).ok())
-            .unwrap_or_default();
-        let Some(request) = wire::encode(&cwd, program.env()) else { return Ok(Forked::Declined) };
+        if state::Fingerprint::now() != self.state {
+            return Ok(Forked::Stale);
+        }
+        // The directory itself, not its path: the child starts where an
+        // executed one would, even if the path was renamed or removed.
+        let Ok(cwd) =
+            nix::fcntl::open(".", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        else {
+            return Ok(Forked::Declined);
+        };
+        let Some(request) = wire::encode(program.env()) else { return Ok(Forked::Declined) };
         // One request at a time: the pair's buffer is empty, so a send
         // that would block means a broken server.
-        if wire::send(self.sock.as_fd(), &request, None, MsgFlags::MSG_DONTWAIT).is_err() {
-            return Ok(Forked::Unreachable);
+        match wire::send(self.sock.as_fd(), &request, Some(cwd.as_raw_fd()), MsgFlags::MSG_DONTWAIT) {
+            Ok(()) => {}
+            // Larger than this socket's buffer allows.
+            Err(e) if e.raw_os_error() == Some(nix::libc::EMSGSIZE) => return Ok(Forked::Declined),
+            Err(e) => return Ok(Forked::Useless(format!("it takes no request: {e}"))),
         }
+        drop(cwd);
         let mut word = [0u8; 4];
         let got = match self.answer(&mut word) {
             Ok(got) => got,
             // The server closed its end with the request unread: it forked nothing.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(Forked::Unreachable),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                return Ok(Forked::Useless("it exited".into()));
+            }
             Err(e) => return Err(io::Error::new(e.kind(), format!("the fork server did not answer: {e}"))),
         };
-        let code = match got.len {
-            4 => i32::from_ne_bytes(word),
-            0 => return Err(io::Error::other("the fork server exited while forking")),
+        let code = match (got.len, got.truncated) {
+            (4, false) => i32::from_ne_bytes(word),
+            (0, _) => return Err(io::Error::other("the fork server exited while forking")),
             _ => return Err(io::Error::other("the fork server's answer is malformed")),
         };
-        match (code, got.fd) {
-            (pid, Some(pidfd)) if pid > 0 => Ok(Forked::Child { pid, pidfd }),
-            (errno, None) if errno < 0 => Err(io::Error::from_raw_os_error(-errno)),
+        match got.fd {
+            Some(pidfd) if code > 0 => Ok(Forked::Child { pid: code, pidfd }),
+            None if code > 0 => {
+                // Our own child, unwatched: it must not run on.
+                let pid = nix::unistd::Pid::from_raw(code);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(pid, None);
+                Err(if got.fd_lost {
+                    io::Error::from_raw_os_error(nix::libc::EMFILE)
+                } else {
+                    io::Error::other("the fork server's answer carried no pidfd")
+                })
+            }
+            _ if code < 0 => {
+                Ok(Forked::Useless(format!("it could not fork: {}", io::Error::from_raw_os_error(-code))))
+            }
             _ => Err(io::Error::other("the fork server's answer is malformed")),
         }
     }
@@ -175,4 +215,18 @@ impl Client {
             }
         }
     }
+}
+
+/// The variables of `env` that the dynamic loader or the C library read
+/// when a program is executed, which a fork cannot apply.
+fn loader_variables(env: &[CString]) -> Vec<CString> {
+    let mut found: Vec<CString> = env
+        .iter()
+        .filter(|v| {
+            ["LD_", "GLIBC_TUNABLES=", "MALLOC_"].iter().any(|p| v.as_bytes().starts_with(p.as_bytes()))
+        })
+        .cloned()
+        .collect();
+    found.sort();
+    found
 }

@@ -21,7 +21,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use nix::libc;
 use nix::sys::socket::MsgFlags;
 
-use super::wire::{self, Request};
+use super::wire;
 use crate::parent_death;
 
 /// `FD:PPID` in a fork server's environment: its end of the socket pair,
@@ -81,16 +81,77 @@ fn serve(can: bool) -> Request {
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     // A fork copies only the forking thread: a lock another one held
     // (another library's constructor may have started one) would stay held.
-    if !can || threads() != Some(1) {
-        let _ = wire::send(sock.as_fd(), wire::REFUSED, None, MsgFlags::empty());
-        std::process::exit(0)
-    }
+    let thread = match MainThread::read() {
+        Some(thread) if can && threads() == Some(1) => thread,
+        _ => {
+            let _ = wire::send(sock.as_fd(), wire::REFUSED, None, MsgFlags::empty());
+            std::process::exit(0)
+        }
+    };
     if wire::send(sock.as_fd(), wire::READY, None, MsgFlags::empty()).is_err() {
         std::process::exit(1)
     }
-    let request = fork_on_request(&sock);
+    let request = fork_on_request(&sock, &thread);
     drop(sock);
     request
+}
+
+/// A child to become: where it starts, and its whole environment.
+struct Request {
+    cwd: OwnedFd,
+    env: Vec<CString>,
+}
+
+/// What the C library keeps in the kernel for this (only) thread, which a
+/// fork must set up in the child as the library's own `fork` does: where
+/// the kernel writes the thread's id (the library caches it there), and
+/// the list of robust mutexes it holds.
+struct MainThread {
+    tid_address: u64,
+    robust_head: u64,
+    robust_len: libc::size_t,
+}
+
+impl MainThread {
+    /// `None` where the kernel does not tell (no `PR_GET_TID_ADDRESS`
+    /// without checkpoint/restore support): the server then refuses.
+    fn read() -> Option<MainThread> {
+        let mut tid_address: *mut libc::c_int = std::ptr::null_mut();
+        // SAFETY: PR_GET_TID_ADDRESS writes one pointer through the one given.
+        let rc = unsafe { libc::prctl(libc::PR_GET_TID_ADDRESS, &mut tid_address as *mut *mut libc::c_int) };
+        if rc != 0 || tid_address.is_null() {
+            return None;
+        }
+        let mut head: *mut libc::c_void = std::ptr::null_mut();
+        let mut len: libc::size_t = 0;
+        // SAFETY: get_robust_list(0, ...) writes the head pointer and length.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_get_robust_list,
+                0 as libc::c_int,
+                &mut head as *mut *mut libc::c_void,
+                &mut len as *mut libc::size_t,
+            )
+        };
+        (rc == 0).then_some(MainThread {
+            tid_address: tid_address as u64,
+            robust_head: head as u64,
+            robust_len: len,
+        })
+    }
+}
+
+/// `struct clone_args` of `clone3(2)`, up to `tls` (version 0).
+#[repr(C)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
 }
 
 fn parse(value: &str) -> Option<(RawFd, u32)> {
@@ -107,7 +168,7 @@ fn threads() -> Option<usize> {
 
 /// Forks a child per request; returns the request in each child, and exits
 /// when the parent closes its end.
-fn fork_on_request(sock: &OwnedFd) -> Request {
+fn fork_on_request(sock: &OwnedFd, thread: &MainThread) -> Request {
     let mut buf = vec![0u8; wire::MAX_REQUEST];
     loop {
         let got = match wire::recv(sock.as_fd(), &mut buf, MsgFlags::empty()) {
@@ -118,40 +179,68 @@ fn fork_on_request(sock: &OwnedFd) -> Request {
         if got.len == 0 {
             std::process::exit(0)
         }
-        let request = match (got.truncated, wire::decode(&buf[..got.len])) {
-            (false, Some(request)) => request,
-            (true, _) => {
+        let request = match (got.truncated, wire::decode(&buf[..got.len]), got.fd) {
+            (false, Some(env), Some(cwd)) => Request { cwd, env },
+            (true, _, _) => {
                 reply(sock, -libc::E2BIG, None);
                 continue;
             }
-            (false, None) => {
+            _ => {
                 reply(sock, -libc::EINVAL, None);
                 continue;
             }
         };
         let mut pidfd: libc::c_int = -1;
+        // As the C library's fork: the kernel writes the child's thread id
+        // where the library caches it, and clears it when the thread exits.
+        // The exit signal is the server's own (SIGCHLD), as CLONE_PARENT wants.
+        let args = CloneArgs {
+            flags: (libc::CLONE_PARENT
+                | libc::CLONE_PIDFD
+                | libc::CLONE_CHILD_SETTID
+                | libc::CLONE_CHILD_CLEARTID) as u64,
+            pidfd: &mut pidfd as *mut libc::c_int as u64,
+            child_tid: thread.tid_address,
+            parent_tid: 0,
+            exit_signal: 0,
+            stack: 0,
+            stack_size: 0,
+            tls: 0,
+        };
         // SAFETY: a fork (no CLONE_VM, no new stack) of this single-threaded
         // process: the child returns here on a copy of our memory. The pidfd
-        // is written to our `pidfd` only.
+        // is written to our `pidfd`, the thread id to the child's copy of
+        // the C library's cache.
         let pid = unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                (libc::CLONE_PARENT | libc::CLONE_PIDFD | libc::SIGCHLD) as libc::c_ulong,
-                std::ptr::null_mut::<libc::c_void>(),
-                &mut pidfd as *mut libc::c_int,
-                std::ptr::null_mut::<libc::c_int>(),
-                0 as libc::c_ulong,
-            )
+            libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>())
         };
         match pid {
-            0 => return request,
+            0 => {
+                // SAFETY: the C library's own list head, valid in the child's
+                // copy of our memory; a fork leaves the kernel without it.
+                unsafe { libc::syscall(libc::SYS_set_robust_list, thread.robust_head, thread.robust_len) };
+                return request;
+            }
             p if p < 0 => {
                 reply(sock, -std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO), None)
             }
             p => {
                 // SAFETY: CLONE_PIDFD stored a new descriptor, ours alone.
                 let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-                reply(sock, p as i32, Some(pidfd.as_raw_fd()));
+                if !try_reply(sock, p as i32, Some(pidfd.as_raw_fd())) {
+                    // Nobody will watch it: it must not run.
+                    // SAFETY: a signal through a pidfd we own.
+                    unsafe {
+                        libc::syscall(
+                            libc::SYS_pidfd_send_signal,
+                            pidfd.as_raw_fd(),
+                            libc::SIGKILL,
+                            std::ptr::null::<libc::siginfo_t>(),
+                            0 as libc::c_uint,
+                        )
+                    };
+                    std::process::exit(1)
+                }
             }
         }
     }
@@ -159,30 +248,40 @@ fn fork_on_request(sock: &OwnedFd) -> Request {
 
 /// Answers a request; a parent that is gone ends this server.
 fn reply(sock: &OwnedFd, code: i32, fd: Option<RawFd>) {
-    if wire::send(sock.as_fd(), &code.to_ne_bytes(), fd, MsgFlags::empty()).is_err() {
+    if !try_reply(sock, code, fd) {
         std::process::exit(1)
     }
 }
 
-/// In a child just forked: its own process group, the requested working
-/// directory and exactly the requested environment, as `exec` would give.
+/// Answers a request; whether the answer went out.
+fn try_reply(sock: &OwnedFd, code: i32, fd: Option<RawFd>) -> bool {
+    loop {
+        match wire::send(sock.as_fd(), &code.to_ne_bytes(), fd, MsgFlags::empty()) {
+            Ok(()) => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// In a child just forked: its own process group (the parent sets it too,
+/// before it lets the spawn return), the requested working directory and
+/// exactly the requested environment, as `exec` would give.
 fn become_child(request: Request) {
     // SAFETY: setpgid on ourselves.
     if unsafe { libc::setpgid(0, 0) } != 0 {
         eprintln!("actor: a forked child cannot lead a process group: {}", std::io::Error::last_os_error());
         std::process::exit(70)
     }
-    if !request.cwd.as_bytes().is_empty() {
-        // SAFETY: a NUL-terminated path.
-        if unsafe { libc::chdir(request.cwd.as_ptr()) } != 0 {
-            eprintln!(
-                "actor: a forked child cannot enter {:?}: {}",
-                request.cwd,
-                std::io::Error::last_os_error()
-            );
-            std::process::exit(70)
-        }
+    // SAFETY: fchdir on a descriptor we own.
+    if unsafe { libc::fchdir(request.cwd.as_raw_fd()) } != 0 {
+        eprintln!(
+            "actor: a forked child cannot enter its parent's directory: {}",
+            std::io::Error::last_os_error()
+        );
+        std::process::exit(70)
     }
+    drop(request.cwd);
     replace_environment(request.env);
 }
 
