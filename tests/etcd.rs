@@ -51,7 +51,17 @@ fn have_etcd() -> bool {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+    let [port] = free_ports();
+    port
+}
+
+/// `N` distinct free ports: each listener is held until all are bound, so
+/// the kernel cannot hand out one port twice (it did, for a member's
+/// client and peer ports, and etcd failed to bind the second).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> =
+        (0..N).map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port")).collect();
+    std::array::from_fn(|i| held[i].local_addr().expect("a bound port").port())
 }
 
 /// A fresh directory for one test's etcd data, removed on drop.
@@ -115,7 +125,7 @@ struct Etcd {
 impl Etcd {
     fn start() -> Etcd {
         let data = TempDir::new("single");
-        let (client, peer) = (free_port(), free_port());
+        let [client, peer] = free_ports();
         let cluster = format!("m0=http://127.0.0.1:{peer}");
         let args = member_args("m0", "127.0.0.1", client, peer, &cluster, &data.0);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
