@@ -60,13 +60,14 @@ fn a_forked_child_starts_as_an_executed_one_does() {
     assert_eq!(first["libc_tid_right"], true);
 }
 
-/// `IMAGE name image open-files-limit` lines, by name.
-fn images(out: &common::Finished) -> std::collections::HashMap<String, (String, String)> {
+/// `IMAGE name image open-files-limit big-bytes` lines, by name: the
+/// fields after the name.
+fn images(out: &common::Finished) -> std::collections::HashMap<String, Vec<String>> {
     out.stdout
         .lines()
         .filter_map(|l| {
-            let mut w = l.strip_prefix("IMAGE ")?.split_whitespace();
-            Some((w.next()?.to_owned(), (w.next()?.to_owned(), w.next()?.to_owned())))
+            let mut w = l.strip_prefix("IMAGE ")?.split_whitespace().map(str::to_owned);
+            Some((w.next()?, w.collect()))
         })
         .collect()
 }
@@ -78,8 +79,8 @@ fn a_child_with_loader_variables_of_its_own_is_executed() {
     let out = run("loader", &[]);
     let i = images(&out);
     assert_eq!(i.len(), 4, "{out:?}");
-    assert_eq!(i["b"].0, i["d"].0, "b and d forked from one server: {out:?}");
-    assert_ne!(i["c"].0, i["b"].0, "c executed: {out:?}");
+    assert_eq!(i["b"][0], i["d"][0], "b and d forked from one server: {out:?}");
+    assert_ne!(i["c"][0], i["b"][0], "c executed: {out:?}");
 }
 
 /// A parent whose process state changed after its server started (here its
@@ -90,13 +91,13 @@ fn a_changed_parent_gets_a_new_fork_server() {
     let out = run("stale", &[]);
     let i = images(&out);
     assert_eq!(i.len(), 5, "{out:?}");
-    assert_ne!(i["c"].0, i["b"].0, "c executed: {out:?}");
-    assert_eq!(i["d"].0, i["e"].0, "d and e forked from the new server: {out:?}");
-    assert_ne!(i["d"].0, i["b"].0, "{out:?}");
+    assert_ne!(i["c"][0], i["b"][0], "c executed: {out:?}");
+    assert_eq!(i["d"][0], i["e"][0], "d and e forked from the new server: {out:?}");
+    assert_ne!(i["d"][0], i["b"][0], "{out:?}");
     let lowered = out.stdout.lines().find_map(|l| l.strip_prefix("LOWERED ")).expect("lowered");
-    assert_ne!(i["b"].1, lowered, "{out:?}");
+    assert_ne!(i["b"][1], lowered, "{out:?}");
     for name in ["c", "d", "e"] {
-        assert_eq!(i[name].1, lowered, "{name} has the parent's new limit: {out:?}");
+        assert_eq!(i[name][1], lowered, "{name} has the parent's new limit: {out:?}");
     }
 }
 
@@ -104,11 +105,25 @@ fn a_changed_parent_gets_a_new_fork_server() {
 #[test]
 fn the_fork_server_can_be_turned_off() {
     let out = run("images", &[("ACTOR_NO_FORK_SERVER", "1")]);
-    let mut images: Vec<&str> = out.stdout.lines().filter_map(|l| l.strip_prefix("IMAGE ")).collect();
-    assert_eq!(images.len(), 4, "{out:?}");
-    images.sort_unstable();
-    images.dedup();
-    assert_eq!(images.len(), 4, "{out:?}");
+    let i = images(&out);
+    assert_eq!(i.len(), 4, "{out:?}");
+    let mut distinct: Vec<&str> = i.values().map(|f| f[0].as_str()).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 4, "{out:?}");
+}
+
+/// An environment just under the largest request is forked; one well over
+/// it is executed; each child gets every byte.
+#[test]
+fn a_child_with_an_environment_over_the_request_limit_is_executed() {
+    let out = run("big_env", &[]);
+    let i = images(&out);
+    assert_eq!(i.len(), 4, "{out:?}");
+    assert_eq!(i["b"][0], i["d"][0], "b forked like d: {out:?}");
+    assert_ne!(i["c"][0], i["b"][0], "c executed: {out:?}");
+    assert_eq!(i["b"][2], (100 * 1024).to_string());
+    assert_eq!(i["c"][2], (140 * 1024).to_string());
 }
 
 /// A fork server killed between spawns: the spawn it was asked for may fail

@@ -149,7 +149,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 static OWN_CHILDREN: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
 
 fn own_children() -> std::sync::MutexGuard<'static, Option<HashSet<i32>>> {
-    OWN_CHILDREN.lock().unwrap_or_else(|p| p.into_inner())
+    lock(&OWN_CHILDREN)
 }
 
 impl Spawner {
@@ -195,6 +195,7 @@ impl Spawner {
     /// copying this process's descriptors into the child
     /// ([`clone_spawn`]): a root holding many actors spawns as fast as one
     /// holding none.
+    ///
     /// Once this process's fork server is ready, the child is forked
     /// from it instead ([`fork_server`]).
     pub(crate) async fn start(&self, program: clone_spawn::Program) -> io::Result<ChildProcess> {
@@ -232,11 +233,7 @@ impl Spawner {
             // The requester may have given up; the child is then killed on drop.
             let _ = tx.send(spawn());
         });
-        self.jobs()?
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(job)
-            .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+        lock(self.jobs()?).send(job).map_err(|_| io::Error::other("the spawner thread is gone"))?;
         rx.await.map_err(|_| io::Error::other("the spawner thread dropped the request"))?
     }
 }
@@ -502,8 +499,7 @@ fn reap_later(pid: i32) {
         });
         thread.ok().map(|_| Mutex::new(tx))
     });
-    let sent =
-        reaper.as_ref().is_some_and(|tx| tx.lock().unwrap_or_else(|p| p.into_inner()).send(pid).is_ok());
+    let sent = reaper.as_ref().is_some_and(|tx| lock(tx).send(pid).is_ok());
     if !sent {
         // The SIGCHLD reaper takes it once it no longer counts as ours.
         forget(pid);

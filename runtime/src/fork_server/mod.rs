@@ -112,9 +112,11 @@ impl Client {
                 self.ready = true;
                 Readiness::Ready
             }
-            Ok(got) if &word[..got.len] == wire::REFUSED => {
-                Readiness::Gone("the program started a thread before actor::run".into())
-            }
+            Ok(got) if &word[..got.len] == wire::REFUSED => Readiness::Gone(
+                "it cannot fork safely here (a thread started before main, no PR_GET_TID_ADDRESS, \
+                     or its constructor was not linked in)"
+                    .into(),
+            ),
             Ok(got) if got.len == 0 => Readiness::Gone("it exited".into()),
             Ok(_) => Readiness::Gone("it said something unexpected".into()),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Readiness::Starting,
@@ -127,9 +129,11 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// The server's error of forking, or a server that took the request
-    /// and did not answer: the caller drops it (a child may have been
-    /// forked, which finds nobody waiting for it and exits).
+    /// A server that took the request and did not answer, or exited: the
+    /// caller drops it. A child it forked meanwhile is killed by the server
+    /// when its answer cannot go out, or finds nobody waiting for it and
+    /// exits. [`EMFILE`](nix::libc::EMFILE) if the child's pidfd could not be
+    /// received (the child is then killed and reaped here).
     pub(crate) fn fork(&mut self, program: &Program) -> io::Result<Forked> {
         if !program.same_command(&self.command) || loader_variables(program.env()) != self.loader_env {
             return Ok(Forked::Declined);
